@@ -1,0 +1,438 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317  # functions are invoked indirectly (trap, "start_$t")
+# bench/load.sh — one-shot, time-bounded proxy throughput benchmark on loopback.
+#
+# Starts, each with its own generated config in a temp dir:
+#   upstream  nginx answering GET /v1/ping with a ~200-byte JSON body
+#   nginx     nginx as reverse proxy  (/bench/m/ -> upstream /)
+#   haproxy   HAProxy as reverse proxy (/bench/m/ -> upstream /)
+#   edgeproxy dist/edgeproxy           (/bench/m/ -> upstream /)
+# then, per target, warms up and runs `wrk --latency` against GET /bench/m/v1/ping
+# (GET /v1/ping for the direct baseline), and reports req/s, p50, p99, the proxy's
+# CPU time per request (utime+stime of all its processes from /proc/PID/stat) and
+# its RSS (VmHWM peak / VmRSS after, summed over its processes).
+#
+# Env options:
+#   DURATION=10        measured seconds per target (wrk -d)
+#   WARMUP=3           warm-up seconds per target
+#   CONNECTIONS=64     wrk -c
+#   THREADS=1          wrk -t
+#   ONLY=direct,nginx,haproxy,edgeproxy   subset / order of targets
+#   EDGEPROXY_BIN=<repo>/dist/edgeproxy
+#   RESULTS_DIR=<repo>/bench/results
+# Only loopback (127.0.0.1) is ever targeted; every load run is bounded by wrk -d.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd -- "$SCRIPT_DIR/.." && pwd)
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1}
+ONLY=${ONLY:-direct,nginx,haproxy,edgeproxy}
+EDGEPROXY_BIN=${EDGEPROXY_BIN:-$REPO/dist/edgeproxy}
+RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results}
+
+for v in DURATION WARMUP CONNECTIONS THREADS; do
+  if ! [[ ${!v} =~ ^[0-9]+$ ]] || [[ ${!v} -eq 0 ]]; then
+    echo "error: $v must be a positive integer (got '${!v}')" >&2; exit 2
+  fi
+done
+if [[ $# -gt 0 ]]; then
+  case $1 in
+    -h|--help) sed -n '3,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown argument '$1' (configuration is via env, see --help)" >&2; exit 2 ;;
+  esac
+fi
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "error: '$1' not found. On Debian: apt-get install -y nginx haproxy wrk curl" >&2; exit 2; }; }
+need wrk; need curl; need awk
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+
+CLK_TCK=$(getconf CLK_TCK)
+TS=$(date +%Y%m%d-%H%M%S)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/edgeproxy-bench.XXXXXX")
+chmod 755 "$TMP"   # nginx workers run as 'nobody' when started by root
+mkdir -p "$TMP/up" "$TMP/nginx" "$TMP/haproxy" "$TMP/edgeproxy"
+
+STARTED_PIDS=()
+cleanup() {
+  local rc=$? pid _
+  trap - EXIT INT TERM
+  for pid in "${STARTED_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    local alive=0
+    for pid in "${STARTED_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ $alive -eq 0 ]] && break
+    sleep 0.1
+  done
+  for pid in "${STARTED_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT
+trap 'exit 143' TERM
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+
+# ---------------------------------------------------------------- free ports
+free_ports() {  # prints N distinct free loopback TCP ports, one per line
+  local n=$1
+  if command -v python3 >/dev/null 2>&1; then
+    python3 - "$n" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print("\n".join(str(s.getsockname()[1]) for s in socks))
+for s in socks: s.close()
+PY
+  else
+    local got=() p
+    while [[ ${#got[@]} -lt $n ]]; do
+      p=$(( 20000 + RANDOM % 40000 ))
+      [[ " ${got[*]} " == *" $p "* ]] && continue
+      if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then got+=("$p"); fi
+    done
+    printf '%s\n' "${got[@]}"
+  fi
+}
+mapfile -t PORTS < <(free_ports 4)
+UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} EDGE_PORT=${PORTS[3]}
+
+# ---------------------------------------------------------------- /proc helpers
+children_of() {  # direct children of a pid, by scanning /proc/*/stat for its ppid
+  local f st
+  for f in /proc/[0-9]*/stat; do
+    st=$(cat "$f" 2>/dev/null) || continue
+    st=${st##*) }
+    [[ ${st#* } == "$1 "* ]] && { f=${f#/proc/}; echo "${f%/stat}"; }
+  done
+  return 0
+}
+proc_tree() {  # pid plus its direct children (nginx master + workers)
+  local p=$1
+  echo "$p"
+  for c in $(children_of "$p"); do echo "$c"; done
+}
+cpu_ticks() {  # sum utime+stime (ticks) over given pids
+  local total=0 pid rest
+  for pid in "$@"; do
+    [[ -r /proc/$pid/stat ]] || continue
+    rest=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    rest=${rest##*) }            # drop "pid (comm) " safely (comm may hold spaces)
+    # after comm: field 3 is index 0, so utime(14) -> 11, stime(15) -> 12
+    read -r -a f <<<"$rest"
+    total=$(( total + f[11] + f[12] ))
+  done
+  echo "$total"
+}
+mem_kb() {  # $1 = VmRSS|VmHWM, rest = pids; sum in kB
+  local key=$1; shift
+  local total=0 pid v
+  for pid in "$@"; do
+    v=$(awk -v k="$key:" '$1==k {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+    total=$(( total + ${v:-0} ))
+  done
+  echo "$total"
+}
+
+wait_http_200() {  # url timeout_s pid
+  local url=$1 timeout=$2 pid=$3 deadline
+  deadline=$(( $(date +%s) + timeout ))
+  while (( $(date +%s) < deadline )); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------- configs
+BODY='{"id":"bench-ping","object":"ping","model":"bench-m","status":"ok","backend":"nginx-upstream","created":1700000000,"data":{"message":"pong","padding":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}'
+
+cat >"$TMP/up/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $TMP/up/nginx.pid;
+error_log $TMP/up/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_timeout 65;
+  keepalive_requests 1000000;
+  client_body_temp_path $TMP/up/client_body;
+  proxy_temp_path $TMP/up/proxy;
+  fastcgi_temp_path $TMP/up/fastcgi;
+  uwsgi_temp_path $TMP/up/uwsgi;
+  scgi_temp_path $TMP/up/scgi;
+  server {
+    listen 127.0.0.1:$UP_PORT;
+    location = /v1/ping { default_type application/json; return 200 '$BODY'; }
+    # anything else (e.g. a proxy's active health check) gets a small 200 too
+    location / { default_type application/json; return 200 '{"status":"ok"}'; }
+  }
+}
+EOF
+
+cat >"$TMP/nginx/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_timeout 65;
+  keepalive_requests 1000000;
+  client_body_temp_path $TMP/nginx/client_body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  upstream bench_up {
+    server 127.0.0.1:$UP_PORT;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location /bench/m/ {
+      proxy_pass http://bench_up/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+EOF
+
+cat >"$TMP/haproxy/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+  pidfile $TMP/haproxy/haproxy.pid
+
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 65s
+
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  http-request return status 404 content-type text/plain string "not found" if !{ path_beg /bench/m/ }
+  default_backend be_up
+
+backend be_up
+  http-request replace-path ^/bench/m(/.*) \1
+  server up 127.0.0.1:$UP_PORT
+EOF
+
+cat >"$TMP/edgeproxy/backends.json" <<EOF
+{"services":{"bench":{"models":{"m":{"backends":[{"id":"up","name":"nginx upstream","url":"http://127.0.0.1:$UP_PORT","weight":1}]}}}}}
+EOF
+
+# ---------------------------------------------------------------- starters
+# Each starter sets TARGET_PID (root process) and TARGET_URL.
+UP_PID=""
+start_upstream() {
+  "$NGINX" -p "$TMP/up" -e "$TMP/up/error.log" -c "$TMP/up/nginx.conf" >"$TMP/up/stdout.log" 2>&1 &
+  UP_PID=$!; STARTED_PIDS+=("$UP_PID")
+  if ! wait_http_200 "http://127.0.0.1:$UP_PORT/v1/ping" 10 "$UP_PID"; then
+    log "upstream nginx failed to start:"; tail -n 20 "$TMP/up/error.log" "$TMP/up/stdout.log" >&2 || true
+    exit 1
+  fi
+}
+
+start_direct() { TARGET_PID=""; TARGET_URL="http://127.0.0.1:$UP_PORT/v1/ping"; }
+
+start_nginx() {
+  "$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx/stdout.log" 2>&1 &
+  TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
+  TARGET_URL="http://127.0.0.1:$NGINX_PORT/bench/m/v1/ping"
+  wait_http_200 "$TARGET_URL" 10 "$TARGET_PID" || { tail -n 20 "$TMP/nginx/error.log" "$TMP/nginx/stdout.log" >&2 || true; return 1; }
+}
+
+start_haproxy() {
+  # -db: stay in foreground, single process (no master-worker)
+  "$HAPROXY" -db -f "$TMP/haproxy/haproxy.cfg" >"$TMP/haproxy/stdout.log" 2>&1 &
+  TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
+  TARGET_URL="http://127.0.0.1:$HAPROXY_PORT/bench/m/v1/ping"
+  wait_http_200 "$TARGET_URL" 10 "$TARGET_PID" || { tail -n 20 "$TMP/haproxy/stdout.log" >&2 || true; return 1; }
+}
+
+EDGE_STARTUP_MS="" EDGE_STARTUP_RES_MS="" EDGE_POLLS="" EDGE_BIN_MB=""
+start_edgeproxy() {
+  if [[ ! -x $EDGEPROXY_BIN ]]; then
+    log "EdgeProxy binary not found at $EDGEPROXY_BIN"
+    log "  build it with:  ./build.sh   (from the repo root; produces dist/edgeproxy)"
+    log "  or point EDGEPROXY_BIN at an existing build. Skipping the edgeproxy row."
+    return 1
+  fi
+  EDGE_BIN_MB=$(awk -v b="$(stat -L -c %s "$EDGEPROXY_BIN")" 'BEGIN{printf "%.1f", b/1048576}')
+  TARGET_URL="http://127.0.0.1:$EDGE_PORT/bench/m/v1/ping"
+  local health="http://127.0.0.1:$EDGE_PORT/health" t0 tprev tnow code polls=0 deadline
+  t0=$(date +%s%N)
+  PORT=$EDGE_PORT BACKENDS_CONFIG_PATH="$TMP/edgeproxy/backends.json" BACKEND_API_KEY='' \
+    LOG_LEVEL=WARNING HEALTH_CHECK_INTERVAL=30 \
+    "$EDGEPROXY_BIN" >"$TMP/edgeproxy/stdout.log" 2>&1 &
+  TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
+  # Tight poll: each iteration is one curl fork+exec+connect (~2-5 ms), which bounds the
+  # resolution; we report the gap between the last failed poll's start and success.
+  deadline=$(( t0 + 20000000000 ))
+  tprev=$t0
+  while :; do
+    tnow=$(date +%s%N)
+    if (( tnow > deadline )) || ! kill -0 "$TARGET_PID" 2>/dev/null; then
+      log "edgeproxy did not answer 200 on /health within 20 s (or exited); log tail:"
+      tail -n 30 "$TMP/edgeproxy/stdout.log" >&2 || true
+      return 1
+    fi
+    polls=$((polls + 1))
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$health" || true)
+    if [[ $code == 200 ]]; then
+      tnow=$(date +%s%N)
+      EDGE_STARTUP_MS=$(awk -v a="$t0" -v b="$tnow" 'BEGIN{printf "%.1f", (b-a)/1e6}')
+      EDGE_STARTUP_RES_MS=$(awk -v a="$tprev" -v b="$tnow" 'BEGIN{printf "%.1f", (b-a)/1e6}')
+      EDGE_POLLS=$polls
+      break
+    fi
+    tprev=$tnow
+  done
+  # route check
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$TARGET_URL" || true) == 200 ]] || {
+    log "edgeproxy is up but GET /bench/m/v1/ping is not 200; log tail:"
+    tail -n 30 "$TMP/edgeproxy/stdout.log" >&2 || true
+    return 1
+  }
+}
+
+stop_target() {
+  local pid=$1 _
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- wrk parsing
+to_ms() {  # "1.23ms" / "850.00us" / "1.02s" -> ms
+  awk -v x="$1" 'BEGIN{
+    if (x ~ /us$/) { sub(/us$/,"",x); printf "%.2f", x/1000 }
+    else if (x ~ /ms$/) { sub(/ms$/,"",x); printf "%.2f", x }
+    else if (x ~ /m$/) { sub(/m$/,"",x); printf "%.2f", x*60000 }
+    else if (x ~ /s$/) { sub(/s$/,"",x); printf "%.2f", x*1000 }
+    else printf "nan" }'
+}
+
+# ---------------------------------------------------------------- run
+IFS=, read -r -a TARGETS <<<"$ONLY"
+for t in "${TARGETS[@]}"; do
+  case $t in direct|nginx|haproxy|edgeproxy) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
+done
+
+declare -A RPS P50 P99 CPU UPCPU RSS_PEAK RSS_AFTER NOTE
+FAILED=0
+COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+NGINX_VER=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
+HAPROXY_VER=$("$HAPROXY" -v 2>/dev/null | head -n1 | awk '{print $3}')
+
+log "tmp=$TMP ports: upstream=$UP_PORT nginx=$NGINX_PORT haproxy=$HAPROXY_PORT edgeproxy=$EDGE_PORT"
+start_upstream
+UP_PIDS=()
+mapfile -t UP_PIDS < <(proc_tree "$UP_PID")
+
+for t in "${TARGETS[@]}"; do
+  TARGET_PID="" TARGET_URL=""
+  log "== $t: starting"
+  if ! "start_$t"; then
+    NOTE[$t]="not run"
+    FAILED=1
+    stop_target "$TARGET_PID"
+    continue
+  fi
+  log "== $t: warm-up ${WARMUP}s  ($TARGET_URL)"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$TARGET_URL" >"$TMP/$t.warmup.txt" 2>&1 || true
+
+  PIDS=()
+  [[ -n $TARGET_PID ]] && mapfile -t PIDS < <(proc_tree "$TARGET_PID")
+  c0=0; [[ ${#PIDS[@]} -gt 0 ]] && c0=$(cpu_ticks "${PIDS[@]}")
+  u0=$(cpu_ticks "${UP_PIDS[@]}")
+  log "== $t: measuring ${DURATION}s (wrk -t$THREADS -c$CONNECTIONS --latency)"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$TARGET_URL" >"$TMP/$t.wrk.txt" 2>&1 || true
+  c1=0; [[ ${#PIDS[@]} -gt 0 ]] && c1=$(cpu_ticks "${PIDS[@]}")
+  u1=$(cpu_ticks "${UP_PIDS[@]}")
+
+  out=$(cat "$TMP/$t.wrk.txt")
+  reqs=$(awk '/requests in/ {print $1; exit}' <<<"$out")
+  rps=$(awk '/^Requests\/sec:/ {print $2; exit}' <<<"$out")
+  p50=$(awk '/Latency Distribution/ {d=1} d && $1=="50%" {print $2; exit}' <<<"$out")
+  p99=$(awk '/Latency Distribution/ {d=1} d && $1=="99%" {print $2; exit}' <<<"$out")
+  if [[ -z $reqs || -z $rps || -z $p50 || -z $p99 ]]; then
+    log "could not parse wrk output for $t:"; cat "$TMP/$t.wrk.txt" >&2
+    NOTE[$t]="wrk failed"; FAILED=1; stop_target "$TARGET_PID"; continue
+  fi
+  RPS[$t]=$(awk -v x="$rps" 'BEGIN{printf "%.0f", x}')
+  P50[$t]=$(to_ms "$p50")
+  P99[$t]=$(to_ms "$p99")
+  UPCPU[$t]=$(awk -v d=$((u1 - u0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
+  if [[ ${#PIDS[@]} -gt 0 ]]; then
+    CPU[$t]=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
+    RSS_PEAK[$t]=$(awk -v k="$(mem_kb VmHWM "${PIDS[@]}")" 'BEGIN{printf "%.1f", k/1024}')
+    RSS_AFTER[$t]=$(awk -v k="$(mem_kb VmRSS "${PIDS[@]}")" 'BEGIN{printf "%.1f", k/1024}')
+  fi
+  notes=()
+  e=$(grep -E '^\s*Socket errors:' "$TMP/$t.wrk.txt" | sed 's/^ *//' || true); [[ -n $e ]] && notes+=("$e")
+  e=$(grep -E '^\s*Non-2xx' "$TMP/$t.wrk.txt" | sed 's/^ *//' || true); [[ -n $e ]] && notes+=("$e")
+  NOTE[$t]="${notes[*]:-}"
+  log "== $t: ${RPS[$t]} req/s  p50 ${P50[$t]} ms  p99 ${P99[$t]} ms  cpu ${CPU[$t]:--} us/req  ${NOTE[$t]}"
+  stop_target "$TARGET_PID"
+done
+
+# ---------------------------------------------------------------- report
+ratio() {  # a b -> a/b or n/a
+  if [[ -n ${1:-} && -n ${2:-} ]]; then awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}'; else echo "n/a"; fi
+}
+report() {
+  echo "EdgeProxy load benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  commit $COMMIT"
+  echo "host: $(nproc) cpus, $(uname -r); nginx $NGINX_VER; haproxy $HAPROXY_VER; $(wrk -v 2>&1 | head -n1 | awk '{print "wrk", $2}')"
+  echo "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (after ${WARMUP}s warm-up), GET /bench/m/v1/ping (direct: GET /v1/ping), loopback"
+  echo "CPU = proxy utime+stime (all its processes, /proc/PID/stat, CLK_TCK=$CLK_TCK) / requests; RSS = sum of VmHWM (peak) / VmRSS (after) over its processes"
+  echo
+  printf '%-10s %10s %9s %9s %12s %15s %12s  %s\n' target req/s p50_ms p99_ms cpu_us/req rss_MB_peak/now up_us/req notes
+  local t rss
+  for t in "${TARGETS[@]}"; do
+    if [[ -z ${RPS[$t]:-} ]]; then
+      printf '%-10s %10s %9s %9s %12s %15s %12s  %s\n' "$t" - - - - - - "${NOTE[$t]:-not run}"
+      continue
+    fi
+    rss="-"; [[ -n ${RSS_PEAK[$t]:-} ]] && rss="${RSS_PEAK[$t]}/${RSS_AFTER[$t]}"
+    printf '%-10s %10s %9s %9s %12s %15s %12s  %s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" \
+      "${CPU[$t]:--}" "$rss" "${UPCPU[$t]}" "${NOTE[$t]:-}"
+  done
+  echo
+  echo "edgeproxy vs nginx:   throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[nginx]:-}") (goal >= 1.0)   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[nginx]:-}") (goal <= 1.0)   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[nginx]:-}")"
+  echo "edgeproxy vs haproxy: throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[haproxy]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[haproxy]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[haproxy]:-}")"
+  if [[ -n $EDGE_STARTUP_MS ]]; then
+    echo "edgeproxy start -> first 200 on /health: ${EDGE_STARTUP_MS} ms (poll resolution ~${EDGE_STARTUP_RES_MS} ms, ${EDGE_POLLS} curl polls); binary ${EDGE_BIN_MB} MB ($EDGEPROXY_BIN)"
+  elif [[ " ${TARGETS[*]} " == *" edgeproxy "* ]]; then
+    echo "edgeproxy: not measured (binary: $EDGEPROXY_BIN)"
+  fi
+}
+
+mkdir -p "$RESULTS_DIR"
+OUT="$RESULTS_DIR/load-$TS.txt"
+report | tee "$OUT"
+echo "(written to $OUT)"
+exit "$FAILED"
