@@ -18,6 +18,7 @@
 #   WARMUP=3           warm-up seconds per target
 #   CONNECTIONS=64     wrk -c
 #   THREADS=1          wrk -t
+#   ROUNDS=3           measured runs per target, round-robin over targets; the table shows medians
 #   ONLY=direct,nginx,haproxy,edgeproxy   subset / order of targets
 #   EDGEPROXY_BIN=<repo>/dist/edgeproxy
 #   RESULTS_DIR=<repo>/bench/results
@@ -32,18 +33,19 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
+ROUNDS=${ROUNDS:-3}
 ONLY=${ONLY:-direct,nginx,haproxy,edgeproxy}
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-$REPO/dist/edgeproxy}
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results}
 
-for v in DURATION WARMUP CONNECTIONS THREADS; do
+for v in DURATION WARMUP CONNECTIONS THREADS ROUNDS; do
   if ! [[ ${!v} =~ ^[0-9]+$ ]] || [[ ${!v} -eq 0 ]]; then
     echo "error: $v must be a positive integer (got '${!v}')" >&2; exit 2
   fi
 done
 if [[ $# -gt 0 ]]; then
   case $1 in
-    -h|--help) sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument '$1' (configuration is via env, see --help)" >&2; exit 2 ;;
   esac
 fi
@@ -301,62 +303,118 @@ for t in "${TARGETS[@]}"; do
   case $t in direct|nginx|haproxy|edgeproxy) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
 done
 
-declare -A RPS P50 P99 CPU UPCPU RSS_PEAK RSS_AFTER NOTE
+declare -A RPS P50 P99 CPU UPCPU OTHER RSS_PEAK RSS_AFTER NOTE   # final (median) figures
+declare -A R_RPS R_P50 R_P99 R_CPU R_UPCPU R_OTHER R_NOTE          # per round, key "target,round"
+declare -A TPID TURL
 FAILED=0
 COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 NGINX_VER=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 HAPROXY_VER=$("$HAPROXY" -v 2>/dev/null | awk 'NR==1 {print $3}' || true)  # no head: SIGPIPE + pipefail
+
+sys_ticks() {  # "busy steal" jiffies from /proc/stat (busy = user+nice+system+irq+softirq)
+  local _c user nice system _idle _iowait irq softirq steal _rest
+  read -r _c user nice system _idle _iowait irq softirq steal _rest </proc/stat
+  echo "$(( user + nice + system + irq + softirq )) $steal"
+}
+self_child_ticks() {  # cutime+cstime of this shell: CPU of children it has reaped (i.e. wrk)
+  local rest f
+  rest=$(cat "/proc/$$/stat"); rest=${rest##*) }
+  read -r -a f <<<"$rest"
+  echo $(( f[13] + f[14] ))
+}
+median() {  # numbers... -> median (mean of the middle two for an even count)
+  printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{ if (NR==0) exit; if (NR%2) printf "%s", v[(NR+1)/2]; else printf "%s", (v[NR/2]+v[NR/2+1])/2 }'
+}
+
+measure() {  # target round
+  local t=$1 r=$2 url=${TURL[$1]} pids=() c0=0 c1=0 u0 u1 w0 w1 s0 s1 sb0 sb1 t0 t1 out reqs rps p50 p99 e notes=()
+  [[ -n ${TPID[$t]} ]] && read -r -a pids <<<"${TPID[$t]}"
+  log "== $t (round $r/$ROUNDS): warm-up ${WARMUP}s, then ${DURATION}s measured  ($url)"
+  run_wrk "$TMP/$t.$r.warmup.txt" -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$url"
+
+  [[ ${#pids[@]} -gt 0 ]] && c0=$(cpu_ticks "${pids[@]}")
+  u0=$(cpu_ticks "${UP_PIDS[@]}"); w0=$(self_child_ticks); s0=$(sys_ticks); now_us; t0=$NOW_US
+  run_wrk "$TMP/$t.$r.wrk.txt" -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url"
+  now_us; t1=$NOW_US; s1=$(sys_ticks); w1=$(self_child_ticks); u1=$(cpu_ticks "${UP_PIDS[@]}")
+  [[ ${#pids[@]} -gt 0 ]] && c1=$(cpu_ticks "${pids[@]}")
+
+  out=$(cat "$TMP/$t.$r.wrk.txt")
+  reqs=$(awk '/requests in/ {print $1; exit}' <<<"$out")
+  rps=$(awk '/^Requests\/sec:/ {print $2; exit}' <<<"$out")
+  p50=$(awk '/Latency Distribution/ {d=1} d && $1=="50%" {print $2; exit}' <<<"$out")
+  p99=$(awk '/Latency Distribution/ {d=1} d && $1=="99%" {print $2; exit}' <<<"$out")
+  if [[ -z $reqs || -z $rps || -z $p50 || -z $p99 || $reqs == 0 ]]; then
+    log "could not parse wrk output for $t:"; cat "$TMP/$t.$r.wrk.txt" >&2
+    R_NOTE[$t,$r]="wrk failed"; FAILED=1
+    return 0
+  fi
+  R_RPS[$t,$r]=$(awk -v x="$rps" 'BEGIN{printf "%.0f", x}')
+  R_P50[$t,$r]=$(to_ms "$p50")
+  R_P99[$t,$r]=$(to_ms "$p99")
+  R_UPCPU[$t,$r]=$(awk -v d=$((u1 - u0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
+  [[ ${#pids[@]} -gt 0 ]] && R_CPU[$t,$r]=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
+  # CPU used on the box during the run by anything other than proxy, upstream and wrk, in % of
+  # one core (includes softirq time not charged to a task). A high value means the run is noisy.
+  read -r sb0 _ <<<"$s0"; read -r sb1 _ <<<"$s1"
+  R_OTHER[$t,$r]=$(awk -v b=$((sb1 - sb0)) -v p=$((c1 - c0)) -v u=$((u1 - u0)) -v w=$((w1 - w0)) \
+    -v hz="$CLK_TCK" -v us=$((t1 - t0)) 'BEGIN{o=(b-p-u-w)/hz/(us/1e6)*100; if (o<0) o=0; printf "%.0f", o}')
+  e=$(grep -E '^\s*Socket errors:' "$TMP/$t.$r.wrk.txt" | sed 's/^ *//' || true); [[ -n $e ]] && notes+=("$e")
+  e=$(grep -E '^\s*Non-2xx' "$TMP/$t.$r.wrk.txt" | sed 's/^ *//' || true); [[ -n $e ]] && notes+=("$e")
+  R_NOTE[$t,$r]="${notes[*]:-}"
+  log "== $t (round $r): ${R_RPS[$t,$r]} req/s  p50 ${R_P50[$t,$r]} ms  p99 ${R_P99[$t,$r]} ms  cpu ${R_CPU[$t,$r]:--} us/req  other ${R_OTHER[$t,$r]}%  ${R_NOTE[$t,$r]}"
+}
 
 log "tmp=$TMP ports: upstream=$UP_PORT nginx=$NGINX_PORT haproxy=$HAPROXY_PORT edgeproxy=$EDGE_PORT"
 start_upstream
 UP_PIDS=()
 mapfile -t UP_PIDS < <(proc_tree "$UP_PID")
 
+# Start every target first (idle ones cost nothing), then measure them round-robin so that a
+# burst of background load hits one round, not one target; the table shows per-target medians.
+RUNNING=()
 for t in "${TARGETS[@]}"; do
   TARGET_PID="" TARGET_URL=""
   log "== $t: starting"
   if ! "start_$t"; then
-    NOTE[$t]="not run"
-    FAILED=1
+    NOTE[$t]="not run"; FAILED=1
     stop_target "$TARGET_PID"
     continue
   fi
-  log "== $t: warm-up ${WARMUP}s  ($TARGET_URL)"
-  run_wrk "$TMP/$t.warmup.txt" -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$TARGET_URL"
+  TURL[$t]=$TARGET_URL
+  TPID[$t]=""
+  [[ -n $TARGET_PID ]] && TPID[$t]=$(proc_tree "$TARGET_PID" | tr '\n' ' ')
+  RUNNING+=("$t")
+done
 
-  PIDS=()
-  [[ -n $TARGET_PID ]] && mapfile -t PIDS < <(proc_tree "$TARGET_PID")
-  c0=0; [[ ${#PIDS[@]} -gt 0 ]] && c0=$(cpu_ticks "${PIDS[@]}")
-  u0=$(cpu_ticks "${UP_PIDS[@]}")
-  log "== $t: measuring ${DURATION}s (wrk -t$THREADS -c$CONNECTIONS --latency)"
-  run_wrk "$TMP/$t.wrk.txt" -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$TARGET_URL"
-  c1=0; [[ ${#PIDS[@]} -gt 0 ]] && c1=$(cpu_ticks "${PIDS[@]}")
-  u1=$(cpu_ticks "${UP_PIDS[@]}")
+for ((r = 1; r <= ROUNDS; r++)); do
+  for t in "${RUNNING[@]}"; do measure "$t" "$r"; done
+done
 
-  out=$(cat "$TMP/$t.wrk.txt")
-  reqs=$(awk '/requests in/ {print $1; exit}' <<<"$out")
-  rps=$(awk '/^Requests\/sec:/ {print $2; exit}' <<<"$out")
-  p50=$(awk '/Latency Distribution/ {d=1} d && $1=="50%" {print $2; exit}' <<<"$out")
-  p99=$(awk '/Latency Distribution/ {d=1} d && $1=="99%" {print $2; exit}' <<<"$out")
-  if [[ -z $reqs || -z $rps || -z $p50 || -z $p99 ]]; then
-    log "could not parse wrk output for $t:"; cat "$TMP/$t.wrk.txt" >&2
-    NOTE[$t]="wrk failed"; FAILED=1; stop_target "$TARGET_PID"; continue
+for t in "${RUNNING[@]}"; do
+  vals=() p50s=() p99s=() cpus=() ups=() others=() tnotes=""
+  for ((r = 1; r <= ROUNDS; r++)); do
+    [[ -n ${R_RPS[$t,$r]:-} ]] || { tnotes+="round $r: ${R_NOTE[$t,$r]:-failed}; "; continue; }
+    vals+=("${R_RPS[$t,$r]}"); p50s+=("${R_P50[$t,$r]}"); p99s+=("${R_P99[$t,$r]}")
+    ups+=("${R_UPCPU[$t,$r]}"); others+=("${R_OTHER[$t,$r]}")
+    [[ -n ${R_CPU[$t,$r]:-} ]] && cpus+=("${R_CPU[$t,$r]}")
+    [[ -n ${R_NOTE[$t,$r]:-} ]] && tnotes+="round $r: ${R_NOTE[$t,$r]}; "
+  done
+  if [[ ${#vals[@]} -gt 0 ]]; then
+    RPS[$t]=$(median "${vals[@]}" | awk '{printf "%.0f", $1}')
+    P50[$t]=$(median "${p50s[@]}" | awk '{printf "%.2f", $1}')
+    P99[$t]=$(median "${p99s[@]}" | awk '{printf "%.2f", $1}')
+    UPCPU[$t]=$(median "${ups[@]}" | awk '{printf "%.1f", $1}')
+    OTHER[$t]=$(median "${others[@]}" | awk '{printf "%.0f", $1}')
+    [[ ${#cpus[@]} -gt 0 ]] && CPU[$t]=$(median "${cpus[@]}" | awk '{printf "%.1f", $1}')
+    [[ $ROUNDS -gt 1 ]] && tnotes="req/s by round: $(IFS=/; echo "${vals[*]}"); $tnotes"
   fi
-  RPS[$t]=$(awk -v x="$rps" 'BEGIN{printf "%.0f", x}')
-  P50[$t]=$(to_ms "$p50")
-  P99[$t]=$(to_ms "$p99")
-  UPCPU[$t]=$(awk -v d=$((u1 - u0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
-  if [[ ${#PIDS[@]} -gt 0 ]]; then
-    CPU[$t]=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
-    RSS_PEAK[$t]=$(awk -v k="$(mem_kb VmHWM "${PIDS[@]}")" 'BEGIN{printf "%.1f", k/1024}')
-    RSS_AFTER[$t]=$(awk -v k="$(mem_kb VmRSS "${PIDS[@]}")" 'BEGIN{printf "%.1f", k/1024}')
+  if [[ -n ${TPID[$t]} ]]; then
+    read -r -a pids <<<"${TPID[$t]}"
+    RSS_PEAK[$t]=$(awk -v k="$(mem_kb VmHWM "${pids[@]}")" 'BEGIN{printf "%.1f", k/1024}')
+    RSS_AFTER[$t]=$(awk -v k="$(mem_kb VmRSS "${pids[@]}")" 'BEGIN{printf "%.1f", k/1024}')
+    stop_target "${pids[0]}"
   fi
-  notes=()
-  e=$(grep -E '^\s*Socket errors:' "$TMP/$t.wrk.txt" | sed 's/^ *//' || true); [[ -n $e ]] && notes+=("$e")
-  e=$(grep -E '^\s*Non-2xx' "$TMP/$t.wrk.txt" | sed 's/^ *//' || true); [[ -n $e ]] && notes+=("$e")
-  NOTE[$t]="${notes[*]:-}"
-  log "== $t: ${RPS[$t]} req/s  p50 ${P50[$t]} ms  p99 ${P99[$t]} ms  cpu ${CPU[$t]:--} us/req  ${NOTE[$t]}"
-  stop_target "$TARGET_PID"
+  NOTE[$t]=${tnotes%; }
 done
 
 # ---------------------------------------------------------------- report
@@ -366,19 +424,20 @@ ratio() {  # a b -> a/b or n/a
 report() {
   echo "EdgeProxy load benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  commit $COMMIT"
   echo "host: $(nproc) cpus, $(uname -r); nginx $NGINX_VER; haproxy $HAPROXY_VER; $(wrk -v 2>&1 | awk 'NR==1 {print "wrk", $2}' || true)"
-  echo "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (after ${WARMUP}s warm-up), GET /bench/m/v1/ping (direct: GET /v1/ping), loopback"
-  echo "CPU = proxy utime+stime (all its processes, /proc/PID/stat, CLK_TCK=$CLK_TCK) / requests; RSS = sum of VmHWM (peak) / VmRSS (after) over its processes"
+  echo "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (after ${WARMUP}s warm-up) x $ROUNDS rounds round-robin, medians shown; GET /bench/m/v1/ping (direct: GET /v1/ping), loopback"
+  echo "cpu_us/req = proxy utime+stime (all its processes, /proc/PID/stat, CLK_TCK=$CLK_TCK) / requests; up_us/req = same for the upstream nginx"
+  echo "rss = sum of VmHWM (peak) / VmRSS (at end) over the proxy's processes; other% = box CPU not used by proxy/upstream/wrk during the run (% of one core; noise indicator)"
   echo
-  printf '%-10s %10s %9s %9s %12s %15s %12s  %s\n' target req/s p50_ms p99_ms cpu_us/req rss_MB_peak/now up_us/req notes
+  printf '%-10s %8s %8s %8s %11s %13s %10s %7s  %s\n' target req/s p50_ms p99_ms cpu_us/req rss_MB_pk/end up_us/req other% notes
   local t rss
   for t in "${TARGETS[@]}"; do
     if [[ -z ${RPS[$t]:-} ]]; then
-      printf '%-10s %10s %9s %9s %12s %15s %12s  %s\n' "$t" - - - - - - "${NOTE[$t]:-not run}"
+      printf '%-10s %8s %8s %8s %11s %13s %10s %7s  %s\n' "$t" - - - - - - - "${NOTE[$t]:-not run}"
       continue
     fi
     rss="-"; [[ -n ${RSS_PEAK[$t]:-} ]] && rss="${RSS_PEAK[$t]}/${RSS_AFTER[$t]}"
-    printf '%-10s %10s %9s %9s %12s %15s %12s  %s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" \
-      "${CPU[$t]:--}" "$rss" "${UPCPU[$t]}" "${NOTE[$t]:-}"
+    printf '%-10s %8s %8s %8s %11s %13s %10s %7s  %s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" \
+      "${CPU[$t]:--}" "$rss" "${UPCPU[$t]}" "${OTHER[$t]}" "${NOTE[$t]:-}"
   done
   echo
   echo "edgeproxy vs nginx:   throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[nginx]:-}") (goal >= 1.0)   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[nginx]:-}") (goal <= 1.0)   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[nginx]:-}")"
