@@ -1,0 +1,193 @@
+// Browser test of the operator dashboard against the real gateway binary and real backend processes.
+//
+//   cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci && node --test
+//
+// Needs: Debian's chromium (/usr/bin/chromium, or env CHROMIUM), the gateway binary (env EDGEPROXY_BIN,
+// default <repo>/dist/edgeproxy, from ./build.sh) and the built test backend (env EDGEPROXY_TEST_BACKEND_DLL,
+// default <repo>/tests/EdgeProxy.TestBackend/bin/Release/net10.0/EdgeProxy.TestBackend.dll).
+// Everything listens on 127.0.0.1 only. Screenshots go to tests/e2e/artifacts/ (git-ignored).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../..');
+const BIN = process.env.EDGEPROXY_BIN || path.join(repo, 'dist/edgeproxy');
+const BACKEND_DLL = process.env.EDGEPROXY_TEST_BACKEND_DLL ||
+  path.join(repo, 'tests/EdgeProxy.TestBackend/bin/Release/net10.0/EdgeProxy.TestBackend.dll');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ARTIFACTS = path.join(here, 'artifacts');
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const BACKEND_KEY = 'per-backend-secret-5f1c'; // must never reach the page or the JSON
+
+const children = [];
+let tmp, gatewayUrl, browser, page, backends;
+const problems = []; // console errors/warnings and page errors, over the whole run
+
+// ---- process helpers ----
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().once('error', reject).listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function start(cmd, args, opts = {}) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  child.log = '';
+  const keep = (d) => { child.log = (child.log + d).slice(-8000); };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  child.exited = new Promise((r) => child.once('exit', (code, sig) => r(code ?? sig)));
+  children.push(child);
+  return child;
+}
+
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await child.exited;
+  clearTimeout(t);
+}
+
+/** Starts a test backend and resolves with its URL from the "LISTENING http://127.0.0.1:PORT" line. */
+function startBackend(id) {
+  const child = start('dotnet', [BACKEND_DLL, '--urls', 'http://127.0.0.1:0', '--id', id]);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`backend ${id} did not start:\n${child.log}`)), 30000);
+    let buf = '';
+    child.stdout.on('data', (d) => {
+      buf += d;
+      const m = /^LISTENING (http:\/\/\S+)\s*$/m.exec(buf);
+      if (m) { clearTimeout(timer); resolve({ id, url: m[1], child }); }
+    });
+    child.exited.then((code) => { clearTimeout(timer); reject(new Error(`backend ${id} exited (${code}):\n${child.log}`)); });
+  });
+}
+
+async function waitFor(what, fn, ms) {
+  const end = Date.now() + ms;
+  for (;;) {
+    try { if (await fn()) return; } catch (e) { if (e.fatal) throw e; /* else: not yet */ }
+    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const sha256 = (s) => "'sha256-" + crypto.createHash('sha256').update(s, 'utf8').digest('base64') + "'";
+
+before(async () => {
+  for (const [what, file] of [['gateway binary (./build.sh)', BIN], ['test backend (dotnet build -c Release)', BACKEND_DLL], ['chromium', CHROMIUM]]) {
+    assert.ok(fs.existsSync(file), `missing ${what}: ${file}`);
+  }
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeproxy-e2e-'));
+  backends = await Promise.all([startBackend('b1'), startBackend('b2')]);
+
+  const config = path.join(tmp, 'backends.json');
+  fs.writeFileSync(config, JSON.stringify({
+    services: {
+      chat: {
+        models: {
+          'test-model': {
+            backends: [
+              { id: 'b1', name: 'Backend one', url: backends[0].url, weight: 1, api_key: BACKEND_KEY },
+              { id: 'b2', name: 'Backend two', url: backends[1].url, weight: 1 }
+            ]
+          }
+        }
+      }
+    }
+  }, null, 2));
+
+  const port = await freePort();
+  gatewayUrl = `http://127.0.0.1:${port}`;
+  const gw = start(BIN, [], {
+    cwd: tmp, // no stray .env from the repo
+    env: {
+      PATH: process.env.PATH, HOME: tmp, PORT: String(port), HOST: '127.0.0.1',
+      BACKENDS_CONFIG_PATH: config, HEALTH_CHECK_INTERVAL: '1', BACKEND_API_KEY: 'test-key', LOG_LEVEL: 'warning'
+    }
+  });
+  await waitFor('gateway /health', async () => {
+    if (gw.exitCode !== null) throw Object.assign(new Error(`gateway exited (${gw.exitCode}):\n${gw.log}`), { fatal: true });
+    return (await fetch(gatewayUrl + '/health')).ok;
+  }, 20000).catch((e) => { throw new Error(e.message + '\n--- gateway log ---\n' + gw.log); });
+
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
+  page = await ctx.newPage();
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push('pageerror: ' + e.message));
+  await page.addInitScript(() => { // runs outside the page's CSP
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await Promise.all(children.map(stop));
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test('GET / serves the dashboard with a strict CSP whose hashes match the inline script and style', async () => {
+  const resp = await page.goto(gatewayUrl + '/');
+  assert.equal(resp.status(), 200);
+  assert.match(resp.headers()['content-type'], /^text\/html/);
+  const html = await resp.text();
+  const csp = resp.headers()['content-security-policy'] || '';
+  const script = /<script\b[^>]*>([\s\S]*?)<\/script>/i.exec(html)[1];
+  const style = /<style\b[^>]*>([\s\S]*?)<\/style>/i.exec(html)[1];
+  assert.match(csp, /default-src 'none'/);
+  assert.ok(csp.includes(`script-src ${sha256(script)}`), `script hash not in CSP: ${csp}`);
+  assert.ok(csp.includes(`style-src ${sha256(style)}`), `style hash not in CSP: ${csp}`);
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+});
+
+test('both backends are listed healthy, live over SSE', async () => {
+  await page.waitForSelector('#conn[data-state="live"]', { timeout: 10000 });
+  for (const id of ['b1', 'b2']) {
+    await page.waitForSelector(`[data-backend-id="${id}"][data-status="healthy"]`, { timeout: 10000 });
+  }
+  assert.equal(await page.locator('[data-backend-id]').count(), 2);
+  assert.match(await page.textContent('#availability'), /2\/2 healthy/);
+  assert.match(await page.textContent('[data-backend-id="b2"]'), /Backend two/);
+  assert.match(await page.textContent('[data-backend-id="b2"]'), new RegExp(backends[1].url.replace(/[.:/]/g, '\\$&')));
+});
+
+test('no backend key in the JSON or the page', async () => {
+  const json = await (await fetch(gatewayUrl + '/api/health/status')).text();
+  for (const secret of [BACKEND_KEY, 'test-key']) {
+    assert.ok(!json.includes(secret), 'key leaked in /api/health/status');
+    assert.ok(!(await page.content()).includes(secret), 'key leaked in the page');
+  }
+});
+
+test('a killed backend flips to unhealthy within 10 s', async (t) => {
+  backends[1].child.kill('SIGKILL');
+  const t0 = Date.now();
+  await page.waitForSelector('[data-backend-id="b2"][data-status="unhealthy"]', { timeout: 10000 });
+  t.diagnostic(`flip after ${Date.now() - t0} ms`);
+  assert.equal(await page.getAttribute('[data-backend-id="b1"]', 'data-status'), 'healthy');
+  assert.match(await page.textContent('#availability'), /1\/2 healthy/);
+  assert.equal(await page.getAttribute('#conn', 'data-state'), 'live');
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+});
+
+test('no console errors, page errors or CSP violations', async () => {
+  assert.deepEqual(problems, []);
+  assert.deepEqual(await page.evaluate(() => window.__csp), []);
+});
