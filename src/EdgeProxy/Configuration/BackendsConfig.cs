@@ -1,0 +1,61 @@
+namespace EdgeProxy.Configuration;
+
+/// <summary>The validated content of backends.json: services, their models, each model's backends.</summary>
+internal sealed record BackendsConfig(IReadOnlyList<ServiceConfig> Services)
+{
+    public int ModelCount => Services.Sum(s => s.Models.Count);
+
+    public int BackendCount => Services.Sum(s => s.Models.Sum(m => m.Backends.Count));
+}
+
+internal sealed record ServiceConfig(string Name, IReadOnlyList<ModelConfig> Models);
+
+/// <summary>One model's backends plus how clients are pinned to them.</summary>
+internal sealed record ModelConfig(string Name, IReadOnlyList<BackendConfig> Backends, AffinityConfig Affinity);
+
+internal enum AffinityKind
+{
+    /// <summary>Pin by client IP (the contract's session affinity; default).</summary>
+    ClientIp,
+
+    /// <summary>No pinning: smooth weighted round-robin only.</summary>
+    None,
+
+    /// <summary>Pin by a request header (e.g. a session or user id, for KV-cache locality).</summary>
+    Header,
+}
+
+internal sealed record AffinityConfig(AffinityKind Kind, string? HeaderName = null)
+{
+    public static readonly AffinityConfig ClientIp = new(AffinityKind.ClientIp);
+
+    public override string ToString() => Kind switch
+    {
+        AffinityKind.ClientIp => "client_ip",
+        AffinityKind.None => "none",
+        _ => "header:" + HeaderName,
+    };
+}
+
+/// <summary>One backend. <see cref="ApiKey"/> never leaves the process: not in responses, pages or logs.</summary>
+internal sealed record BackendConfig
+{
+    public required string Id { get; init; }
+
+    public required string Name { get; init; }
+
+    /// <summary>Absolute http(s) URL without a trailing slash; requests go to `{Url}/{path}`.</summary>
+    public required string Url { get; init; }
+
+    public int Weight { get; init; } = 1;
+
+    public string? ApiKey { get; init; }
+
+    public UpstreamAuthMode? AuthMode { get; init; }
+
+    /// <summary>Path probed by active health checks (contract: `/health`).</summary>
+    public string HealthPath { get; init; } = "/health";
+
+    // The key is excluded so that a stray ToString() or log of the record can never print it.
+    public override string ToString() => $"{Id} ({Name}) {Url} weight={Weight}";
+}

@@ -1,0 +1,418 @@
+using System.Text.Json;
+
+namespace EdgeProxy.Configuration;
+
+/// <summary>
+/// Parses and validates backends.json. Every problem is collected with the path of the offending
+/// field (`services.google.models.gemma.backends[1].url`) so an operator fixes the file in one go.
+/// Accepts both spellings found in the replaced product's docs: `"models"` and `"model"`.
+/// </summary>
+internal static class BackendsConfigLoader
+{
+    /// <summary>Backends per model are bounded so failover bookkeeping fits one 64-bit mask.</summary>
+    public const int MaxBackendsPerModel = 64;
+
+    /// <summary>Weights are bounded so the smooth round-robin sequence stays small.</summary>
+    public const int MaxWeight = 1000;
+
+    private static readonly JsonDocumentOptions DocumentOptions = new()
+    {
+        // Hand-edited files: tolerate comments and trailing commas (the seed README shows `// ...`).
+        CommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        MaxDepth = 32,
+    };
+
+    public static BackendsConfig LoadFile(string path, List<string>? warnings = null)
+    {
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new ConfigException(path, [new ConfigError(path, $"cannot read file: {ex.Message}")]);
+        }
+        return Parse(bytes, path, warnings);
+    }
+
+    public static BackendsConfig Parse(ReadOnlyMemory<byte> json, string source, List<string>? warnings = null)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(json, DocumentOptions);
+        }
+        catch (JsonException ex)
+        {
+            var where = ex.LineNumber is long line ? $"line {line + 1}, column {ex.BytePositionInLine + 1}" : "(json)";
+            throw new ConfigException(source, [new ConfigError(where, "invalid JSON: " + FirstSentence(ex.Message))]);
+        }
+
+        using (document)
+        {
+            var errors = new List<ConfigError>();
+            var config = ReadRoot(document.RootElement, errors, warnings ?? []);
+            if (errors.Count > 0)
+            {
+                throw new ConfigException(source, errors);
+            }
+            return config!;
+        }
+    }
+
+    private static BackendsConfig? ReadRoot(JsonElement root, List<ConfigError> errors, List<string> warnings)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new ConfigError("$", $"expected an object with \"services\", found {Describe(root)}"));
+            return null;
+        }
+        if (!root.TryGetProperty("services", out var servicesElement))
+        {
+            errors.Add(new ConfigError("services", "is required"));
+            return null;
+        }
+        WarnUnknown(root, "$", ["services"], warnings);
+        if (servicesElement.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new ConfigError("services", $"expected an object of services, found {Describe(servicesElement)}"));
+            return null;
+        }
+
+        var services = new List<ServiceConfig>();
+        foreach (var service in servicesElement.EnumerateObject())
+        {
+            var path = "services." + service.Name;
+            if (!IsValidSegment(service.Name))
+            {
+                errors.Add(new ConfigError(path, "service name must be non-empty and must not contain '/', '?', '#', '%' or whitespace"));
+            }
+            var models = ReadService(service.Value, path, errors, warnings);
+            if (models is not null)
+            {
+                services.Add(new ServiceConfig(service.Name, models));
+            }
+        }
+        if (services.Count == 0 && errors.Count == 0)
+        {
+            errors.Add(new ConfigError("services", "no services defined"));
+        }
+        return new BackendsConfig(services);
+    }
+
+    private static List<ModelConfig>? ReadService(JsonElement service, string path, List<ConfigError> errors, List<string> warnings)
+    {
+        if (service.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new ConfigError(path, $"expected an object with \"models\", found {Describe(service)}"));
+            return null;
+        }
+        var hasModels = service.TryGetProperty("models", out var modelsElement);
+        var hasModel = service.TryGetProperty("model", out var modelElement);
+        if (hasModels && hasModel)
+        {
+            errors.Add(new ConfigError(path, "has both \"models\" and \"model\"; use one"));
+            return null;
+        }
+        if (!hasModels && !hasModel)
+        {
+            errors.Add(new ConfigError(path + ".models", "is required"));
+            return null;
+        }
+        var key = hasModels ? "models" : "model";
+        var element = hasModels ? modelsElement : modelElement;
+        WarnUnknown(service, path, ["models", "model"], warnings);
+        path += "." + key;
+        if (element.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new ConfigError(path, $"expected an object of models, found {Describe(element)}"));
+            return null;
+        }
+
+        var models = new List<ModelConfig>();
+        foreach (var model in element.EnumerateObject())
+        {
+            var modelPath = path + "." + model.Name;
+            if (!IsValidSegment(model.Name))
+            {
+                errors.Add(new ConfigError(modelPath, "model name must be non-empty and must not contain '/', '?', '#', '%' or whitespace"));
+            }
+            var config = ReadModel(model.Name, model.Value, modelPath, errors, warnings);
+            if (config is not null)
+            {
+                models.Add(config);
+            }
+        }
+        if (models.Count == 0 && !element.EnumerateObject().Any())
+        {
+            errors.Add(new ConfigError(path, "no models defined"));
+        }
+        return models;
+    }
+
+    private static ModelConfig? ReadModel(string name, JsonElement model, string path, List<ConfigError> errors, List<string> warnings)
+    {
+        if (model.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new ConfigError(path, $"expected an object with \"backends\", found {Describe(model)}"));
+            return null;
+        }
+        WarnUnknown(model, path, ["backends", "affinity"], warnings);
+        var affinity = AffinityConfig.ClientIp;
+        if (model.TryGetProperty("affinity", out var affinityElement))
+        {
+            affinity = ReadAffinity(affinityElement, path + ".affinity", errors);
+        }
+        if (!model.TryGetProperty("backends", out var backendsElement))
+        {
+            errors.Add(new ConfigError(path + ".backends", "is required"));
+            return null;
+        }
+        path += ".backends";
+        if (backendsElement.ValueKind != JsonValueKind.Array)
+        {
+            errors.Add(new ConfigError(path, $"expected an array of backends, found {Describe(backendsElement)}"));
+            return null;
+        }
+        var count = backendsElement.GetArrayLength();
+        if (count == 0)
+        {
+            errors.Add(new ConfigError(path, "is empty; a model needs at least one backend"));
+            return null;
+        }
+        if (count > MaxBackendsPerModel)
+        {
+            errors.Add(new ConfigError(path, $"has {count} backends; at most {MaxBackendsPerModel} per model are supported"));
+            return null;
+        }
+
+        var backends = new List<BackendConfig>(count);
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        var index = 0;
+        foreach (var backend in backendsElement.EnumerateArray())
+        {
+            var backendPath = $"{path}[{index}]";
+            var config = ReadBackend(backend, backendPath, errors, warnings);
+            if (config is not null)
+            {
+                if (ids.TryGetValue(config.Id, out var first))
+                {
+                    errors.Add(new ConfigError(backendPath + ".id", $"duplicate id '{config.Id}' (also {path}[{first}])"));
+                }
+                else
+                {
+                    ids[config.Id] = index;
+                }
+                backends.Add(config);
+            }
+            index++;
+        }
+        return new ModelConfig(name, backends, affinity);
+    }
+
+    private static AffinityConfig ReadAffinity(JsonElement element, string path, List<ConfigError> errors)
+    {
+        var value = element.ValueKind == JsonValueKind.String ? element.GetString()!.Trim() : null;
+        switch (value?.ToLowerInvariant())
+        {
+            case "client_ip":
+            case "ip":
+                return AffinityConfig.ClientIp;
+            case "none":
+                return new AffinityConfig(AffinityKind.None);
+        }
+        if (value is not null && value.StartsWith("header:", StringComparison.OrdinalIgnoreCase))
+        {
+            var header = value["header:".Length..].Trim();
+            if (header.Length > 0 && header.All(c => c > 32 && c < 127 && c != ':'))
+            {
+                return new AffinityConfig(AffinityKind.Header, header);
+            }
+        }
+        errors.Add(new ConfigError(path, $"expected \"client_ip\", \"none\" or \"header:<Name>\", found {Describe(element)}"));
+        return AffinityConfig.ClientIp;
+    }
+
+    private static BackendConfig? ReadBackend(JsonElement backend, string path, List<ConfigError> errors, List<string> warnings)
+    {
+        if (backend.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new ConfigError(path, $"expected a backend object, found {Describe(backend)}"));
+            return null;
+        }
+        WarnUnknown(backend, path, ["id", "name", "url", "weight", "api_key", "auth_mode", "health_path"], warnings);
+        var before = errors.Count;
+
+        var id = RequiredString(backend, "id", path, errors);
+        var name = RequiredString(backend, "name", path, errors);
+        var url = RequiredString(backend, "url", path, errors);
+        if (url is not null)
+        {
+            url = ValidateUrl(url, path + ".url", errors);
+        }
+
+        var weight = 1;
+        if (backend.TryGetProperty("weight", out var weightElement) && weightElement.ValueKind != JsonValueKind.Null)
+        {
+            if (weightElement.ValueKind != JsonValueKind.Number)
+            {
+                errors.Add(new ConfigError(path + ".weight", $"expected an integer from 1 to {MaxWeight}, found {Describe(weightElement)}"));
+            }
+            else if (!weightElement.TryGetInt32(out weight))
+            {
+                errors.Add(new ConfigError(path + ".weight", $"expected an integer from 1 to {MaxWeight}, found {weightElement.GetRawText()} (not an integer)"));
+            }
+            else if (weight < 1 || weight > MaxWeight)
+            {
+                errors.Add(new ConfigError(path + ".weight", $"expected an integer from 1 to {MaxWeight}, found {weight}"));
+            }
+        }
+
+        string? apiKey = null;
+        if (backend.TryGetProperty("api_key", out var keyElement) && keyElement.ValueKind != JsonValueKind.Null)
+        {
+            if (keyElement.ValueKind != JsonValueKind.String)
+            {
+                // Never echo the value: it may be a secret typed in the wrong shape.
+                errors.Add(new ConfigError(path + ".api_key", $"expected a string, found {keyElement.ValueKind.ToString().ToLowerInvariant()}"));
+            }
+            else
+            {
+                apiKey = keyElement.GetString();
+                if (apiKey is { Length: 0 })
+                {
+                    apiKey = null;
+                }
+                else if (apiKey is not null && apiKey.Any(c => c < 32 || c == 127))
+                {
+                    errors.Add(new ConfigError(path + ".api_key", "contains control characters"));
+                }
+            }
+        }
+
+        UpstreamAuthMode? authMode = null;
+        if (backend.TryGetProperty("auth_mode", out var modeElement) && modeElement.ValueKind != JsonValueKind.Null)
+        {
+            if (modeElement.ValueKind == JsonValueKind.String && UpstreamAuthModes.TryParse(modeElement.GetString(), out var mode))
+            {
+                authMode = mode;
+            }
+            else
+            {
+                errors.Add(new ConfigError(path + ".auth_mode", $"unknown auth_mode {Describe(modeElement)} (expected \"Authorization\" or \"x-api-key\")"));
+            }
+        }
+
+        var healthPath = "/health";
+        if (backend.TryGetProperty("health_path", out var healthElement) && healthElement.ValueKind != JsonValueKind.Null)
+        {
+            var value = healthElement.ValueKind == JsonValueKind.String ? healthElement.GetString()! : null;
+            if (value is null || !value.StartsWith('/') || value.Any(c => c <= 32 || c >= 127 || c == '#'))
+            {
+                errors.Add(new ConfigError(path + ".health_path", $"expected a path starting with '/', found {Describe(healthElement)}"));
+            }
+            else
+            {
+                healthPath = value;
+            }
+        }
+
+        if (errors.Count > before)
+        {
+            return null;
+        }
+        return new BackendConfig
+        {
+            Id = id!,
+            Name = name!,
+            Url = url!,
+            Weight = weight,
+            ApiKey = apiKey,
+            AuthMode = authMode,
+            HealthPath = healthPath,
+        };
+    }
+
+    private static string? RequiredString(JsonElement obj, string field, string path, List<ConfigError> errors)
+    {
+        if (!obj.TryGetProperty(field, out var element) || element.ValueKind == JsonValueKind.Null)
+        {
+            errors.Add(new ConfigError($"{path}.{field}", "is required"));
+            return null;
+        }
+        if (element.ValueKind != JsonValueKind.String)
+        {
+            errors.Add(new ConfigError($"{path}.{field}", $"expected a string, found {Describe(element)}"));
+            return null;
+        }
+        var value = element.GetString()!.Trim();
+        if (value.Length == 0)
+        {
+            errors.Add(new ConfigError($"{path}.{field}", "must not be empty"));
+            return null;
+        }
+        return value;
+    }
+
+    private static string? ValidateUrl(string url, string path, List<ConfigError> errors)
+    {
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+        {
+            errors.Add(new ConfigError(path, $"'{url}' is not an absolute http:// or https:// URL"));
+            return null;
+        }
+        if (uri.Host.Length == 0)
+        {
+            errors.Add(new ConfigError(path, $"'{url}' has no host"));
+            return null;
+        }
+        if (uri.UserInfo.Length > 0)
+        {
+            // Credentials in the URL would show on the dashboard and in logs; use api_key instead.
+            errors.Add(new ConfigError(path, "must not contain credentials (user:password@); use api_key"));
+            return null;
+        }
+        if (uri.Query.Length > 0 || uri.Fragment.Length > 0)
+        {
+            errors.Add(new ConfigError(path, $"'{url}' must not have a query or fragment"));
+            return null;
+        }
+        return uri.GetLeftPart(UriPartial.Path).TrimEnd('/');
+    }
+
+    private static bool IsValidSegment(string name)
+        => name.Length > 0 && !name.Any(c => c is '/' or '?' or '#' or '%' || char.IsWhiteSpace(c) || char.IsControl(c));
+
+    private static void WarnUnknown(JsonElement obj, string path, string[] known, List<string> warnings)
+    {
+        foreach (var property in obj.EnumerateObject())
+        {
+            if (Array.IndexOf(known, property.Name) < 0)
+            {
+                warnings.Add($"{path}.{property.Name}: unknown field ignored");
+            }
+        }
+    }
+
+    private static string Describe(JsonElement element) => element.ValueKind switch
+    {
+        JsonValueKind.String => $"\"{Truncate(element.GetString()!)}\"",
+        JsonValueKind.Number => element.GetRawText(),
+        JsonValueKind.True => "true",
+        JsonValueKind.False => "false",
+        JsonValueKind.Null => "null",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.Object => "an object",
+        _ => element.ValueKind.ToString(),
+    };
+
+    private static string Truncate(string s) => s.Length <= 60 ? s : s[..57] + "...";
+
+    private static string FirstSentence(string message)
+    {
+        var i = message.IndexOf(" Path:", StringComparison.Ordinal);
+        return i > 0 ? message[..i] : message;
+    }
+}

@@ -1,0 +1,146 @@
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using EdgeProxy.Health;
+using EdgeProxy.Routing;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeProxy.Configuration;
+
+/// <summary>
+/// Reloads backends.json when the file changes or on SIGHUP. A valid file is validated completely,
+/// built into a new route table (unchanged backends keep their health state) and published with one
+/// atomic swap: in-flight requests and streams continue on the table they started with. An invalid
+/// file is logged with every error and the last good config keeps serving.
+/// </summary>
+internal sealed partial class BackendsConfigWatcher(
+    string path,
+    GatewaySettings settings,
+    RouteTableProvider routes,
+    TimeProvider time,
+    HealthChangeSignal signal,
+    ILogger<BackendsConfigWatcher> logger) : IHostedService, IDisposable
+{
+    private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(250);
+
+    private readonly Lock _gate = new();
+    private FileSystemWatcher? _watcher;
+    private PosixSignalRegistration? _sighup;
+    private ITimer? _debounce;
+    private byte[] _lastHash = [];
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _lastHash = HashFile() ?? [];
+        _sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+        {
+            context.Cancel = true;
+            LogSighup(logger);
+            Reload(force: true);
+        });
+        if (settings.WatchConfig)
+        {
+            var full = Path.GetFullPath(path);
+            _watcher = new FileSystemWatcher(Path.GetDirectoryName(full)!, Path.GetFileName(full))
+            {
+                // Editors and `kubectl`-style atomic replaces write a temp file and rename it over.
+                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
+            };
+            _watcher.Changed += (_, _) => Schedule();
+            _watcher.Created += (_, _) => Schedule();
+            _watcher.Renamed += (_, _) => Schedule();
+            _watcher.EnableRaisingEvents = true;
+        }
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        Dispose();
+        return Task.CompletedTask;
+    }
+
+    private void Schedule()
+    {
+        lock (_gate)
+        {
+            // Several events arrive per save; reload once they settle.
+            _debounce?.Dispose();
+            _debounce = time.CreateTimer(_ => Reload(force: false), null, Debounce, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    /// <summary>Loads, validates and publishes the file. Returns true when a new table was published.</summary>
+    public bool Reload(bool force)
+    {
+        lock (_gate)
+        {
+            var hash = HashFile();
+            if (!force && hash is not null && hash.AsSpan().SequenceEqual(_lastHash))
+            {
+                return false;
+            }
+            BackendsConfig config;
+            var warnings = new List<string>();
+            try
+            {
+                config = BackendsConfigLoader.LoadFile(path, warnings);
+            }
+            catch (ConfigException ex)
+            {
+                LogRejected(logger, path, ex.Errors.Count);
+                foreach (var error in ex.Errors)
+                {
+                    LogRejectedDetail(logger, error.Path, error.Message);
+                }
+                return false;
+            }
+            foreach (var warning in warnings)
+            {
+                LogWarning(logger, warning);
+            }
+            var next = RouteTable.Build(config, settings, HealthPolicy.From(settings), time, routes.Current);
+            routes.Publish(next);
+            _lastHash = hash ?? [];
+            LogReloaded(logger, path, config.Services.Count, config.ModelCount, config.BackendCount);
+            signal.Notify();
+            return true;
+        }
+    }
+
+    private byte[]? HashFile()
+    {
+        try
+        {
+            return SHA256.HashData(File.ReadAllBytes(path));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    public void Dispose()
+    {
+        _watcher?.Dispose();
+        _watcher = null;
+        _sighup?.Dispose();
+        _sighup = null;
+        _debounce?.Dispose();
+    }
+
+    [ZLogger.ZLoggerMessage(LogLevel.Information, "Configuration reloaded from {path}: {services} services, {models} models, {backends} backends")]
+    private static partial void LogReloaded(ILogger logger, string path, int services, int models, int backends);
+
+    [ZLogger.ZLoggerMessage(LogLevel.Error, "Configuration reload rejected ({path}: {count} errors); the last good configuration keeps serving")]
+    private static partial void LogRejected(ILogger logger, string path, int count);
+
+    [ZLogger.ZLoggerMessage(LogLevel.Error, "  {field}: {message}")]
+    private static partial void LogRejectedDetail(ILogger logger, string field, string message);
+
+    [ZLogger.ZLoggerMessage(LogLevel.Warning, "Configuration: {warning}")]
+    private static partial void LogWarning(ILogger logger, string warning);
+
+    [ZLogger.ZLoggerMessage(LogLevel.Information, "SIGHUP received: reloading configuration")]
+    private static partial void LogSighup(ILogger logger);
+}

@@ -1,0 +1,96 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeProxy.Configuration;
+
+/// <summary>
+/// Process-level settings. Precedence (contract): process environment, then `.env` in the working
+/// directory, then the defaults below. Defaults marked "contract" come from the replaced product.
+/// </summary>
+internal sealed record GatewaySettings
+{
+    /// <summary>Listen port on all interfaces (contract default 8000; 0 picks a free port).</summary>
+    public int Port { get; init; } = 8000;
+
+    /// <summary>Listen address (not in the contract; default all interfaces as the contract says).</summary>
+    public string Host { get; init; } = "0.0.0.0";
+
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>Contract default; when it is absent `./backends.json` is tried too.</summary>
+    public string BackendsConfigPath { get; init; } = "./config/backends.json";
+
+    public bool BackendsConfigPathExplicit { get; init; }
+
+    /// <summary>Seconds between active checks (contract default 30).</summary>
+    public TimeSpan HealthCheckInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Seconds before a check counts as failed (contract default 5).</summary>
+    public TimeSpan HealthCheckTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Consecutive failed checks before a backend is marked unhealthy.</summary>
+    public int UnhealthyThreshold { get; init; } = 2;
+
+    /// <summary>Consecutive passed checks before an unhealthy backend is marked healthy again.</summary>
+    public int HealthyThreshold { get; init; } = 1;
+
+    /// <summary>Contract REQUEST_TIMEOUT (30 s): default of the first-byte and stream-idle timers.</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>TCP connect timeout to a backend; a connect timeout fails over to another backend.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Time to response headers and first body chunk (default REQUEST_TIMEOUT).</summary>
+    public TimeSpan FirstByteTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Longest silence between two chunks of a response body (default REQUEST_TIMEOUT).</summary>
+    public TimeSpan StreamIdleTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Upstream connection cap per backend (contract default 100).</summary>
+    public int MaxConnections { get; init; } = 100;
+
+    /// <summary>Idle upstream connections kept per backend (contract default 20).</summary>
+    public int MaxKeepAliveConnections { get; init; } = 20;
+
+    /// <summary>Global key: what clients present and the upstream key of backends without their own.</summary>
+    public string BackendApiKey { get; init; } = "";
+
+    public UpstreamAuthMode BackendAuthMode { get; init; } = UpstreamAuthMode.Authorization;
+
+    /// <summary>Peers whose X-Forwarded-* headers are trusted (IPs or CIDRs). Empty: trust nobody.</summary>
+    public IReadOnlyList<IPNetwork> TrustedProxies { get; init; } = [];
+
+    /// <summary>Allowed CORS origins; `*` (the contract default) allows any.</summary>
+    public IReadOnlyList<string> CorsAllowOrigins { get; init; } = ["*"];
+
+    /// <summary>When every backend of a model is unhealthy: try them anyway (panic) or answer 503.</summary>
+    public bool FailFastWhenAllUnhealthy { get; init; }
+
+    /// <summary>Passive health: consecutive 5xx answers on live traffic that eject a backend.</summary>
+    public int PassiveFailureThreshold { get; init; } = 5;
+
+    /// <summary>Passive health: first ejection length; doubles per repeated ejection up to the max.</summary>
+    public TimeSpan EjectionBase { get; init; } = TimeSpan.FromSeconds(10);
+
+    public TimeSpan EjectionMax { get; init; } = TimeSpan.FromSeconds(300);
+
+    /// <summary>At most this share of one model's backends may be ejected at once.</summary>
+    public double MaxEjectionPercent { get; init; } = 50;
+
+    /// <summary>A re-admitted backend's share ramps from 10% to 100% over this window (0 = off).</summary>
+    public TimeSpan SlowStart { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Largest accepted request body in bytes (Kestrel's 30 MB default is too small for multimodal prompts).</summary>
+    public long MaxRequestBodySize { get; init; } = 256L * 1024 * 1024;
+
+    /// <summary>When set, `/metrics` requires this key (Bearer or X-API-Key).</summary>
+    public string MetricsKey { get; init; } = "";
+
+    /// <summary>When set, `/metrics` is served only on this separate port (loopback-bindable).</summary>
+    public int MetricsPort { get; init; }
+
+    /// <summary>Watch backends.json and reload it on change.</summary>
+    public bool WatchConfig { get; init; } = true;
+
+    public bool AuthEnabled => BackendApiKey.Length > 0;
+}

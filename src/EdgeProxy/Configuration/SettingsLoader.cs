@@ -1,0 +1,221 @@
+using System.Globalization;
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeProxy.Configuration;
+
+/// <summary>Builds <see cref="GatewaySettings"/> from the environment and `.env`, collecting every error.</summary>
+internal static class SettingsLoader
+{
+    /// <summary>Loads settings: <paramref name="environment"/> over the `.env` in <paramref name="workingDirectory"/> over defaults.</summary>
+    public static GatewaySettings Load(IReadOnlyDictionary<string, string> environment, string workingDirectory)
+    {
+        var errors = new List<ConfigError>();
+        var merged = new Dictionary<string, string>(StringComparer.Ordinal);
+        var envPath = Path.Combine(workingDirectory, ".env");
+        if (File.Exists(envPath))
+        {
+            string text;
+            try
+            {
+                text = File.ReadAllText(envPath);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new ConfigException(".env", [new ConfigError(envPath, $"cannot read: {ex.Message}")]);
+            }
+            foreach (var (k, v) in EnvFile.Parse(text, ".env", errors))
+            {
+                merged[k] = v;
+            }
+        }
+        foreach (var (k, v) in environment)
+        {
+            merged[k] = v;
+        }
+
+        var reader = new Reader(merged, errors);
+        var requestTimeout = reader.Seconds("REQUEST_TIMEOUT", 30, min: 0.001);
+        var settings = new GatewaySettings
+        {
+            Port = reader.Int("PORT", 8000, 0, 65535),
+            Host = reader.String("HOST", "0.0.0.0"),
+            LogLevel = reader.LogLevel("LOG_LEVEL", Microsoft.Extensions.Logging.LogLevel.Information),
+            BackendsConfigPath = reader.String("BACKENDS_CONFIG_PATH", "./config/backends.json"),
+            BackendsConfigPathExplicit = merged.ContainsKey("BACKENDS_CONFIG_PATH"),
+            HealthCheckInterval = reader.Seconds("HEALTH_CHECK_INTERVAL", 30, min: 0.05),
+            HealthCheckTimeout = reader.Seconds("HEALTH_CHECK_TIMEOUT", 5, min: 0.01),
+            UnhealthyThreshold = reader.Int("HEALTH_CHECK_UNHEALTHY_THRESHOLD", 2, 1, 100),
+            HealthyThreshold = reader.Int("HEALTH_CHECK_HEALTHY_THRESHOLD", 1, 1, 100),
+            RequestTimeout = requestTimeout,
+            ConnectTimeout = reader.Seconds("CONNECT_TIMEOUT", Math.Min(5, requestTimeout.TotalSeconds), min: 0.001),
+            FirstByteTimeout = reader.Seconds("FIRST_BYTE_TIMEOUT", requestTimeout.TotalSeconds, min: 0.001),
+            StreamIdleTimeout = reader.Seconds("STREAM_IDLE_TIMEOUT", requestTimeout.TotalSeconds, min: 0.001),
+            MaxConnections = reader.Int("MAX_CONNECTIONS", 100, 1, 100_000),
+            MaxKeepAliveConnections = reader.Int("MAX_KEEPALIVE_CONNECTIONS", 20, 0, 100_000),
+            BackendApiKey = reader.String("BACKEND_API_KEY", ""),
+            BackendAuthMode = reader.AuthMode("BACKEND_AUTH_MODE"),
+            TrustedProxies = reader.Networks("TRUSTED_PROXIES"),
+            CorsAllowOrigins = reader.List("CORS_ALLOW_ORIGINS", ["*"]),
+            FailFastWhenAllUnhealthy = reader.Choice("ON_ALL_UNHEALTHY", "try", ["try", "fail"]) == "fail",
+            PassiveFailureThreshold = reader.Int("PASSIVE_FAILURE_THRESHOLD", 5, 1, 10_000),
+            EjectionBase = reader.Seconds("EJECTION_BASE_SECONDS", 10, min: 0.01),
+            EjectionMax = reader.Seconds("EJECTION_MAX_SECONDS", 300, min: 0.01),
+            MaxEjectionPercent = reader.Double("MAX_EJECTION_PERCENT", 50, 0, 100),
+            SlowStart = reader.Seconds("SLOW_START_SECONDS", 30, min: 0),
+            MaxRequestBodySize = (long)(reader.Double("MAX_REQUEST_BODY_MB", 256, 0.001, 1_000_000) * 1024 * 1024),
+            MetricsKey = reader.String("METRICS_KEY", ""),
+            MetricsPort = reader.Int("METRICS_PORT", 0, 0, 65535),
+            WatchConfig = reader.Choice("WATCH_CONFIG", "true", ["true", "false", "1", "0"]) is "true" or "1",
+        };
+        if (settings.EjectionMax < settings.EjectionBase)
+        {
+            errors.Add(new ConfigError("EJECTION_MAX_SECONDS", "must be at least EJECTION_BASE_SECONDS"));
+        }
+        if (errors.Count > 0)
+        {
+            throw new ConfigException("environment/.env", errors);
+        }
+        return settings;
+    }
+
+    private sealed class Reader(Dictionary<string, string> values, List<ConfigError> errors)
+    {
+        private bool TryGet(string name, out string value)
+        {
+            if (values.TryGetValue(name, out var v) && v.Trim().Length > 0)
+            {
+                value = v.Trim();
+                return true;
+            }
+            value = "";
+            return false;
+        }
+
+        public string String(string name, string fallback) => values.TryGetValue(name, out var v) ? v.Trim() : fallback;
+
+        public int Int(string name, int fallback, int min, int max)
+        {
+            if (!TryGet(name, out var raw))
+            {
+                return fallback;
+            }
+            if (!int.TryParse(raw, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value))
+            {
+                errors.Add(new ConfigError(name, $"'{raw}' is not an integer"));
+                return fallback;
+            }
+            if (value < min || value > max)
+            {
+                errors.Add(new ConfigError(name, $"{value} is out of range {min}..{max}"));
+            }
+            return value;
+        }
+
+        public double Double(string name, double fallback, double min, double max)
+        {
+            if (!TryGet(name, out var raw))
+            {
+                return fallback;
+            }
+            if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value))
+            {
+                errors.Add(new ConfigError(name, $"'{raw}' is not a number"));
+                return fallback;
+            }
+            if (value < min || value > max)
+            {
+                errors.Add(new ConfigError(name, $"{raw} is out of range {min}..{max}"));
+            }
+            return value;
+        }
+
+        public TimeSpan Seconds(string name, double fallback, double min)
+        {
+            var value = Double(name, fallback, min, 86_400 * 7);
+            return TimeSpan.FromSeconds(value);
+        }
+
+        public string Choice(string name, string fallback, string[] allowed)
+        {
+            if (!TryGet(name, out var raw))
+            {
+                return fallback;
+            }
+            var lower = raw.ToLowerInvariant();
+            if (Array.IndexOf(allowed, lower) < 0)
+            {
+                errors.Add(new ConfigError(name, $"'{raw}' is not one of: {string.Join(", ", allowed)}"));
+                return fallback;
+            }
+            return lower;
+        }
+
+        public UpstreamAuthMode AuthMode(string name)
+        {
+            if (!TryGet(name, out var raw))
+            {
+                return UpstreamAuthMode.Authorization;
+            }
+            if (!UpstreamAuthModes.TryParse(raw, out var mode))
+            {
+                errors.Add(new ConfigError(name, $"unknown auth mode '{raw}' (expected 'Authorization' or 'x-api-key')"));
+            }
+            return mode;
+        }
+
+        public LogLevel LogLevel(string name, LogLevel fallback)
+        {
+            if (!TryGet(name, out var raw))
+            {
+                return fallback;
+            }
+            switch (raw.ToUpperInvariant())
+            {
+                case "TRACE": return Microsoft.Extensions.Logging.LogLevel.Trace;
+                case "DEBUG": return Microsoft.Extensions.Logging.LogLevel.Debug;
+                case "INFO":
+                case "INFORMATION": return Microsoft.Extensions.Logging.LogLevel.Information;
+                case "WARN":
+                case "WARNING": return Microsoft.Extensions.Logging.LogLevel.Warning;
+                case "ERROR": return Microsoft.Extensions.Logging.LogLevel.Error;
+                case "CRITICAL":
+                case "FATAL": return Microsoft.Extensions.Logging.LogLevel.Critical;
+                case "NONE": return Microsoft.Extensions.Logging.LogLevel.None;
+                default:
+                    errors.Add(new ConfigError(name, $"unknown log level '{raw}' (DEBUG, INFO, WARNING, ERROR, CRITICAL or a .NET level name)"));
+                    return fallback;
+            }
+        }
+
+        public IReadOnlyList<string> List(string name, IReadOnlyList<string> fallback)
+        {
+            if (!TryGet(name, out var raw))
+            {
+                return fallback;
+            }
+            return raw.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        }
+
+        public IReadOnlyList<IPNetwork> Networks(string name)
+        {
+            var list = new List<IPNetwork>();
+            foreach (var item in List(name, []))
+            {
+                if (IPNetwork.TryParse(item, out var network))
+                {
+                    list.Add(network);
+                }
+                else if (IPAddress.TryParse(item, out var address))
+                {
+                    list.Add(new IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128));
+                }
+                else
+                {
+                    errors.Add(new ConfigError(name, $"'{item}' is not an IP address or CIDR range"));
+                }
+            }
+            return list;
+        }
+    }
+}

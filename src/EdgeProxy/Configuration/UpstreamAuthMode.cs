@@ -1,0 +1,34 @@
+namespace EdgeProxy.Configuration;
+
+/// <summary>How an upstream key is presented to a backend (contract: `Authorization` or `x-api-key`).</summary>
+internal enum UpstreamAuthMode
+{
+    /// <summary>`Authorization: Bearer &lt;key&gt;`.</summary>
+    Authorization,
+
+    /// <summary>`x-api-key: &lt;key&gt;`.</summary>
+    XApiKey,
+}
+
+internal static class UpstreamAuthModes
+{
+    /// <summary>Parses the contract's spellings, case-insensitively (`Authorization`, `bearer`, `x-api-key`).</summary>
+    public static bool TryParse(string? value, out UpstreamAuthMode mode)
+    {
+        switch (value?.Trim().ToLowerInvariant())
+        {
+            case "authorization":
+            case "bearer":
+                mode = UpstreamAuthMode.Authorization;
+                return true;
+            case "x-api-key":
+            case "x_api_key":
+            case "apikey":
+                mode = UpstreamAuthMode.XApiKey;
+                return true;
+            default:
+                mode = default;
+                return false;
+        }
+    }
+}

@@ -1,0 +1,49 @@
+using System.Text.Json;
+using EdgeProxy.Health;
+using EdgeProxy.Routing;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace EdgeProxy.Dashboard;
+
+/// <summary>
+/// `GET /api/health/events`: the status document as server-sent events — at once on connect, then
+/// every second and immediately on any health change — so the dashboard is live without polling.
+/// </summary>
+internal sealed class HealthEventsEndpoint(RouteTableProvider routes, HealthChangeSignal signal, TimeProvider time)
+{
+    private static readonly TimeSpan Period = TimeSpan.FromSeconds(1);
+
+    public async Task ServeAsync(HttpContext context)
+    {
+        var response = context.Response;
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        var aborted = context.RequestAborted;
+        try
+        {
+            await response.StartAsync(aborted).ConfigureAwait(false);
+            // Tell EventSource to reconnect quickly if the gateway restarts.
+            await response.Body.WriteAsync("retry: 2000\n\n"u8.ToArray(), aborted).ConfigureAwait(false);
+            while (!aborted.IsCancellationRequested)
+            {
+                var change = signal.NextChange;
+                var document = HealthStatusReport.Build(routes.Current, time);
+                var json = JsonSerializer.SerializeToUtf8Bytes(document, GatewayJsonContext.Default.HealthStatusDocument);
+                var frame = new byte[json.Length + 22];
+                "event: status\ndata: "u8.CopyTo(frame);
+                json.CopyTo(frame, 20);
+                frame[^2] = (byte)'\n';
+                frame[^1] = (byte)'\n';
+                await response.Body.WriteAsync(frame, aborted).ConfigureAwait(false);
+                await Task.WhenAny(change, Task.Delay(Period, time, aborted)).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
+        {
+            // The dashboard went away.
+        }
+    }
+}

@@ -1,0 +1,567 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using EdgeProxy.Balancing;
+using EdgeProxy.Configuration;
+using EdgeProxy.Health;
+using EdgeProxy.Hosting;
+using EdgeProxy.Observability;
+using EdgeProxy.Routing;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Primitives;
+
+namespace EdgeProxy.Forwarding;
+
+/// <summary>
+/// Sends one client request to a backend of its model and relays the answer. Fails over to another
+/// backend only while the request provably was not delivered (connect refused/reset/timed out and
+/// no body byte read); once the response has started it never retries, and a failure after that is
+/// made visible to the client (error frame, abortive end) instead of a clean-looking truncation.
+/// </summary>
+internal sealed partial class HttpForwarder(
+    HttpMessageInvoker invoker,
+    GatewaySettings settings,
+    TimeProvider time,
+    GatewayMetrics metrics,
+    HealthChangeSignal healthChanged,
+    ILogger<HttpForwarder> logger)
+{
+    private static readonly UriCreationOptions RawUri = new() { DangerousDisablePathAndQueryCanonicalization = true };
+
+    public async Task ForwardAsync(HttpContext context, ModelRoute route, string remainder, string requestId)
+    {
+        var started = time.GetTimestamp();
+        var clientIp = ClientAddress.Resolve(context, settings, out var peerTrusted);
+        var affinityKey = AffinityKey(route, context, clientIp);
+        var content = RequestHasBody(context)
+            ? new StreamingRequestContent(context.Request.Body, context.Request.ContentLength)
+            : null;
+        using var timeouts = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+
+        // 1. Pick a backend and send; fail over while nothing has been delivered.
+        ulong tried = 0;
+        var attempts = 0;
+        var error = ForwarderError.None;
+        HttpResponseMessage? upstream = null;
+        BackendEntry backend = default;
+        var admission = Admission.Refused;
+        while (true)
+        {
+            var pick = BackendSelector.Select(route, affinityKey, tried, time.GetTimestamp(), allowPanic: !settings.FailFastWhenAllUnhealthy);
+            if (!pick.Found)
+            {
+                error = attempts == 0 ? ForwarderError.NoHealthyBackend : error;
+                break;
+            }
+            attempts++;
+            backend = route.Backends[pick.Index];
+            admission = pick.Admission;
+            if (pick.Panic)
+            {
+                LogPanic(logger, requestId, route.RouteLabel, backend.Id);
+            }
+
+            var request = CreateRequest(context, backend, remainder, requestId, clientIp, peerTrusted, content);
+            backend.State.OnRequestStart();
+            metrics.InFlight.Add(1);
+            timeouts.CancelAfter(settings.FirstByteTimeout);
+            try
+            {
+                upstream = await invoker.SendAsync(request, timeouts.Token).ConfigureAwait(false);
+                break;
+            }
+            catch (Exception ex)
+            {
+                error = Classify(ex, context, content);
+                backend.State.OnRequestEnd(error: error is not (ForwarderError.ClientGone or ForwarderError.ClientRequestBody or ForwarderError.RequestBodyTooLarge));
+                metrics.InFlight.Add(-1);
+                ReportPassive(route, backend, admission, error);
+                var retryable = error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout
+                    && (content is null || !content.Started);
+                if (retryable)
+                {
+                    LogFailover(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.Message);
+                    metrics.Retries.Add(1, new KeyValuePair<string, object?>("service", route.Service), new KeyValuePair<string, object?>("model", route.Model));
+                    tried |= 1UL << pick.Index;
+                    continue;
+                }
+                LogUpstreamError(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.GetType().Name, ex.Message);
+                break;
+            }
+        }
+
+        if (upstream is null)
+        {
+            await FailBeforeResponseAsync(context, route, backend, attempts, error, requestId, started).ConfigureAwait(false);
+            return;
+        }
+
+        // 2. Relay status and headers.
+        var status = (int)upstream.StatusCode;
+        var streamKind = StreamKindOf(upstream);
+        var response = context.Response;
+        double? firstByteMs = null;
+        var outcome = ForwarderError.None;
+        try
+        {
+            response.StatusCode = status;
+            CopyResponseHeaders(upstream, response);
+            if (status >= 500)
+            {
+                ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
+            }
+            else
+            {
+                if (admission == Admission.Trial)
+                {
+                    LogReadmitted(logger, route.RouteLabel, backend.Id);
+                    healthChanged.Notify();
+                }
+                backend.State.ReportSuccess(admission == Admission.Trial);
+            }
+            if (streamKind != StreamKind.None)
+            {
+                // Event streams: no buffering anywhere, including an nginx in front of us.
+                response.Headers["X-Accel-Buffering"] = "no";
+                response.Headers.CacheControl = "no-cache";
+                context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+                await response.StartAsync(context.RequestAborted).ConfigureAwait(false);
+            }
+
+            // 3. Relay the body chunk by chunk: the first chunk under the first-byte timer, every
+            //    later one under the idle timer.
+            var body = await upstream.Content.ReadAsStreamAsync(timeouts.Token).ConfigureAwait(false);
+            var observer = new ResponseObserver(timeouts, settings.StreamIdleTimeout, time);
+            var copy = await StreamCopier.CopyAsync(body, response.Body, flush: false, observer, timeouts.Token, context.RequestAborted).ConfigureAwait(false);
+            if (observer.FirstChunkAt != 0)
+            {
+                firstByteMs = time.GetElapsedTime(started, observer.FirstChunkAt).TotalMilliseconds;
+            }
+            if (copy.Outcome != StreamCopyOutcome.Completed)
+            {
+                outcome = copy.Outcome == StreamCopyOutcome.WriteFailed || context.RequestAborted.IsCancellationRequested
+                    ? ForwarderError.ClientGone
+                    : timeouts.IsCancellationRequested
+                        ? (observer.FirstChunkAt == 0 ? ForwarderError.FirstByteTimeout : ForwarderError.StreamIdleTimeout)
+                        : ForwarderError.UpstreamReset;
+                if (outcome != ForwarderError.ClientGone)
+                {
+                    ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
+                }
+                await FailAfterResponseAsync(context, outcome, streamKind, requestId, copy.Exception).ConfigureAwait(false);
+                if (!response.HasStarted)
+                {
+                    status = response.StatusCode;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
+        {
+            // Client went away while headers were being sent.
+            outcome = ForwarderError.ClientGone;
+        }
+        finally
+        {
+            // Disposing a response that was not read to the end aborts the upstream connection:
+            // that is how a client disconnect stops the backend generating.
+            timeouts.Cancel();
+            upstream.Dispose();
+            backend.State.OnRequestEnd(error: status >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
+            metrics.InFlight.Add(-1);
+        }
+
+        if (outcome != ForwarderError.None)
+        {
+            metrics.StreamAborts.Add(1, new KeyValuePair<string, object?>("reason", ForwarderErrors.Code(outcome)));
+        }
+        Complete(context, route, backend.Id, status, attempts, outcome, requestId, started, firstByteMs);
+    }
+
+    private async Task FailBeforeResponseAsync(HttpContext context, ModelRoute route, BackendEntry backend, int attempts, ForwarderError error, string requestId, long started)
+    {
+        var status = ForwarderErrors.StatusCode(error);
+        if (error == ForwarderError.NoHealthyBackend)
+        {
+            LogNoBackend(logger, requestId, route.RouteLabel);
+        }
+        if (error != ForwarderError.ClientGone && !context.RequestAborted.IsCancellationRequested)
+        {
+            try
+            {
+                await ErrorResponses.WriteAsync(context, status, ForwarderErrors.Code(error), ForwarderErrors.Message(error)).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or OperationCanceledException)
+            {
+                error = ForwarderError.ClientGone;
+            }
+        }
+        Complete(context, route, attempts == 0 ? "-" : backend.Id, status, attempts, error, requestId, started, null);
+    }
+
+    /// <summary>
+    /// The response already started (or at least its headers are committed to the backend's):
+    /// make the failure unmistakable. SSE gets an `event: error` frame, NDJSON an `{"error":…}`
+    /// line, and every body ends abortively — never with a clean chunked terminator.
+    /// </summary>
+    private async Task FailAfterResponseAsync(HttpContext context, ForwarderError error, StreamKind kind, string requestId, Exception? exception)
+    {
+        var response = context.Response;
+        LogStreamFailed(logger, requestId, ForwarderErrors.Code(error), exception?.GetType().Name ?? "-");
+        if (error == ForwarderError.ClientGone)
+        {
+            return;
+        }
+        if (!response.HasStarted)
+        {
+            // Nothing reached the client yet: a proper error status is still possible.
+            response.Clear();
+            response.Headers[RequestIds.HeaderName] = requestId;
+            await ErrorResponses.WriteAsync(context, ForwarderErrors.StatusCode(error), ForwarderErrors.Code(error), ForwarderErrors.Message(error)).ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            var frame = kind switch
+            {
+                StreamKind.Sse => StreamErrorFrames.Sse(error, requestId),
+                StreamKind.Ndjson => StreamErrorFrames.Ndjson(error, requestId),
+                _ => null,
+            };
+            if (frame is not null)
+            {
+                await response.Body.WriteAsync(frame, context.RequestAborted).ConfigureAwait(false);
+                await response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException)
+        {
+            // The client is gone too; nothing more to tell it.
+        }
+        context.Abort();
+    }
+
+    private void Complete(HttpContext context, ModelRoute route, string backendId, int status, int attempts, ForwarderError outcome, string requestId, long started, double? firstByteMs)
+    {
+        var elapsed = time.GetElapsedTime(started);
+        var tags = GatewayMetrics.Tags(route.Service, route.Model, backendId);
+        tags.Add("status_class", outcome == ForwarderError.ClientGone ? "client_gone" : GatewayMetrics.StatusClass(status));
+        metrics.Requests.Add(1, tags);
+        metrics.RequestDuration.Record(elapsed.TotalSeconds, GatewayMetrics.Tags(route.Service, route.Model, backendId));
+        if (firstByteMs is double ttfb)
+        {
+            metrics.FirstByte.Record(ttfb / 1000, GatewayMetrics.Tags(route.Service, route.Model, backendId));
+        }
+        if (attempts > 0)
+        {
+            foreach (var b in route.Backends)
+            {
+                if (b.Id == backendId)
+                {
+                    b.State.Stats.Record(elapsed.TotalMilliseconds, firstByteMs, error: status >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
+                    break;
+                }
+            }
+        }
+        if (logger.IsEnabled(LogLevel.Information))
+        {
+            LogRequest(logger, requestId, context.Request.Method, route.RouteLabel, backendId, status, elapsed.TotalMilliseconds, attempts, ForwarderErrors.Code(outcome));
+        }
+    }
+
+    /// <summary>Passive health: a failed live request; logs and publishes an ejection when it caused one.</summary>
+    private void ReportFailure(ModelRoute route, BackendEntry backend, bool trial, bool connectionFailure)
+    {
+        if (backend.State.ReportFailure(trial, connectionFailure, route.MayEjectAnother) is TimeSpan ejectedFor)
+        {
+            LogEjected(logger, route.RouteLabel, backend.Id, ejectedFor.TotalSeconds, backend.State.Ejections, trial ? "half-open trial failed" : connectionFailure ? "connection failure" : "consecutive errors");
+            metrics.Ejections.Add(1, GatewayMetrics.Tags(route.Service, route.Model, backend.Id));
+            healthChanged.Notify();
+        }
+    }
+
+    private void ReportPassive(ModelRoute route, BackendEntry backend, Admission admission, ForwarderError error)
+    {
+        var trial = admission == Admission.Trial;
+        switch (error)
+        {
+            case ForwarderError.ConnectFailed:
+            case ForwarderError.ConnectTimeout:
+                ReportFailure(route, backend, trial, connectionFailure: true);
+                break;
+            case ForwarderError.FirstByteTimeout:
+            case ForwarderError.UpstreamRequestFailed:
+                ReportFailure(route, backend, trial, connectionFailure: false);
+                break;
+            default:
+                if (trial)
+                {
+                    backend.State.AbandonTrial();
+                }
+                break;
+        }
+    }
+
+    private static ForwarderError Classify(Exception ex, HttpContext context, StreamingRequestContent? content)
+    {
+        if (content?.ClientReadError is { } readError)
+        {
+            return readError is BadHttpRequestException { StatusCode: 413 } ? ForwarderError.RequestBodyTooLarge
+                : context.RequestAborted.IsCancellationRequested ? ForwarderError.ClientGone
+                : ForwarderError.ClientRequestBody;
+        }
+        if (context.RequestAborted.IsCancellationRequested)
+        {
+            return ForwarderError.ClientGone;
+        }
+        if (ex is OperationCanceledException)
+        {
+            return ForwarderError.FirstByteTimeout;
+        }
+        if (ex is HttpRequestException http)
+        {
+            for (var inner = http.InnerException; inner is not null; inner = inner.InnerException)
+            {
+                if (inner is UpstreamConnectTimeoutException)
+                {
+                    return ForwarderError.ConnectTimeout;
+                }
+            }
+            if (http.HttpRequestError == HttpRequestError.ConnectionError)
+            {
+                return ForwarderError.ConnectFailed;
+            }
+        }
+        return ForwarderError.UpstreamRequestFailed;
+    }
+
+    private static ulong? AffinityKey(ModelRoute route, HttpContext context, IPAddress clientIp)
+    {
+        switch (route.AffinityConfig.Kind)
+        {
+            case AffinityKind.None:
+                return null;
+            case AffinityKind.Header:
+                var value = context.Request.Headers[route.AffinityConfig.HeaderName!];
+                if (value.Count > 0 && !string.IsNullOrEmpty(value[0]))
+                {
+                    return StableHash.Hash(value[0].AsSpan());
+                }
+                // No session header: fall back to the client's address.
+                return StableHash.Hash(clientIp);
+            default:
+                return StableHash.Hash(clientIp);
+        }
+    }
+
+    private static bool RequestHasBody(HttpContext context)
+    {
+        var detection = context.Features.Get<IHttpRequestBodyDetectionFeature>();
+        return detection?.CanHaveBody ?? (context.Request.ContentLength > 0);
+    }
+
+    private static HttpRequestMessage CreateRequest(
+        HttpContext context, BackendEntry backend, string remainder, string requestId, IPAddress clientIp, bool peerTrusted, StreamingRequestContent? content)
+    {
+        var incoming = context.Request;
+        var target = remainder.Length == 0 ? backend.BaseUrl + "/"
+            : remainder[0] == '?' ? string.Concat(backend.BaseUrl, "/", remainder)
+            : backend.BaseUrl + remainder;
+        var request = new HttpRequestMessage(MethodOf(incoming.Method), new Uri(target, in RawUri))
+        {
+            Version = HttpVersion.Version11,
+            VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
+            Content = content,
+        };
+        content?.ApplyLength();
+
+        // Request headers minus hop-by-hop (and the ones named in Connection) and the ones we replace.
+        var connection = incoming.Headers.Connection;
+        var connectionValue = connection.Count == 0 ? null : connection.ToString();
+        foreach (var header in incoming.Headers)
+        {
+            var name = header.Key;
+            if (name.Length == 0 || name[0] == ':' || HeaderRules.RequestReplaced.Contains(name))
+            {
+                continue;
+            }
+            if (HeaderRules.HopByHop.Contains(name))
+            {
+                // RFC 9110 §10.1.4: TE is hop-by-hop, but "trailers" tells the backend the client can take them.
+                if (name.Equals("TE", StringComparison.OrdinalIgnoreCase) && HasToken(header.Value, "trailers"))
+                {
+                    request.Headers.TryAddWithoutValidation("TE", "trailers");
+                }
+                continue;
+            }
+            if (connectionValue is not null && HeaderRules.IsListedInConnection(name, connectionValue))
+            {
+                continue;
+            }
+            if (name.StartsWith("Content-", StringComparison.OrdinalIgnoreCase))
+            {
+                if (content is not null)
+                {
+                    AddHeader(content.Headers, name, header.Value);
+                }
+                continue;
+            }
+            AddHeader(request.Headers, name, header.Value);
+        }
+
+        // Forwarding headers: recomputed, trusting the client's values only from a trusted proxy.
+        var peer = ClientAddress.Peer(context).ToString();
+        var forwardedFor = incoming.Headers["X-Forwarded-For"];
+        request.Headers.TryAddWithoutValidation("X-Forwarded-For",
+            peerTrusted && forwardedFor.Count > 0 ? forwardedFor.ToString() + ", " + peer : peer);
+        var forwardedProto = incoming.Headers["X-Forwarded-Proto"];
+        request.Headers.TryAddWithoutValidation("X-Forwarded-Proto", peerTrusted && forwardedProto.Count > 0 ? forwardedProto.ToString() : incoming.Scheme);
+        var forwardedHost = incoming.Headers["X-Forwarded-Host"];
+        var host = peerTrusted && forwardedHost.Count > 0 ? forwardedHost.ToString() : incoming.Host.Value;
+        if (!string.IsNullOrEmpty(host))
+        {
+            request.Headers.TryAddWithoutValidation("X-Forwarded-Host", host);
+        }
+        request.Headers.TryAddWithoutValidation("X-Real-IP", clientIp.ToString());
+        request.Headers.TryAddWithoutValidation(RequestIds.HeaderName, requestId);
+
+        // The backend's own key (contract: backend api_key over global key, in its auth_mode).
+        if (backend.AuthHeaderName is not null)
+        {
+            request.Headers.TryAddWithoutValidation(backend.AuthHeaderName, backend.AuthHeaderValue);
+        }
+        return request;
+    }
+
+    private static void AddHeader(HttpHeaders headers, string name, StringValues values)
+    {
+        if (values.Count == 1)
+        {
+            headers.TryAddWithoutValidation(name, values[0]);
+        }
+        else
+        {
+            headers.TryAddWithoutValidation(name, values.ToArray());
+        }
+    }
+
+    private static bool HasToken(StringValues values, string token)
+    {
+        foreach (var value in values)
+        {
+            if (value is null)
+            {
+                continue;
+            }
+            foreach (var range in value.AsSpan().Split(','))
+            {
+                var item = value.AsSpan(range).Trim();
+                var semicolon = item.IndexOf(';');
+                if ((semicolon < 0 ? item : item[..semicolon]).Trim().Equals(token, StringComparison.OrdinalIgnoreCase))
+                {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    private static void CopyResponseHeaders(HttpResponseMessage upstream, HttpResponse response)
+    {
+        string? connectionValue = null;
+        if (upstream.Headers.NonValidated.TryGetValues("Connection", out var connection))
+        {
+            connectionValue = connection.ToString();
+        }
+        CopyHeaders(upstream.Headers.NonValidated, response, connectionValue);
+        CopyHeaders(upstream.Content.Headers.NonValidated, response, connectionValue);
+    }
+
+    private static void CopyHeaders(HttpHeadersNonValidated source, HttpResponse response, string? connectionValue)
+    {
+        foreach (var header in source)
+        {
+            var name = header.Key;
+            if (HeaderRules.HopByHop.Contains(name) || HeaderRules.ResponseReplaced.Contains(name)
+                || (connectionValue is not null && HeaderRules.IsListedInConnection(name, connectionValue)))
+            {
+                continue;
+            }
+            var values = header.Value;
+            if (values.Count == 1)
+            {
+                foreach (var v in values)
+                {
+                    response.Headers[name] = v;
+                }
+            }
+            else
+            {
+                var array = new string[values.Count];
+                var i = 0;
+                foreach (var v in values)
+                {
+                    array[i++] = v;
+                }
+                response.Headers[name] = array;
+            }
+        }
+    }
+
+    private static StreamKind StreamKindOf(HttpResponseMessage upstream)
+    {
+        var mediaType = upstream.Content.Headers.NonValidated.TryGetValues("Content-Type", out var contentType) ? contentType.ToString() : null;
+        if (mediaType is not null)
+        {
+            if (mediaType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase))
+            {
+                return StreamKind.Sse;
+            }
+            if (mediaType.StartsWith("application/x-ndjson", StringComparison.OrdinalIgnoreCase)
+                || mediaType.StartsWith("application/ndjson", StringComparison.OrdinalIgnoreCase)
+                || mediaType.StartsWith("application/jsonl", StringComparison.OrdinalIgnoreCase))
+            {
+                return StreamKind.Ndjson;
+            }
+        }
+        var hasLength = upstream.Content.Headers.NonValidated.Contains("Content-Length");
+        return !hasLength && upstream.Headers.TransferEncodingChunked == true ? StreamKind.Chunked : StreamKind.None;
+    }
+
+    private static HttpMethod MethodOf(string method) => method switch
+    {
+        "GET" => HttpMethod.Get,
+        "POST" => HttpMethod.Post,
+        "PUT" => HttpMethod.Put,
+        "DELETE" => HttpMethod.Delete,
+        "PATCH" => HttpMethod.Patch,
+        "HEAD" => HttpMethod.Head,
+        "OPTIONS" => HttpMethod.Options,
+        _ => new HttpMethod(method),
+    };
+
+    /// <summary>Resets the timers as chunks pass: first chunk ends the first-byte phase, each chunk re-arms the idle timer.</summary>
+    private sealed class ResponseObserver(CancellationTokenSource timeouts, TimeSpan idle, TimeProvider time) : ICopyObserver
+    {
+        public long FirstChunkAt { get; private set; }
+
+        public void OnChunk(ReadOnlySpan<byte> chunk)
+        {
+            if (FirstChunkAt == 0)
+            {
+                FirstChunkAt = time.GetTimestamp();
+            }
+            timeouts.CancelAfter(idle);
+        }
+    }
+}
+
+/// <summary>How a response body is framed, which decides how a mid-stream failure is signalled.</summary>
+internal enum StreamKind
+{
+    None,
+    Sse,
+    Ndjson,
+    Chunked,
+}

@@ -1,0 +1,72 @@
+using System.Net;
+using System.Net.Sockets;
+using EdgeProxy.Configuration;
+
+namespace EdgeProxy.Forwarding;
+
+/// <summary>
+/// The one upstream connection pool of the process. Proxy, redirects, decompression and cookies
+/// are off: a gateway relays exactly what the backend says. Connects go through our own callback
+/// so a connect timeout is recognisable (and safe to fail over) and Nagle is off for token streams.
+/// </summary>
+internal static class UpstreamClientFactory
+{
+    public static HttpMessageInvoker CreateForwardingClient(GatewaySettings settings)
+        => new(CreateHandler(settings, settings.MaxConnections), disposeHandler: true);
+
+    /// <summary>
+    /// Health checks use their own small pool so a backend saturated by live traffic is not
+    /// declared unhealthy just because its checks queue behind requests.
+    /// </summary>
+    public static HttpMessageInvoker CreateHealthClient(GatewaySettings settings)
+        => new(CreateHandler(settings, maxConnections: 2), disposeHandler: true);
+
+    private static SocketsHttpHandler CreateHandler(GatewaySettings settings, int maxConnections)
+    {
+        var connectTimeout = settings.ConnectTimeout;
+        return new SocketsHttpHandler
+        {
+            UseProxy = false,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            UseCookies = false,
+            MaxConnectionsPerServer = maxConnections,
+            // SocketsHttpHandler has no idle-connection count; idle connections above the keep-alive
+            // budget are closed by the idle timeout instead (MAX_KEEPALIVE_CONNECTIONS = 0: 1 s).
+            PooledConnectionIdleTimeout = settings.MaxKeepAliveConnections == 0 ? TimeSpan.FromSeconds(1) : TimeSpan.FromSeconds(60),
+            PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
+            ConnectTimeout = Timeout.InfiniteTimeSpan,
+            Expect100ContinueTimeout = TimeSpan.Zero,
+            // No tracing headers injected into upstream requests (and no per-request Activity cost).
+            ActivityHeadersPropagator = null,
+            EnableMultipleHttp2Connections = true,
+            ConnectCallback = (context, cancellationToken) => ConnectAsync(context.DnsEndPoint, connectTimeout, cancellationToken),
+        };
+    }
+
+    private static async ValueTask<Stream> ConnectAsync(DnsEndPoint endPoint, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using var timeoutSource = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeoutSource.CancelAfter(timeout);
+        try
+        {
+            await socket.ConnectAsync(endPoint, timeoutSource.Token).ConfigureAwait(false);
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            socket.Dispose();
+            throw new UpstreamConnectTimeoutException(endPoint, timeout);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+}
+
+/// <summary>The TCP connect to a backend did not complete within CONNECT_TIMEOUT.</summary>
+internal sealed class UpstreamConnectTimeoutException(DnsEndPoint endPoint, TimeSpan timeout)
+    : IOException($"Connecting to {endPoint.Host}:{endPoint.Port} timed out after {timeout.TotalMilliseconds:0} ms.");

@@ -1,0 +1,19 @@
+using Microsoft.Extensions.Logging;
+using ZLogger;
+
+namespace EdgeProxy.Health;
+
+internal sealed partial class ActiveHealthChecker
+{
+    [ZLoggerMessage(LogLevel.Information, "Health checks started (interval: {intervalSeconds}s, timeout: {timeoutSeconds}s)")]
+    private static partial void LogStarted(ILogger logger, double intervalSeconds, double timeoutSeconds);
+
+    [ZLoggerMessage(LogLevel.Warning, "backend {service}/{model}/{backendId} is unhealthy after {failures} failed checks")]
+    private static partial void LogUnhealthy(ILogger logger, string service, string model, string backendId, int failures);
+
+    [ZLoggerMessage(LogLevel.Information, "backend {service}/{model}/{backendId}: {from} -> {to}")]
+    private static partial void LogStatusChange(ILogger logger, string service, string model, string backendId, string from, string to);
+
+    [ZLoggerMessage(LogLevel.Debug, "health check {service}/{model}/{backendId} failed: {detail} after {elapsedMs:0.0} ms")]
+    private static partial void LogCheckFailed(ILogger logger, string service, string model, string backendId, string detail, double elapsedMs);
+}

@@ -1,0 +1,214 @@
+using EdgeProxy.Balancing;
+using EdgeProxy.Configuration;
+using EdgeProxy.Routing;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeProxy.Health;
+
+/// <summary>
+/// Probes every backend with `GET {url}{health_path}` every HEALTH_CHECK_INTERVAL (±10% jitter so
+/// many backends do not fire together); 2xx within HEALTH_CHECK_TIMEOUT passes. Checks never send
+/// completions, so they spend zero tokens. One loop per backend; on reload, loops of unchanged
+/// backends keep running (and keep their state), new ones start and removed ones stop.
+/// </summary>
+internal sealed partial class ActiveHealthChecker : IHostedService, IDisposable
+{
+    private readonly RouteTableProvider _routes;
+    private readonly HttpMessageInvoker _client;
+    private readonly GatewaySettings _settings;
+    private readonly TimeProvider _time;
+    private readonly HealthChangeSignal _signal;
+    private readonly ILogger<ActiveHealthChecker> _logger;
+    private readonly Dictionary<BackendState, Probe> _probes = [];
+    private readonly Lock _gate = new();
+    private CancellationTokenSource? _stopping;
+
+    public ActiveHealthChecker(RouteTableProvider routes, HttpMessageInvoker healthClient, GatewaySettings settings, TimeProvider time, HealthChangeSignal signal, ILogger<ActiveHealthChecker> logger)
+    {
+        _routes = routes;
+        _client = healthClient;
+        _settings = settings;
+        _time = time;
+        _signal = signal;
+        _logger = logger;
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _stopping = new CancellationTokenSource();
+        _routes.Changed += OnRoutesChanged;
+        Reconcile(_routes.Current);
+        LogStarted(_logger, _settings.HealthCheckInterval.TotalSeconds, _settings.HealthCheckTimeout.TotalSeconds);
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _routes.Changed -= OnRoutesChanged;
+        Task[] loops;
+        lock (_gate)
+        {
+            _stopping?.Cancel();
+            loops = _probes.Values.Select(p => p.Loop).ToArray();
+            _probes.Clear();
+        }
+        await Task.WhenAll(loops).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    private void OnRoutesChanged(RouteTable previous, RouteTable next) => Reconcile(next);
+
+    private void Reconcile(RouteTable table)
+    {
+        lock (_gate)
+        {
+            if (_stopping is null || _stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            var live = new HashSet<BackendState>();
+            foreach (var model in table.Models)
+            {
+                foreach (var backend in model.Backends)
+                {
+                    live.Add(backend.State);
+                    if (_probes.TryGetValue(backend.State, out var existing))
+                    {
+                        existing.Target = backend;
+                        continue;
+                    }
+                    var probe = new Probe(backend, CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token));
+                    backend.State.StatusChanged += OnStatusChanged;
+                    probe.Loop = RunAsync(probe);
+                    _probes[backend.State] = probe;
+                }
+            }
+            foreach (var (state, probe) in _probes.ToArray())
+            {
+                if (!live.Contains(state))
+                {
+                    state.StatusChanged -= OnStatusChanged;
+                    probe.Cancellation.Cancel();
+                    _probes.Remove(state);
+                }
+            }
+        }
+    }
+
+    private void OnStatusChanged(BackendState state, HealthStatus old, HealthStatus now)
+    {
+        if (now == HealthStatus.Unhealthy)
+        {
+            LogUnhealthy(_logger, state.Service, state.Model, state.Config.Id, state.ConsecutiveFailures);
+        }
+        else
+        {
+            LogStatusChange(_logger, state.Service, state.Model, state.Config.Id, Name(old), Name(now));
+        }
+        _signal.Notify();
+    }
+
+    private async Task RunAsync(Probe probe)
+    {
+        var token = probe.Cancellation.Token;
+        try
+        {
+            // First check soon after start, spread over up to a second.
+            await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)Math.Min(1000, _settings.HealthCheckInterval.TotalMilliseconds / 2) + 1)), _time, token).ConfigureAwait(false);
+            while (!token.IsCancellationRequested)
+            {
+                await CheckOnceAsync(probe.Target, token).ConfigureAwait(false);
+                var interval = _settings.HealthCheckInterval.TotalMilliseconds;
+                var jittered = interval * (0.9 + Random.Shared.NextDouble() * 0.2);
+                await Task.Delay(TimeSpan.FromMilliseconds(jittered), _time, token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            probe.Cancellation.Dispose();
+        }
+    }
+
+    /// <summary>One probe of one backend; records the verdict in its state.</summary>
+    internal async Task CheckOnceAsync(BackendEntry backend, CancellationToken stopping)
+    {
+        var state = backend.State;
+        var started = _time.GetTimestamp();
+        bool passed;
+        string detail;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        timeout.CancelAfter(_settings.HealthCheckTimeout);
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, backend.BaseUrl + state.Config.HealthPath);
+            request.Headers.TryAddWithoutValidation("User-Agent", "EdgeProxy-HealthCheck/1.0");
+            if (backend.AuthHeaderName is not null)
+            {
+                request.Headers.TryAddWithoutValidation(backend.AuthHeaderName, backend.AuthHeaderValue);
+            }
+            using var response = await _client.SendAsync(request, timeout.Token).ConfigureAwait(false);
+            // Drain a bounded amount so the connection can be reused.
+            var body = await response.Content.ReadAsStreamAsync(timeout.Token).ConfigureAwait(false);
+            var buffer = new byte[4096];
+            for (var total = 0; total < 65536;)
+            {
+                var read = await body.ReadAsync(buffer, timeout.Token).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    break;
+                }
+                total += read;
+            }
+            passed = (int)response.StatusCode is >= 200 and < 300;
+            detail = ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            passed = false;
+            detail = "timeout";
+        }
+        catch (Exception ex)
+        {
+            passed = false;
+            detail = ex.GetType().Name;
+        }
+        var elapsed = _time.GetElapsedTime(started).TotalMilliseconds;
+        if (!passed)
+        {
+            LogCheckFailed(_logger, state.Service, state.Model, state.Config.Id, detail, elapsed);
+        }
+        state.ReportCheck(passed, Math.Round(elapsed, 2));
+    }
+
+    private static string Name(HealthStatus status) => status switch
+    {
+        HealthStatus.Healthy => "healthy",
+        HealthStatus.Unhealthy => "unhealthy",
+        _ => "unknown",
+    };
+
+    public void Dispose() => _stopping?.Dispose();
+
+    private sealed class Probe(BackendEntry target, CancellationTokenSource cancellation)
+    {
+        private BackendEntry _target = target;
+
+        /// <summary>The latest entry (auth header may change on reload); read by the loop each round.</summary>
+        public BackendEntry Target
+        {
+            get { lock (this) { return _target; } }
+            set { lock (this) { _target = value; } }
+        }
+
+        public CancellationTokenSource Cancellation { get; } = cancellation;
+
+        public Task Loop { get; set; } = Task.CompletedTask;
+    }
+}

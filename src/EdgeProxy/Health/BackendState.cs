@@ -1,0 +1,273 @@
+using EdgeProxy.Configuration;
+using EdgeProxy.Observability;
+
+namespace EdgeProxy.Health;
+
+/// <summary>
+/// Everything that changes about one backend at run time: active health, passive ejection, slow
+/// start and live counters. One instance per (service, model, id, url); it survives config reloads
+/// that leave the backend unchanged. Written with Interlocked/Volatile only: the request path never
+/// takes a lock here.
+/// </summary>
+internal sealed class BackendState
+{
+    private readonly TimeProvider _time;
+    private HealthPolicy _policy;
+
+    // Active health (written by the one checker loop of this backend, read by everyone).
+    private int _status;
+    private int _checkFailures;
+    private int _checkSuccesses;
+    private long _lastCheckUtcTicks;
+    private double _lastResponseMs = double.NaN;
+
+    // Passive health. Timestamps are TimeProvider.GetTimestamp() values; 0 means "not set".
+    private long _ejectedUntil;
+    private int _ejections;
+    private int _passiveFailures;
+    private int _trialInFlight;
+    private long _readmittedAt;
+    private long _slowStartBegin;
+
+    private int _inFlight;
+    private long _requests;
+    private long _errors;
+
+    public BackendState(string service, string model, BackendConfig config, HealthPolicy policy, TimeProvider time)
+    {
+        Service = service;
+        Model = model;
+        Config = config;
+        _policy = policy;
+        _time = time;
+        Stats = new BackendStats(time);
+    }
+
+    public string Service { get; }
+
+    public string Model { get; }
+
+    /// <summary>The backend's configuration (name and weight may change on reload; id and url do not).</summary>
+    public BackendConfig Config { get; private set; }
+
+    public BackendStats Stats { get; }
+
+    public HealthStatus Status => (HealthStatus)Volatile.Read(ref _status);
+
+    public int ConsecutiveFailures => Volatile.Read(ref _checkFailures);
+
+    public double LastResponseMs => Volatile.Read(ref _lastResponseMs);
+
+    public DateTimeOffset? LastCheck
+    {
+        get
+        {
+            var ticks = Volatile.Read(ref _lastCheckUtcTicks);
+            return ticks == 0 ? null : new DateTimeOffset(ticks, TimeSpan.Zero);
+        }
+    }
+
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    public long Requests => Interlocked.Read(ref _requests);
+
+    public long Errors => Interlocked.Read(ref _errors);
+
+    public int Ejections => Volatile.Read(ref _ejections);
+
+    /// <summary>Raised (off the request path) when the active status changes: (state, old, new).</summary>
+    public event Action<BackendState, HealthStatus, HealthStatus>? StatusChanged;
+
+    public void Update(BackendConfig config, HealthPolicy policy)
+    {
+        Config = config;
+        _policy = policy;
+    }
+
+    /// <summary>True while passive health keeps this backend out (until its back-off ends and a trial succeeds).</summary>
+    public bool IsEjected => Volatile.Read(ref _ejectedUntil) != 0;
+
+    /// <summary>Wall-clock end of the current ejection, if ejected.</summary>
+    public DateTimeOffset? EjectedUntil
+    {
+        get
+        {
+            var until = Volatile.Read(ref _ejectedUntil);
+            if (until == 0)
+            {
+                return null;
+            }
+            var remaining = _time.GetElapsedTime(_time.GetTimestamp(), until);
+            return _time.GetUtcNow() + (remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero);
+        }
+    }
+
+    /// <summary>
+    /// May a request go to this backend now? Unknown and healthy backends may; unhealthy ones may
+    /// not; an ejected one may take exactly one half-open trial once its back-off has passed.
+    /// </summary>
+    public Admission TryAdmit(long now)
+    {
+        if (Volatile.Read(ref _status) == (int)HealthStatus.Unhealthy)
+        {
+            return Admission.Refused;
+        }
+        var until = Volatile.Read(ref _ejectedUntil);
+        if (until == 0)
+        {
+            return Admission.Admitted;
+        }
+        if (now < until)
+        {
+            return Admission.Refused;
+        }
+        return Interlocked.CompareExchange(ref _trialInFlight, 1, 0) == 0 ? Admission.Trial : Admission.Refused;
+    }
+
+    /// <summary>Share of its weight this backend should take now: ramps after re-admission (slow start).</summary>
+    public double SlowStartFactor(long now)
+    {
+        var begin = Volatile.Read(ref _slowStartBegin);
+        if (begin == 0 || _policy.SlowStart <= TimeSpan.Zero)
+        {
+            return 1.0;
+        }
+        var elapsed = _time.GetElapsedTime(begin, now);
+        if (elapsed >= _policy.SlowStart)
+        {
+            Interlocked.CompareExchange(ref _slowStartBegin, 0, begin);
+            return 1.0;
+        }
+        return Math.Max(0.1, elapsed / _policy.SlowStart);
+    }
+
+    // ---- active health ------------------------------------------------------------------------
+
+    /// <summary>Records one active check. Thresholds keep one blip from flipping the status.</summary>
+    public void ReportCheck(bool passed, double responseMs)
+    {
+        Volatile.Write(ref _lastResponseMs, responseMs);
+        Volatile.Write(ref _lastCheckUtcTicks, _time.GetUtcNow().UtcTicks);
+        var old = (HealthStatus)Volatile.Read(ref _status);
+        var next = old;
+        if (passed)
+        {
+            Volatile.Write(ref _checkFailures, 0);
+            var successes = Interlocked.Increment(ref _checkSuccesses);
+            if (old != HealthStatus.Healthy && successes >= _policy.HealthyThreshold)
+            {
+                next = HealthStatus.Healthy;
+            }
+        }
+        else
+        {
+            Volatile.Write(ref _checkSuccesses, 0);
+            var failures = Interlocked.Increment(ref _checkFailures);
+            if (old != HealthStatus.Unhealthy && failures >= _policy.UnhealthyThreshold)
+            {
+                next = HealthStatus.Unhealthy;
+            }
+        }
+        if (next != old)
+        {
+            Volatile.Write(ref _status, (int)next);
+            if (old == HealthStatus.Unhealthy && next == HealthStatus.Healthy)
+            {
+                // Coming back from an outage: ramp up instead of taking the full share at once.
+                Volatile.Write(ref _slowStartBegin, _time.GetTimestamp());
+            }
+            StatusChanged?.Invoke(this, old, next);
+        }
+    }
+
+    // ---- live traffic ---------------------------------------------------------------------------
+
+    public void OnRequestStart()
+    {
+        Interlocked.Increment(ref _inFlight);
+        Interlocked.Increment(ref _requests);
+    }
+
+    public void OnRequestEnd(bool error)
+    {
+        Interlocked.Decrement(ref _inFlight);
+        if (error)
+        {
+            Interlocked.Increment(ref _errors);
+        }
+    }
+
+    /// <summary>A live request succeeded (a non-5xx answer): clears the failure streak; a successful trial re-admits.</summary>
+    public void ReportSuccess(bool trial)
+    {
+        if (Volatile.Read(ref _passiveFailures) != 0)
+        {
+            Volatile.Write(ref _passiveFailures, 0);
+        }
+        if (trial)
+        {
+            var now = _time.GetTimestamp();
+            Volatile.Write(ref _readmittedAt, now);
+            Volatile.Write(ref _slowStartBegin, now);
+            Volatile.Write(ref _ejectedUntil, 0);
+            Volatile.Write(ref _trialInFlight, 0);
+        }
+    }
+
+    /// <summary>
+    /// A live request failed: a connection failure (ejects at once) or a 5xx (ejects after
+    /// PassiveFailureThreshold in a row). <paramref name="mayEject"/> enforces the per-model cap.
+    /// Returns the ejection length when this call ejected the backend.
+    /// </summary>
+    public TimeSpan? ReportFailure(bool trial, bool connectionFailure, Func<bool> mayEject)
+    {
+        var now = _time.GetTimestamp();
+        if (trial)
+        {
+            // The half-open trial failed: back off longer; the trial slot frees with the new ejection.
+            var duration = Eject(now);
+            Volatile.Write(ref _trialInFlight, 0);
+            return duration;
+        }
+        var failures = Interlocked.Increment(ref _passiveFailures);
+        if (Volatile.Read(ref _ejectedUntil) != 0)
+        {
+            return null;
+        }
+        if ((connectionFailure || failures >= _policy.PassiveFailureThreshold) && mayEject())
+        {
+            return Eject(now);
+        }
+        return null;
+    }
+
+    /// <summary>A trial that ended without a verdict (client went away) frees the trial slot.</summary>
+    public void AbandonTrial() => Volatile.Write(ref _trialInFlight, 0);
+
+    private TimeSpan Eject(long now)
+    {
+        // Repeated ejections back off exponentially; a backend that stayed good for a while starts over.
+        var readmitted = Volatile.Read(ref _readmittedAt);
+        if (readmitted != 0 && _time.GetElapsedTime(readmitted, now) > _policy.EjectionMax + _policy.EjectionMax)
+        {
+            Volatile.Write(ref _ejections, 0);
+        }
+        var count = Interlocked.Increment(ref _ejections);
+        var factor = Math.Pow(2, Math.Min(count - 1, 30));
+        var duration = TimeSpan.FromTicks((long)Math.Min(_policy.EjectionBase.Ticks * factor, _policy.EjectionMax.Ticks));
+        var until = now + (long)(duration.TotalSeconds * _time.TimestampFrequency);
+        Volatile.Write(ref _ejectedUntil, until == 0 ? 1 : until);
+        Volatile.Write(ref _passiveFailures, 0);
+        return duration;
+    }
+}
+
+/// <summary>The answer of <see cref="BackendState.TryAdmit"/>.</summary>
+internal enum Admission
+{
+    Refused,
+    Admitted,
+
+    /// <summary>Admitted as the one half-open trial of an ejected backend; its outcome decides re-admission.</summary>
+    Trial,
+}

@@ -1,0 +1,202 @@
+using System.Text.Json.Serialization;
+using EdgeProxy.Routing;
+
+namespace EdgeProxy.Health;
+
+/// <summary>
+/// Builds the contract's `/api/health/status` document (plus the live fields the dashboard shows).
+/// URLs are shown; keys never are — they are not part of these types at all.
+/// </summary>
+internal static class HealthStatusReport
+{
+    public const string ServiceName = "edgeproxy";
+
+    public static HealthStatusDocument Build(RouteTable table, TimeProvider time, string? onlyService = null)
+    {
+        var data = new Dictionary<string, Dictionary<string, List<BackendStatus>>>(StringComparer.Ordinal);
+        var healthy = 0;
+        var total = 0;
+        foreach (var model in table.Models)
+        {
+            if (onlyService is not null && model.Service != onlyService)
+            {
+                continue;
+            }
+            if (!data.TryGetValue(model.Service, out var models))
+            {
+                models = new Dictionary<string, List<BackendStatus>>(StringComparer.Ordinal);
+                data[model.Service] = models;
+            }
+            var list = new List<BackendStatus>(model.Backends.Length);
+            foreach (var backend in model.Backends)
+            {
+                var state = backend.State;
+                var stats = state.Stats.Snapshot();
+                var status = state.Status;
+                total++;
+                if (status == HealthStatus.Healthy && !state.IsEjected)
+                {
+                    healthy++;
+                }
+                var responseMs = state.LastResponseMs;
+                list.Add(new BackendStatus
+                {
+                    Id = state.Config.Id,
+                    Name = state.Config.Name,
+                    Url = state.Config.Url,
+                    Weight = state.Config.Weight,
+                    Status = status switch { HealthStatus.Healthy => "healthy", HealthStatus.Unhealthy => "unhealthy", _ => "unknown" },
+                    Ejected = state.IsEjected,
+                    EjectedUntil = state.EjectedUntil,
+                    ResponseTimeMs = double.IsNaN(responseMs) ? null : responseMs,
+                    LastCheck = state.LastCheck,
+                    ConsecutiveFailures = state.ConsecutiveFailures,
+                    InFlight = state.InFlight,
+                    Requests = state.Requests,
+                    Errors = state.Errors,
+                    Rps = Math.Round(stats.Rps, 3),
+                    ErrorRate = Math.Round(stats.ErrorRate, 4),
+                    LatencyP50Ms = Round(stats.LatencyP50Ms),
+                    LatencyP99Ms = Round(stats.LatencyP99Ms),
+                    TtfbP50Ms = Round(stats.FirstByteP50Ms),
+                    TtfbP99Ms = Round(stats.FirstByteP99Ms),
+                    History = stats.History.Select(h => new HistorySample
+                    {
+                        T = h.UnixSeconds,
+                        Rps = Math.Round(h.Rps, 3),
+                        ErrorRate = Math.Round(h.ErrorRate, 4),
+                        LatencyP50Ms = Round(h.LatencyP50Ms),
+                    }).ToList(),
+                });
+            }
+            models[model.Model] = list;
+        }
+        return new HealthStatusDocument
+        {
+            Service = ServiceName,
+            Version = GatewayVersion.Value,
+            Type = "health_status",
+            GeneratedAt = time.GetUtcNow(),
+            Summary = new HealthSummary { Healthy = healthy, Total = total, Availability = total == 0 ? 0 : Math.Round((double)healthy / total, 4) },
+            Data = data,
+        };
+    }
+
+    private static double? Round(double? value) => value is double v ? Math.Round(v, 2) : null;
+}
+
+internal static class GatewayVersion
+{
+    public const string Value = "1.0.0";
+}
+
+internal sealed record HealthStatusDocument
+{
+    public required string Service { get; init; }
+
+    public required string Version { get; init; }
+
+    public required string Type { get; init; }
+
+    public required DateTimeOffset GeneratedAt { get; init; }
+
+    public required HealthSummary Summary { get; init; }
+
+    public required Dictionary<string, Dictionary<string, List<BackendStatus>>> Data { get; init; }
+}
+
+internal sealed record HealthSummary
+{
+    public int Healthy { get; init; }
+
+    public int Total { get; init; }
+
+    public double Availability { get; init; }
+}
+
+internal sealed record BackendStatus
+{
+    public required string Id { get; init; }
+
+    public required string Name { get; init; }
+
+    public required string Url { get; init; }
+
+    public int Weight { get; init; }
+
+    /// <summary>`healthy`, `unhealthy` or `unknown` (contract).</summary>
+    public required string Status { get; init; }
+
+    public bool Ejected { get; init; }
+
+    public DateTimeOffset? EjectedUntil { get; init; }
+
+    public double? ResponseTimeMs { get; init; }
+
+    public DateTimeOffset? LastCheck { get; init; }
+
+    public int ConsecutiveFailures { get; init; }
+
+    public int InFlight { get; init; }
+
+    public long Requests { get; init; }
+
+    public long Errors { get; init; }
+
+    public double Rps { get; init; }
+
+    public double ErrorRate { get; init; }
+
+    [JsonPropertyName("latency_p50_ms")]
+    public double? LatencyP50Ms { get; init; }
+
+    [JsonPropertyName("latency_p99_ms")]
+    public double? LatencyP99Ms { get; init; }
+
+    [JsonPropertyName("ttfb_p50_ms")]
+    public double? TtfbP50Ms { get; init; }
+
+    [JsonPropertyName("ttfb_p99_ms")]
+    public double? TtfbP99Ms { get; init; }
+
+    public List<HistorySample> History { get; init; } = [];
+}
+
+internal sealed record HistorySample
+{
+    public long T { get; init; }
+
+    public double Rps { get; init; }
+
+    public double ErrorRate { get; init; }
+
+    [JsonPropertyName("latency_p50_ms")]
+    public double? LatencyP50Ms { get; init; }
+}
+
+internal sealed record GatewayHealth
+{
+    public required string Status { get; init; }
+
+    public required string Service { get; init; }
+
+    public required string Version { get; init; }
+}
+
+internal sealed record ReadyStatus
+{
+    public required string Status { get; init; }
+
+    public int Services { get; init; }
+
+    public int Models { get; init; }
+
+    public int Backends { get; init; }
+}
+
+/// <summary>Source-generated JSON for every type the gateway serializes (no reflection; AOT-safe).</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(HealthStatusDocument))]
+[JsonSerializable(typeof(GatewayHealth))]
+[JsonSerializable(typeof(ReadyStatus))]
+internal sealed partial class GatewayJsonContext : JsonSerializerContext;

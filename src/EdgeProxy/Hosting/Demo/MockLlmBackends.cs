@@ -1,0 +1,255 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using EdgeProxy.Configuration;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeProxy.Hosting.Demo;
+
+/// <summary>
+/// Demo mode's in-process mock LLM backends: one Kestrel listener per loopback backend URL in the
+/// config, each speaking enough of the OpenAI API (`/v1/models`, `/v1/chat/completions` as JSON or
+/// SSE, `/v1/completions`, `/health`) that the dashboard turns green and a streamed completion can be
+/// curled at once. Tokens arrive with a small delay, like a real model.
+/// </summary>
+internal sealed class MockLlmBackends : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly Dictionary<int, (string Id, string Model)> _byPort;
+
+    private MockLlmBackends(WebApplication app, Dictionary<int, (string, string)> byPort)
+    {
+        _app = app;
+        _byPort = byPort;
+    }
+
+    public IReadOnlyCollection<int> Ports => _byPort.Keys;
+
+    /// <summary>Every backend in <paramref name="config"/> whose URL is http on a loopback address with a port.</summary>
+    public static List<(BackendConfig Backend, string Model, int Port)> Targets(BackendsConfig config)
+    {
+        var targets = new List<(BackendConfig, string, int)>();
+        var seen = new HashSet<int>();
+        foreach (var service in config.Services)
+        {
+            foreach (var model in service.Models)
+            {
+                foreach (var backend in model.Backends)
+                {
+                    var uri = new Uri(backend.Url);
+                    if (uri.Scheme == Uri.UriSchemeHttp && uri.IsLoopback && !uri.IsDefaultPort && seen.Add(uri.Port))
+                    {
+                        targets.Add((backend, model.Name, uri.Port));
+                    }
+                }
+            }
+        }
+        return targets;
+    }
+
+    public static async Task<MockLlmBackends> StartAsync(BackendsConfig config)
+    {
+        var targets = Targets(config);
+        if (targets.Count == 0)
+        {
+            throw new InvalidOperationException("demo mode needs backends with loopback URLs (http://127.0.0.1:PORT) in the config.");
+        }
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(options =>
+        {
+            options.AddServerHeader = false;
+            foreach (var (_, _, port) in targets)
+            {
+                options.Listen(IPAddress.Loopback, port);
+            }
+        });
+        var app = builder.Build();
+        var byPort = targets.ToDictionary(t => t.Port, t => (t.Backend.Id, t.Model));
+        var mocks = new MockLlmBackends(app, byPort);
+        app.Run(mocks.HandleAsync);
+        await app.StartAsync().ConfigureAwait(false);
+        return mocks;
+    }
+
+    private async Task HandleAsync(HttpContext context)
+    {
+        var (id, model) = _byPort.TryGetValue(context.Connection.LocalPort, out var who) ? who : ("mock", "mock-model");
+        context.Response.Headers["X-Backend-Id"] = id;
+        var path = context.Request.Path.Value ?? "/";
+        switch (path)
+        {
+            case "/health":
+                await JsonAsync(context, w => { w.WriteString("status", "ok"); w.WriteString("backend", id); }).ConfigureAwait(false);
+                return;
+            case "/v1/models":
+                await JsonAsync(context, w =>
+                {
+                    w.WriteString("object", "list");
+                    w.WriteStartArray("data");
+                    w.WriteStartObject();
+                    w.WriteString("id", model);
+                    w.WriteString("object", "model");
+                    w.WriteString("owned_by", "edgeproxy-demo");
+                    w.WriteEndObject();
+                    w.WriteEndArray();
+                }).ConfigureAwait(false);
+                return;
+            case "/v1/chat/completions":
+            case "/v1/completions":
+            case "/":
+                await CompletionAsync(context, id, model, chat: path != "/v1/completions").ConfigureAwait(false);
+                return;
+            default:
+                context.Response.StatusCode = 404;
+                await JsonAsync(context, w => w.WriteString("error", "not found")).ConfigureAwait(false);
+                return;
+        }
+    }
+
+    private static async Task CompletionAsync(HttpContext context, string id, string model, bool chat)
+    {
+        var stream = false;
+        var prompt = "";
+        if (HttpMethods.IsPost(context.Request.Method))
+        {
+            try
+            {
+                using var doc = await JsonDocument.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted).ConfigureAwait(false);
+                var root = doc.RootElement;
+                stream = root.TryGetProperty("stream", out var s) && s.ValueKind == JsonValueKind.True;
+                if (root.TryGetProperty("model", out var m) && m.ValueKind == JsonValueKind.String)
+                {
+                    model = m.GetString()!;
+                }
+                prompt = root.TryGetProperty("messages", out var msgs) ? msgs.GetRawText() : root.TryGetProperty("prompt", out var p) ? p.GetRawText() : "";
+            }
+            catch (JsonException)
+            {
+                context.Response.StatusCode = 400;
+                await JsonAsync(context, w => w.WriteString("error", "invalid JSON body")).ConfigureAwait(false);
+                return;
+            }
+        }
+        var words = $"Hello from {id}! This answer was streamed token by token through EdgeProxy.".Split(' ');
+        var promptTokens = Math.Max(1, prompt.Length / 4);
+        var completionId = "chatcmpl-" + Guid.NewGuid().ToString("N")[..12];
+        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (!stream)
+        {
+            await Task.Delay(words.Length * 10, context.RequestAborted).ConfigureAwait(false);
+            await JsonAsync(context, w =>
+            {
+                w.WriteString("id", completionId);
+                w.WriteString("object", chat ? "chat.completion" : "text_completion");
+                w.WriteNumber("created", created);
+                w.WriteString("model", model);
+                w.WriteStartArray("choices");
+                w.WriteStartObject();
+                w.WriteNumber("index", 0);
+                if (chat)
+                {
+                    w.WriteStartObject("message");
+                    w.WriteString("role", "assistant");
+                    w.WriteString("content", string.Join(' ', words));
+                    w.WriteEndObject();
+                }
+                else
+                {
+                    w.WriteString("text", string.Join(' ', words));
+                }
+                w.WriteString("finish_reason", "stop");
+                w.WriteEndObject();
+                w.WriteEndArray();
+                WriteUsage(w, promptTokens, words.Length);
+            }).ConfigureAwait(false);
+            return;
+        }
+
+        context.Response.ContentType = "text/event-stream";
+        context.Response.Headers.CacheControl = "no-cache";
+        context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+        await context.Response.StartAsync(context.RequestAborted).ConfigureAwait(false);
+        for (var i = 0; i <= words.Length; i++)
+        {
+            var last = i == words.Length;
+            var chunk = Json(w =>
+            {
+                w.WriteString("id", completionId);
+                w.WriteString("object", "chat.completion.chunk");
+                w.WriteNumber("created", created);
+                w.WriteString("model", model);
+                w.WriteStartArray("choices");
+                w.WriteStartObject();
+                w.WriteNumber("index", 0);
+                w.WriteStartObject("delta");
+                if (!last)
+                {
+                    if (i == 0)
+                    {
+                        w.WriteString("role", "assistant");
+                    }
+                    w.WriteString("content", (i == 0 ? "" : " ") + words[i]);
+                }
+                w.WriteEndObject();
+                if (last)
+                {
+                    w.WriteString("finish_reason", "stop");
+                }
+                else
+                {
+                    w.WriteNull("finish_reason");
+                }
+                w.WriteEndObject();
+                w.WriteEndArray();
+                if (last)
+                {
+                    WriteUsage(w, promptTokens, words.Length);
+                }
+            });
+            await context.Response.Body.WriteAsync(Encoding.UTF8.GetBytes("data: " + chunk + "\n\n"), context.RequestAborted).ConfigureAwait(false);
+            await Task.Delay(40, context.RequestAborted).ConfigureAwait(false);
+        }
+        await context.Response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), context.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static void WriteUsage(Utf8JsonWriter w, int prompt, int completion)
+    {
+        w.WriteStartObject("usage");
+        w.WriteNumber("prompt_tokens", prompt);
+        w.WriteNumber("completion_tokens", completion);
+        w.WriteNumber("total_tokens", prompt + completion);
+        w.WriteEndObject();
+    }
+
+    private static string Json(Action<Utf8JsonWriter> body)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(512);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            body(writer);
+            writer.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    private static Task JsonAsync(HttpContext context, Action<Utf8JsonWriter> body)
+    {
+        context.Response.ContentType = "application/json";
+        var bytes = Encoding.UTF8.GetBytes(Json(body));
+        context.Response.ContentLength = bytes.Length;
+        return context.Response.Body.WriteAsync(bytes, context.RequestAborted).AsTask();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}

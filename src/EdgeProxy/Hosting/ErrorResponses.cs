@@ -1,0 +1,62 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+
+namespace EdgeProxy.Hosting;
+
+/// <summary>
+/// The one JSON error shape the gateway answers with. `error` follows the OpenAI error object so
+/// SDK clients surface the message; `detail` keeps the replaced FastAPI product's shape.
+/// </summary>
+internal static class ErrorResponses
+{
+    public static Task WriteAsync(HttpContext context, int status, string code, string message)
+    {
+        var response = context.Response;
+        if (response.HasStarted)
+        {
+            return Task.CompletedTask;
+        }
+        response.StatusCode = status;
+        response.ContentType = "application/json; charset=utf-8";
+        response.Headers.CacheControl = "no-store";
+        if (HttpMethods.IsHead(context.Request.Method))
+        {
+            return Task.CompletedTask;
+        }
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            writer.WriteStartObject();
+            writer.WriteStartObject("error");
+            writer.WriteString("message", message);
+            writer.WriteString("type", TypeFor(status));
+            writer.WriteString("code", code);
+            writer.WriteEndObject();
+            writer.WriteString("detail", message);
+            if (context.Items.TryGetValue(RequestIdItem, out var id) && id is string requestId)
+            {
+                writer.WriteString("request_id", requestId);
+            }
+            writer.WriteEndObject();
+        }
+        response.ContentLength = buffer.WrittenCount;
+        return response.Body.WriteAsync(buffer.WrittenMemory).AsTask();
+    }
+
+    /// <summary>HttpContext.Items key under which the request id is kept.</summary>
+    public static readonly object RequestIdItem = new();
+
+    private static string TypeFor(int status) => status switch
+    {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        405 => "invalid_request_error",
+        413 => "invalid_request_error",
+        400 => "invalid_request_error",
+        503 => "service_unavailable",
+        504 => "timeout_error",
+        _ when status >= 500 => "upstream_error",
+        _ => "invalid_request_error",
+    };
+}

@@ -1,0 +1,292 @@
+using System.Collections;
+using System.Diagnostics;
+using System.Net;
+using EdgeProxy.Auth;
+using EdgeProxy.Configuration;
+using EdgeProxy.Dashboard;
+using EdgeProxy.Forwarding;
+using EdgeProxy.Health;
+using EdgeProxy.Hosting.Demo;
+using EdgeProxy.Observability;
+using EdgeProxy.Routing;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using ZLogger;
+
+namespace EdgeProxy.Hosting;
+
+/// <summary>
+/// Start-up: (1) command line, (2) settings from environment and `.env`, (3) backends.json, each
+/// refusing to start with every error listed and exit code 2; (4) demo backends if asked; (5) the
+/// Kestrel host with the one terminal middleware.
+/// </summary>
+internal static partial class GatewayApp
+{
+    public const int ExitConfigError = 2;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var startedAt = Stopwatch.GetTimestamp();
+
+        // 1. Command line.
+        var demo = false;
+        var checkOnly = false;
+        foreach (var arg in args)
+        {
+            switch (arg)
+            {
+                case "--demo":
+                    demo = true;
+                    break;
+                case "--check-config":
+                    checkOnly = true;
+                    break;
+                case "--version":
+                    Console.WriteLine("edgeproxy " + GatewayVersion.Value);
+                    return 0;
+                case "-h":
+                case "--help":
+                    Console.WriteLine(Usage);
+                    return 0;
+                default:
+                    Console.Error.WriteLine($"edgeproxy: unknown argument '{arg}'\n\n{Usage}");
+                    return ExitConfigError;
+            }
+        }
+
+        // 2–3. Configuration; bad config never starts a half-working gateway.
+        GatewaySettings settings;
+        BackendsConfig config;
+        string configPath;
+        var warnings = new List<string>();
+        try
+        {
+            var environment = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
+            {
+                environment[(string)entry.Key] = (string?)entry.Value ?? "";
+            }
+            if (demo && !environment.ContainsKey("BACKEND_API_KEY"))
+            {
+                // Demo: a known key so the printed curl commands work and auth is on, as in production.
+                environment["BACKEND_API_KEY"] = DemoKey;
+            }
+            settings = SettingsLoader.Load(environment, Directory.GetCurrentDirectory());
+            configPath = ResolveConfigPath(settings);
+            config = BackendsConfigLoader.LoadFile(configPath, warnings);
+        }
+        catch (ConfigException ex)
+        {
+            Console.Error.WriteLine("edgeproxy: configuration error in " + ex.Message);
+            return ExitConfigError;
+        }
+        if (checkOnly)
+        {
+            Console.WriteLine($"{configPath}: OK ({config.Services.Count} services, {config.ModelCount} models, {config.BackendCount} backends)");
+            foreach (var warning in warnings)
+            {
+                Console.WriteLine("warning: " + warning);
+            }
+            return 0;
+        }
+
+        // 4. Demo mode: mock LLM backends on the config's loopback URLs.
+        MockLlmBackends? mocks = null;
+        if (demo)
+        {
+            try
+            {
+                mocks = await MockLlmBackends.StartAsync(config).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or InvalidOperationException)
+            {
+                Console.Error.WriteLine("edgeproxy: demo backends could not start: " + ex.Message);
+                return ExitConfigError;
+            }
+        }
+
+        // 5. The gateway.
+        try
+        {
+            await using var app = Build(settings, config, configPath, TimeProvider.System, warnings);
+            try
+            {
+                await app.StartAsync().ConfigureAwait(false);
+            }
+            catch (IOException ex)
+            {
+                Console.Error.WriteLine($"edgeproxy: cannot listen on {settings.Host}:{settings.Port}: {ex.Message}");
+                return 1;
+            }
+            var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeProxy");
+            foreach (var address in ListeningAddresses(app))
+            {
+                LogListening(logger, address);
+            }
+            LogStarted(logger, GatewayVersion.Value, Stopwatch.GetElapsedTime(startedAt).TotalMilliseconds);
+            if (demo)
+            {
+                var port = new Uri(ListeningAddresses(app).First()).Port;
+                var key = settings.BackendApiKey == DemoKey ? DemoKey : "$BACKEND_API_KEY";
+                var service = config.Services[0].Name;
+                var model = config.Services[0].Models[0].Name;
+                LogDemo(logger, port, $"curl -N http://127.0.0.1:{port}/{service}/{model}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"{model}\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'");
+            }
+            await app.WaitForShutdownAsync().ConfigureAwait(false);
+            return 0;
+        }
+        finally
+        {
+            if (mocks is not null)
+            {
+                await mocks.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    public const string DemoKey = "demo-key";
+
+    private const string Usage = """
+        usage: edgeproxy [--demo] [--check-config] [--version] [--help]
+
+          --demo          also start mock LLM backends on the loopback URLs of backends.json
+          --check-config  validate .env/environment and backends.json, then exit (0 = valid)
+
+        Configuration comes from the environment, then ./.env, then defaults: PORT (8000),
+        BACKENDS_CONFIG_PATH (./config/backends.json, else ./backends.json), BACKEND_API_KEY,
+        BACKEND_AUTH_MODE, HEALTH_CHECK_INTERVAL, HEALTH_CHECK_TIMEOUT, REQUEST_TIMEOUT, ...
+        See README.md for the full list.
+        """;
+
+    /// <summary>Contract: BACKENDS_CONFIG_PATH, default ./config/backends.json, else ./backends.json.</summary>
+    internal static string ResolveConfigPath(GatewaySettings settings)
+    {
+        var path = settings.BackendsConfigPath;
+        if (!settings.BackendsConfigPathExplicit && !File.Exists(path) && File.Exists("./backends.json"))
+        {
+            return "./backends.json";
+        }
+        return path;
+    }
+
+    /// <summary>Builds (does not start) the gateway host. Tests call this with a fake clock or a log sink.</summary>
+    public static WebApplication Build(
+        GatewaySettings settings,
+        BackendsConfig config,
+        string configPath,
+        TimeProvider time,
+        IReadOnlyList<string> warnings,
+        Action<ILoggingBuilder>? configureLogging = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        ConfigureLogging(builder.Logging, settings);
+        configureLogging?.Invoke(builder.Logging);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+        builder.WebHost.ConfigureKestrel(options =>
+        {
+            options.AddServerHeader = false;
+            options.Limits.MaxRequestBodySize = settings.MaxRequestBodySize;
+            options.Limits.MinRequestBodyDataRate = null;
+            options.Limits.MinResponseDataRate = null;
+            var address = settings.Host is "0.0.0.0" or "*" ? IPAddress.Any : settings.Host == "::" ? IPAddress.IPv6Any : IPAddress.Parse(settings.Host);
+            options.Listen(address, settings.Port);
+            if (settings.MetricsPort > 0)
+            {
+                options.Listen(address, settings.MetricsPort);
+            }
+        });
+
+        var policy = HealthPolicy.From(settings);
+        var routes = new RouteTableProvider(RouteTable.Build(config, settings, policy, time));
+        var metrics = new GatewayMetrics();
+        var signal = new HealthChangeSignal();
+        var authenticator = new GatewayKeyAuthenticator(settings.BackendApiKey);
+        var forwardingClient = UpstreamClientFactory.CreateForwardingClient(settings);
+        var healthClient = UpstreamClientFactory.CreateHealthClient(settings);
+        var services = builder.Services;
+        services.AddSingleton(settings);
+        services.AddSingleton(time);
+        services.AddSingleton(routes);
+        services.AddSingleton(metrics);
+        services.AddSingleton(signal);
+        services.AddSingleton(authenticator);
+        services.AddSingleton(sp => new HttpForwarder(forwardingClient, settings, time, metrics, signal, sp.GetRequiredService<ILogger<HttpForwarder>>()));
+        services.AddSingleton(sp => new ActiveHealthChecker(routes, healthClient, settings, time, signal, sp.GetRequiredService<ILogger<ActiveHealthChecker>>()));
+        services.AddSingleton(sp => new BackendsConfigWatcher(configPath, settings, routes, time, signal, sp.GetRequiredService<ILogger<BackendsConfigWatcher>>()));
+        services.AddSingleton(sp => new PrometheusExporter(metrics, routes, settings, authenticator));
+        services.AddHostedService(sp => sp.GetRequiredService<ActiveHealthChecker>());
+        services.AddHostedService(sp => sp.GetRequiredService<BackendsConfigWatcher>());
+
+        var app = builder.Build();
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeProxy");
+        LogConfigLoaded(logger, configPath, config.Services.Count, config.ModelCount, config.BackendCount);
+        foreach (var warning in warnings)
+        {
+            LogConfigWarning(logger, warning);
+        }
+        if (!authenticator.Enabled)
+        {
+            LogAuthOff(logger);
+        }
+        var dispatcher = new RequestDispatcher(
+            settings,
+            routes,
+            authenticator,
+            app.Services.GetRequiredService<HttpForwarder>(),
+            new DashboardPage(),
+            new HealthEventsEndpoint(routes, signal, time),
+            app.Services.GetRequiredService<PrometheusExporter>(),
+            time,
+            app.Services.GetRequiredService<ILogger<RequestDispatcher>>());
+        app.Run(dispatcher.InvokeAsync);
+        app.Lifetime.ApplicationStopped.Register(() =>
+        {
+            forwardingClient.Dispose();
+            healthClient.Dispose();
+            metrics.Dispose();
+        });
+        return app;
+    }
+
+    public static IEnumerable<string> ListeningAddresses(WebApplication app)
+        => app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+
+    private static void ConfigureLogging(ILoggingBuilder logging, GatewaySettings settings)
+    {
+        logging.ClearProviders();
+        logging.SetMinimumLevel(settings.LogLevel);
+        // The framework's own chatter only from Warning up, unless LOG_LEVEL is stricter still.
+        logging.AddFilter("Microsoft", settings.LogLevel > LogLevel.Warning ? settings.LogLevel : LogLevel.Warning);
+        logging.AddZLoggerConsole(options =>
+        {
+            options.UsePlainTextFormatter(formatter =>
+            {
+                formatter.SetPrefixFormatter($"{0:utc-longdate} {1:short} ", (in MessageTemplate template, in LogInfo info) => template.Format(info.Timestamp, info.LogLevel));
+                formatter.SetExceptionFormatter((writer, ex) => Utf8StringInterpolation.Utf8String.Format(writer, $" {ex.GetType().Name}: {ex.Message}"));
+            });
+        });
+    }
+
+    [ZLoggerMessage(LogLevel.Information, "Configuration loaded from {path}: {services} services, {models} models, {backends} backends")]
+    private static partial void LogConfigLoaded(ILogger logger, string path, int services, int models, int backends);
+
+    [ZLoggerMessage(LogLevel.Warning, "Configuration: {warning}")]
+    private static partial void LogConfigWarning(ILogger logger, string warning);
+
+    [ZLoggerMessage(LogLevel.Warning, "BACKEND_API_KEY is empty: client authentication is OFF. Use this only for local development.")]
+    private static partial void LogAuthOff(ILogger logger);
+
+    [ZLoggerMessage(LogLevel.Information, "Listening on {address}")]
+    private static partial void LogListening(ILogger logger, string address);
+
+    [ZLoggerMessage(LogLevel.Information, "EdgeProxy {version} started in {elapsedMs:0.0} ms")]
+    private static partial void LogStarted(ILogger logger, string version, double elapsedMs);
+
+    [ZLoggerMessage(LogLevel.Information, "Demo mode: dashboard at http://127.0.0.1:{port}/ ; stream a completion with: {curl}")]
+    private static partial void LogDemo(ILogger logger, int port, string curl);
+}

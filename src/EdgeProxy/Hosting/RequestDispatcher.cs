@@ -1,0 +1,237 @@
+using System.Text.Json;
+using EdgeProxy.Auth;
+using EdgeProxy.Configuration;
+using EdgeProxy.Dashboard;
+using EdgeProxy.Forwarding;
+using EdgeProxy.Health;
+using EdgeProxy.Observability;
+using EdgeProxy.Routing;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeProxy.Hosting;
+
+/// <summary>
+/// The gateway's single terminal middleware. It replaces endpoint routing on purpose: the proxy
+/// route is parsed straight from the raw request target (no allocation, no re-encoding) and the
+/// handful of fixed endpoints are exact string matches. Order per request:
+/// (1) request id, (2) CORS, (3) fixed endpoints, (4) proxy: parse, authenticate, look up, forward.
+/// </summary>
+internal sealed partial class RequestDispatcher(
+    GatewaySettings settings,
+    RouteTableProvider routes,
+    GatewayKeyAuthenticator authenticator,
+    HttpForwarder forwarder,
+    DashboardPage dashboard,
+    HealthEventsEndpoint healthEvents,
+    PrometheusExporter metricsExporter,
+    TimeProvider time,
+    ILogger<RequestDispatcher> logger)
+{
+    private readonly bool _corsAny = settings.CorsAllowOrigins.Contains("*");
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        var request = context.Request;
+        var response = context.Response;
+
+        // 1. Request id: the client's when well-formed, else new; on every response.
+        var requestId = RequestIds.FromRequestOrNew(request);
+        response.Headers[RequestIds.HeaderName] = requestId;
+        context.Items[ErrorResponses.RequestIdItem] = requestId;
+
+        // 2. CORS (contract: open by default, restrictable). Preflights are answered here, unauthenticated.
+        if (request.Headers.Origin.Count > 0 && ApplyCors(context) && IsPreflight(request))
+        {
+            response.StatusCode = StatusCodes.Status204NoContent;
+            return;
+        }
+
+        try
+        {
+            // 3. Fixed endpoints.
+            var path = request.Path.Value ?? "/";
+            var isRead = HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method);
+            if (isRead)
+            {
+                switch (path)
+                {
+                    case "/":
+                    case "/index.html":
+                        await dashboard.ServeAsync(context).ConfigureAwait(false);
+                        return;
+                    case "/health":
+                        await WriteJsonAsync(context, new GatewayHealth { Status = "ok", Service = HealthStatusReport.ServiceName, Version = GatewayVersion.Value }, GatewayJsonContext.Default.GatewayHealth).ConfigureAwait(false);
+                        return;
+                    case "/ready":
+                        var table = routes.Current;
+                        await WriteJsonAsync(context, new ReadyStatus { Status = "ready", Services = table.Config.Services.Count, Models = table.Config.ModelCount, Backends = table.Config.BackendCount }, GatewayJsonContext.Default.ReadyStatus).ConfigureAwait(false);
+                        return;
+                    case "/api/health/status":
+                        await WriteJsonAsync(context, HealthStatusReport.Build(routes.Current, time), GatewayJsonContext.Default.HealthStatusDocument).ConfigureAwait(false);
+                        return;
+                    case "/api/health/events":
+                        await healthEvents.ServeAsync(context).ConfigureAwait(false);
+                        return;
+                    case "/metrics" when settings.MetricsPort == 0:
+                        await metricsExporter.ServeAsync(context).ConfigureAwait(false);
+                        return;
+                }
+                if (path.StartsWith("/api/health/status/", StringComparison.Ordinal))
+                {
+                    await ServiceStatusAsync(context, path["/api/health/status/".Length..]).ConfigureAwait(false);
+                    return;
+                }
+            }
+
+            // 4. The proxy route.
+            await ProxyAsync(context, requestId).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!response.HasStarted && ex is not OperationCanceledException)
+        {
+            LogUnhandled(logger, requestId, ex.GetType().Name, ex.Message);
+            await ErrorResponses.WriteAsync(context, 500, "internal_error", "Internal gateway error.").ConfigureAwait(false);
+        }
+    }
+
+    private async Task ProxyAsync(HttpContext context, string requestId)
+    {
+        var request = context.Request;
+        var rawTarget = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget;
+        if (string.IsNullOrEmpty(rawTarget) || rawTarget[0] != '/')
+        {
+            // Absolute-form or asterisk-form target: use the parsed (re-encoded) path.
+            rawTarget = request.PathBase.Add(request.Path).ToUriComponent() + request.QueryString.ToUriComponent();
+        }
+        if (!GatewayPath.TryParse(rawTarget, out var target))
+        {
+            await ErrorResponses.WriteAsync(context, 404, "route_not_found",
+                "Not found. Proxy routes have the form /{service}/{model}[/{path}].").ConfigureAwait(false);
+            return;
+        }
+        if (!authenticator.IsAuthorized(request))
+        {
+            await UnauthorizedAsync(context).ConfigureAwait(false);
+            return;
+        }
+        if (!IsForwardedMethod(request.Method))
+        {
+            context.Response.Headers.Allow = "GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS";
+            await ErrorResponses.WriteAsync(context, 405, "method_not_allowed", $"Method {request.Method} is not forwarded.").ConfigureAwait(false);
+            return;
+        }
+        var table = routes.Current;
+        var service = target.Service;
+        var model = target.Model;
+        if (service.Contains('%') || model.Contains('%'))
+        {
+            // Percent-encoded names (e.g. a ':' in a model tag) match their decoded config names.
+            var decodedService = Uri.UnescapeDataString(service.ToString());
+            var decodedModel = Uri.UnescapeDataString(model.ToString());
+            if (table.TryGetModel(decodedService, decodedModel, out var decodedRoute))
+            {
+                await forwarder.ForwardAsync(context, decodedRoute, target.Remainder.ToString(), requestId).ConfigureAwait(false);
+                return;
+            }
+            await NotFoundAsync(context, table.HasService(decodedService), decodedService, decodedModel).ConfigureAwait(false);
+            return;
+        }
+        if (!table.TryGetModel(service, model, out var route))
+        {
+            await NotFoundAsync(context, table.HasService(service), service.ToString(), model.ToString()).ConfigureAwait(false);
+            return;
+        }
+        await forwarder.ForwardAsync(context, route, target.Remainder.ToString(), requestId).ConfigureAwait(false);
+    }
+
+    private static Task NotFoundAsync(HttpContext context, bool serviceExists, string service, string model)
+        => serviceExists
+            ? ErrorResponses.WriteAsync(context, 404, "model_not_found", $"Model '{Printable(model)}' is not configured for service '{Printable(service)}'.")
+            : ErrorResponses.WriteAsync(context, 404, "service_not_found", $"Service '{Printable(service)}' is not configured.");
+
+    private async Task ServiceStatusAsync(HttpContext context, string service)
+    {
+        if (!authenticator.IsAuthorized(context.Request))
+        {
+            await UnauthorizedAsync(context).ConfigureAwait(false);
+            return;
+        }
+        service = Uri.UnescapeDataString(service);
+        var table = routes.Current;
+        if (!table.HasService(service))
+        {
+            await ErrorResponses.WriteAsync(context, 404, "service_not_found", $"Service '{Printable(service)}' is not configured.").ConfigureAwait(false);
+            return;
+        }
+        await WriteJsonAsync(context, HealthStatusReport.Build(table, time, service), GatewayJsonContext.Default.HealthStatusDocument).ConfigureAwait(false);
+    }
+
+    private static Task UnauthorizedAsync(HttpContext context)
+    {
+        context.Response.Headers.WWWAuthenticate = "Bearer";
+        return ErrorResponses.WriteAsync(context, 401, "invalid_api_key",
+            "Missing or invalid API key. Send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.");
+    }
+
+    private static async Task WriteJsonAsync<T>(HttpContext context, T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> typeInfo)
+    {
+        var response = context.Response;
+        response.ContentType = "application/json; charset=utf-8";
+        response.Headers.CacheControl = "no-store";
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(value, typeInfo);
+        response.ContentLength = bytes.Length;
+        if (!HttpMethods.IsHead(context.Request.Method))
+        {
+            await response.Body.WriteAsync(bytes, context.RequestAborted).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Adds CORS response headers; false when the origin is not allowed (no CORS headers then).</summary>
+    private bool ApplyCors(HttpContext context)
+    {
+        var origin = context.Request.Headers.Origin.ToString();
+        var headers = context.Response.Headers;
+        if (_corsAny)
+        {
+            headers.AccessControlAllowOrigin = "*";
+        }
+        else if (settings.CorsAllowOrigins.Contains(origin, StringComparer.OrdinalIgnoreCase))
+        {
+            headers.AccessControlAllowOrigin = origin;
+            headers.Vary = "Origin";
+        }
+        else
+        {
+            return false;
+        }
+        headers.AccessControlExposeHeaders = "X-Request-ID";
+        if (IsPreflight(context.Request))
+        {
+            headers.AccessControlAllowMethods = "GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS";
+            var requested = context.Request.Headers.AccessControlRequestHeaders;
+            headers.AccessControlAllowHeaders = requested.Count > 0 ? requested.ToString() : "Authorization, X-API-Key, Content-Type";
+            headers.AccessControlMaxAge = "600";
+        }
+        return true;
+    }
+
+    private static bool IsPreflight(HttpRequest request)
+        => HttpMethods.IsOptions(request.Method) && request.Headers.AccessControlRequestMethod.Count > 0;
+
+    private static bool IsForwardedMethod(string method)
+        => HttpMethods.IsGet(method) || HttpMethods.IsPost(method) || HttpMethods.IsPut(method) || HttpMethods.IsDelete(method)
+        || HttpMethods.IsPatch(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method);
+
+    /// <summary>Echoes a client-supplied name safely (bounded, printable) in an error message.</summary>
+    private static string Printable(string value)
+    {
+        var limited = value.Length > 100 ? value[..100] : value;
+        return string.Create(limited.Length, limited, static (span, s) =>
+        {
+            for (var i = 0; i < s.Length; i++)
+            {
+                span[i] = char.IsControl(s[i]) ? '?' : s[i];
+            }
+        });
+    }
+}

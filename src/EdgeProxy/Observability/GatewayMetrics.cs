@@ -1,0 +1,65 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace EdgeProxy.Observability;
+
+/// <summary>
+/// The gateway's instruments (System.Diagnostics.Metrics). Exported in Prometheus text format by
+/// <see cref="PrometheusExporter"/>. Tag values are config names and status classes only — bounded
+/// cardinality, never client data.
+/// </summary>
+internal sealed class GatewayMetrics : IDisposable
+{
+    public const string MeterName = "EdgeProxy";
+
+    private static readonly double[] SecondsBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+    private readonly Meter _meter;
+
+    public GatewayMetrics()
+    {
+        _meter = new Meter(MeterName, "1.0.0");
+        Requests = _meter.CreateCounter<long>("edgeproxy_requests", description: "Proxied requests by service, model, backend and status class.");
+        RequestDuration = _meter.CreateHistogram<double>("edgeproxy_request_duration_seconds", "s", "Proxied request duration, until the last byte.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
+        FirstByte = _meter.CreateHistogram<double>("edgeproxy_time_to_first_byte_seconds", "s", "Time to the first response body byte from the backend.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
+        InFlight = _meter.CreateUpDownCounter<long>("edgeproxy_upstream_in_flight", description: "Upstream requests in flight.");
+        Ejections = _meter.CreateCounter<long>("edgeproxy_backend_ejections", description: "Passive-health ejections.");
+        Retries = _meter.CreateCounter<long>("edgeproxy_failovers", description: "Attempts retried on another backend before the response started.");
+        StreamAborts = _meter.CreateCounter<long>("edgeproxy_stream_aborts", description: "Responses that ended abnormally, by reason.");
+        Tokens = _meter.CreateCounter<long>("edgeproxy_llm_tokens", description: "LLM token usage reported by backends, by type (prompt, completion).");
+    }
+
+    public Meter Meter => _meter;
+
+    public Counter<long> Requests { get; }
+
+    public Histogram<double> RequestDuration { get; }
+
+    public Histogram<double> FirstByte { get; }
+
+    public UpDownCounter<long> InFlight { get; }
+
+    public Counter<long> Ejections { get; }
+
+    public Counter<long> Retries { get; }
+
+    public Counter<long> StreamAborts { get; }
+
+    public Counter<long> Tokens { get; }
+
+    public static string StatusClass(int status) => status switch
+    {
+        < 200 => "1xx",
+        < 300 => "2xx",
+        < 400 => "3xx",
+        < 500 => "4xx",
+        _ => "5xx",
+    };
+
+    public static TagList Tags(string service, string model, string backend)
+        => new() { { "service", service }, { "model", model }, { "backend", backend } };
+
+    public void Dispose() => _meter.Dispose();
+}

@@ -1,0 +1,365 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Text;
+using EdgeProxy.Auth;
+using EdgeProxy.Configuration;
+using EdgeProxy.Health;
+using EdgeProxy.Hosting;
+using EdgeProxy.Routing;
+using Microsoft.AspNetCore.Http;
+
+namespace EdgeProxy.Observability;
+
+/// <summary>
+/// A small Prometheus text-format exposition (format 0.0.4) over the gateway's own Meter. The
+/// OpenTelemetry Prometheus exporter is still pre-release and pulls a large dependency graph into an
+/// AOT binary; this listens to <see cref="GatewayMetrics"/> with a MeterListener, keeps one series
+/// per (instrument, tag values) and writes counters, up-down counters and histograms, plus backend
+/// health gauges read from the live route table at scrape time.
+/// </summary>
+internal sealed class PrometheusExporter : IDisposable
+{
+    private readonly MeterListener _listener = new();
+    private readonly ConcurrentDictionary<SeriesKey, Series> _series = new();
+    private readonly RouteTableProvider _routes;
+    private readonly GatewaySettings _settings;
+    private readonly GatewayKeyAuthenticator _gatewayAuth;
+    private readonly GatewayKeyAuthenticator? _metricsAuth;
+
+    public PrometheusExporter(GatewayMetrics metrics, RouteTableProvider routes, GatewaySettings settings, GatewayKeyAuthenticator gatewayAuth)
+    {
+        _routes = routes;
+        _settings = settings;
+        _gatewayAuth = gatewayAuth;
+        _metricsAuth = settings.MetricsKey.Length > 0 ? new GatewayKeyAuthenticator(settings.MetricsKey) : null;
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter))
+            {
+                listener.EnableMeasurementEvents(instrument);
+            }
+        };
+        _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Record(instrument, value, tags));
+        _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => Record(instrument, value, tags));
+        _listener.Start();
+    }
+
+    /// <summary>
+    /// Access: METRICS_KEY when set; otherwise the gateway key when auth is on. On a separate
+    /// METRICS_PORT only METRICS_KEY applies (bind that port where only the scraper reaches it).
+    /// </summary>
+    public async Task ServeAsync(HttpContext context, bool dedicatedPort = false)
+    {
+        var authorized = _metricsAuth is not null ? _metricsAuth.IsAuthorized(context.Request)
+            : dedicatedPort || _gatewayAuth.IsAuthorized(context.Request);
+        if (!authorized)
+        {
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            await ErrorResponses.WriteAsync(context, 401, "invalid_api_key", "Missing or invalid metrics key.").ConfigureAwait(false);
+            return;
+        }
+        var text = Render();
+        var bytes = Encoding.UTF8.GetBytes(text);
+        context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+        context.Response.Headers.CacheControl = "no-store";
+        context.Response.ContentLength = bytes.Length;
+        if (!HttpMethods.IsHead(context.Request.Method))
+        {
+            await context.Response.Body.WriteAsync(bytes, context.RequestAborted).ConfigureAwait(false);
+        }
+    }
+
+    private void Record(Instrument instrument, long value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var series = _series.GetOrAdd(SeriesKey.From(instrument, tags), static key => new Series(key));
+        Interlocked.Add(ref series.LongValue, value);
+    }
+
+    private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var series = _series.GetOrAdd(SeriesKey.From(instrument, tags), static key => new Series(key));
+        if (series.Buckets is { } buckets)
+        {
+            var bounds = series.Bounds!;
+            var i = 0;
+            while (i < bounds.Length && value > bounds[i])
+            {
+                i++;
+            }
+            Interlocked.Increment(ref buckets[i]);
+            Interlocked.Increment(ref series.LongValue);
+            AddDouble(ref series.Sum, value);
+        }
+        else
+        {
+            AddDouble(ref series.Sum, value);
+        }
+    }
+
+    private static void AddDouble(ref double target, double value)
+    {
+        double seen, next;
+        do
+        {
+            seen = Volatile.Read(ref target);
+            next = seen + value;
+        }
+        while (Interlocked.CompareExchange(ref target, next, seen) != seen);
+    }
+
+    /// <summary>The exposition text. Series of one metric are grouped under one HELP/TYPE header.</summary>
+    internal string Render()
+    {
+        var sb = new StringBuilder(4096);
+        foreach (var group in _series.Values.GroupBy(s => s.Key.Instrument).OrderBy(g => g.Key.Name, StringComparer.Ordinal))
+        {
+            var instrument = group.Key;
+            var name = instrument.Name;
+            var help = instrument.Description ?? name;
+            switch (instrument)
+            {
+                case Counter<long>:
+                    Header(sb, name + "_total", help, "counter");
+                    foreach (var s in Ordered(group))
+                    {
+                        Sample(sb, name + "_total", s.Key, null, Volatile.Read(ref s.LongValue));
+                    }
+                    break;
+                case UpDownCounter<long>:
+                    Header(sb, name, help, "gauge");
+                    foreach (var s in Ordered(group))
+                    {
+                        Sample(sb, name, s.Key, null, Volatile.Read(ref s.LongValue));
+                    }
+                    break;
+                case Histogram<double>:
+                    Header(sb, name, help, "histogram");
+                    foreach (var s in Ordered(group))
+                    {
+                        long cumulative = 0;
+                        for (var i = 0; i < s.Buckets!.Length; i++)
+                        {
+                            cumulative += Volatile.Read(ref s.Buckets[i]);
+                            var le = i < s.Bounds!.Length ? FormatDouble(s.Bounds[i]) : "+Inf";
+                            Sample(sb, name + "_bucket", s.Key, le, cumulative);
+                        }
+                        SampleDouble(sb, name + "_sum", s.Key, Volatile.Read(ref s.Sum));
+                        Sample(sb, name + "_count", s.Key, null, Volatile.Read(ref s.LongValue));
+                    }
+                    break;
+            }
+        }
+        RenderBackendGauges(sb);
+        return sb.ToString();
+    }
+
+    private void RenderBackendGauges(StringBuilder sb)
+    {
+        var table = _routes.Current;
+        Header(sb, "edgeproxy_backend_up", "1 when the backend's last active checks passed (healthy), 0 when unhealthy, -1 while unknown.", "gauge");
+        foreach (var model in table.Models)
+        {
+            foreach (var b in model.Backends)
+            {
+                var value = b.State.Status switch { HealthStatus.Healthy => 1, HealthStatus.Unhealthy => 0, _ => -1 };
+                BackendSample(sb, "edgeproxy_backend_up", model, b.Id, value);
+            }
+        }
+        Header(sb, "edgeproxy_backend_ejected", "1 while passive health keeps the backend out of rotation.", "gauge");
+        foreach (var model in table.Models)
+        {
+            foreach (var b in model.Backends)
+            {
+                BackendSample(sb, "edgeproxy_backend_ejected", model, b.Id, b.State.IsEjected ? 1 : 0);
+            }
+        }
+        Header(sb, "edgeproxy_backend_in_flight", "Requests in flight to the backend.", "gauge");
+        foreach (var model in table.Models)
+        {
+            foreach (var b in model.Backends)
+            {
+                BackendSample(sb, "edgeproxy_backend_in_flight", model, b.Id, b.State.InFlight);
+            }
+        }
+    }
+
+    private static void BackendSample(StringBuilder sb, string name, ModelRoute model, string backend, long value)
+    {
+        sb.Append(name).Append("{service=\"");
+        Escape(sb, model.Service);
+        sb.Append("\",model=\"");
+        Escape(sb, model.Model);
+        sb.Append("\",backend=\"");
+        Escape(sb, backend);
+        sb.Append("\"} ").Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
+    }
+
+    private static IEnumerable<Series> Ordered(IEnumerable<Series> group) => group.OrderBy(s => s.Key.Label, StringComparer.Ordinal);
+
+    private static void Header(StringBuilder sb, string name, string help, string type)
+    {
+        sb.Append("# HELP ").Append(name).Append(' ');
+        foreach (var c in help)
+        {
+            if (c == '\\')
+            {
+                sb.Append("\\\\");
+            }
+            else if (c == '\n')
+            {
+                sb.Append("\\n");
+            }
+            else
+            {
+                sb.Append(c);
+            }
+        }
+        sb.Append('\n').Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
+    }
+
+    private static void Sample(StringBuilder sb, string name, SeriesKey key, string? le, long value)
+    {
+        Labels(sb.Append(name), key, le);
+        sb.Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
+    }
+
+    private static void SampleDouble(StringBuilder sb, string name, SeriesKey key, double value)
+    {
+        Labels(sb.Append(name), key, null);
+        sb.Append(' ').Append(FormatDouble(value)).Append('\n');
+    }
+
+    private static void Labels(StringBuilder sb, SeriesKey key, string? le)
+    {
+        var count = key.Count + (le is null ? 0 : 1);
+        if (count == 0)
+        {
+            return;
+        }
+        sb.Append('{');
+        var first = true;
+        for (var i = 0; i < key.Count; i++)
+        {
+            var (name, value) = key[i];
+            if (!first)
+            {
+                sb.Append(',');
+            }
+            first = false;
+            sb.Append(name).Append("=\"");
+            Escape(sb, value);
+            sb.Append('"');
+        }
+        if (le is not null)
+        {
+            sb.Append(first ? "" : ",").Append("le=\"").Append(le).Append('"');
+        }
+        sb.Append('}');
+    }
+
+    /// <summary>Label value escaping per the text format: backslash, double quote and newline.</summary>
+    internal static void Escape(StringBuilder sb, string value)
+    {
+        foreach (var c in value)
+        {
+            switch (c)
+            {
+                case '\\': sb.Append("\\\\"); break;
+                case '"': sb.Append("\\\""); break;
+                case '\n': sb.Append("\\n"); break;
+                default: sb.Append(c); break;
+            }
+        }
+    }
+
+    internal static string FormatDouble(double value)
+        => double.IsPositiveInfinity(value) ? "+Inf"
+        : double.IsNegativeInfinity(value) ? "-Inf"
+        : double.IsNaN(value) ? "NaN"
+        : value.ToString("R", CultureInfo.InvariantCulture);
+
+    public void Dispose() => _listener.Dispose();
+
+    /// <summary>One time series: an instrument plus up to four tag (name, value) pairs, compared by value.</summary>
+    internal readonly struct SeriesKey : IEquatable<SeriesKey>
+    {
+        private readonly string? _n0, _v0, _n1, _v1, _n2, _v2, _n3, _v3;
+
+        private SeriesKey(Instrument instrument, int count, string? n0, string? v0, string? n1, string? v1, string? n2, string? v2, string? n3, string? v3)
+        {
+            Instrument = instrument;
+            Count = count;
+            (_n0, _v0, _n1, _v1, _n2, _v2, _n3, _v3) = (n0, v0, n1, v1, n2, v2, n3, v3);
+        }
+
+        public Instrument Instrument { get; }
+
+        public int Count { get; }
+
+        public (string Name, string Value) this[int i] => i switch
+        {
+            0 => (_n0!, _v0!),
+            1 => (_n1!, _v1!),
+            2 => (_n2!, _v2!),
+            _ => (_n3!, _v3!),
+        };
+
+        public string Label
+        {
+            get
+            {
+                var sb = new StringBuilder();
+                for (var i = 0; i < Count; i++)
+                {
+                    sb.Append(this[i].Name).Append('=').Append(this[i].Value).Append(',');
+                }
+                return sb.ToString();
+            }
+        }
+
+        public static SeriesKey From(Instrument instrument, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
+            var count = Math.Min(tags.Length, 4);
+            return new SeriesKey(instrument, count,
+                count > 0 ? tags[0].Key : null, count > 0 ? ValueOf(tags[0]) : null,
+                count > 1 ? tags[1].Key : null, count > 1 ? ValueOf(tags[1]) : null,
+                count > 2 ? tags[2].Key : null, count > 2 ? ValueOf(tags[2]) : null,
+                count > 3 ? tags[3].Key : null, count > 3 ? ValueOf(tags[3]) : null);
+        }
+
+        private static string ValueOf(KeyValuePair<string, object?> tag) => tag.Value as string ?? tag.Value?.ToString() ?? "";
+
+        public bool Equals(SeriesKey other)
+            => ReferenceEquals(Instrument, other.Instrument) && Count == other.Count
+            && _n0 == other._n0 && _v0 == other._v0 && _n1 == other._n1 && _v1 == other._v1
+            && _n2 == other._n2 && _v2 == other._v2 && _n3 == other._n3 && _v3 == other._v3;
+
+        public override bool Equals(object? obj) => obj is SeriesKey other && Equals(other);
+
+        public override int GetHashCode() => HashCode.Combine(Instrument, _v0, _v1, _v2, _v3, _n0, _n1);
+    }
+
+    internal sealed class Series
+    {
+        public Series(SeriesKey key)
+        {
+            Key = key;
+            if (key.Instrument is Histogram<double> histogram)
+            {
+                Bounds = histogram.Advice?.HistogramBucketBoundaries?.ToArray() ?? [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+                Buckets = new long[Bounds.Length + 1];
+            }
+        }
+
+        public SeriesKey Key { get; }
+
+        public double[]? Bounds { get; }
+
+        public long[]? Buckets { get; }
+
+        public long LongValue;
+
+        public double Sum;
+    }
+}

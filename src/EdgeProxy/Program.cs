@@ -1,0 +1,3 @@
+using EdgeProxy.Hosting;
+
+return await GatewayApp.RunAsync(args);

@@ -1,0 +1,48 @@
+namespace EdgeProxy.Routing;
+
+/// <summary>
+/// Splits a raw request target `/{service}/{model}[/{rest}][?query]` without allocating. The rest
+/// and the query are kept byte for byte (no decoding, no re-encoding of %2F, %20 or +), because the
+/// backend must see what the client sent.
+/// </summary>
+internal readonly ref struct GatewayPath
+{
+    public GatewayPath(ReadOnlySpan<char> service, ReadOnlySpan<char> model, ReadOnlySpan<char> remainder)
+    {
+        Service = service;
+        Model = model;
+        Remainder = remainder;
+    }
+
+    public ReadOnlySpan<char> Service { get; }
+
+    public ReadOnlySpan<char> Model { get; }
+
+    /// <summary>Everything after `/{service}/{model}`: empty, or starting with '/' or '?'.</summary>
+    public ReadOnlySpan<char> Remainder { get; }
+
+    public static bool TryParse(ReadOnlySpan<char> rawTarget, out GatewayPath path)
+    {
+        path = default;
+        if (rawTarget.Length < 4 || rawTarget[0] != '/')
+        {
+            return false;
+        }
+        var rest = rawTarget[1..];
+        var end = rest.IndexOfAny('/', '?');
+        if (end <= 0 || rest[end] != '/')
+        {
+            return false;
+        }
+        var service = rest[..end];
+        rest = rest[(end + 1)..];
+        end = rest.IndexOfAny('/', '?');
+        var model = end < 0 ? rest : rest[..end];
+        if (model.IsEmpty)
+        {
+            return false;
+        }
+        path = new GatewayPath(service, model, end < 0 ? ReadOnlySpan<char>.Empty : rest[end..]);
+        return true;
+    }
+}

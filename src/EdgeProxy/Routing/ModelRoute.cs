@@ -1,0 +1,60 @@
+using EdgeProxy.Balancing;
+using EdgeProxy.Configuration;
+
+namespace EdgeProxy.Routing;
+
+/// <summary>
+/// One model's backends in an immutable snapshot: the struct table, the precomputed smooth
+/// round-robin order and the affinity table. Only the round-robin cursor changes after construction.
+/// </summary>
+internal sealed class ModelRoute
+{
+    private int _cursor = -1;
+
+    public ModelRoute(string service, string model, BackendEntry[] backends, AffinityConfig affinity, double maxEjectionPercent)
+    {
+        Service = service;
+        Model = model;
+        Backends = backends;
+        AffinityConfig = affinity;
+        var weights = backends.Select(b => b.Weight).ToArray();
+        Sequence = SmoothWeightedSequence.Build(weights);
+        Affinity = affinity.Kind == AffinityKind.None ? null : AffinityTable.Build(backends.Select(b => b.Id).ToArray(), weights);
+        MaxEjected = maxEjectionPercent <= 0 ? 0 : Math.Max(1, (int)Math.Floor(backends.Length * maxEjectionPercent / 100.0));
+        RouteLabel = service + "/" + model;
+    }
+
+    public string Service { get; }
+
+    public string Model { get; }
+
+    /// <summary>`service/model`, for logs.</summary>
+    public string RouteLabel { get; }
+
+    public BackendEntry[] Backends { get; }
+
+    public int[] Sequence { get; }
+
+    public AffinityTable? Affinity { get; }
+
+    public AffinityConfig AffinityConfig { get; }
+
+    /// <summary>How many of this model's backends passive health may hold ejected at once.</summary>
+    public int MaxEjected { get; }
+
+    public int NextCursor() => Interlocked.Increment(ref _cursor);
+
+    /// <summary>Whether one more backend may be ejected without breaking the per-model cap.</summary>
+    public bool MayEjectAnother()
+    {
+        var ejected = 0;
+        foreach (var backend in Backends)
+        {
+            if (backend.State.IsEjected)
+            {
+                ejected++;
+            }
+        }
+        return ejected < MaxEjected;
+    }
+}

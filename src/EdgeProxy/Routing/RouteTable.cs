@@ -1,0 +1,109 @@
+using System.Collections.Frozen;
+using System.Diagnostics.CodeAnalysis;
+using EdgeProxy.Balancing;
+using EdgeProxy.Configuration;
+using EdgeProxy.Health;
+
+namespace EdgeProxy.Routing;
+
+/// <summary>
+/// The immutable routing snapshot: service -> model -> <see cref="ModelRoute"/>. Built once per
+/// config (start or reload) and swapped atomically by <see cref="RouteTableProvider"/>; the request
+/// path looks models up by span without allocating.
+/// </summary>
+internal sealed class RouteTable
+{
+    private readonly FrozenDictionary<string, FrozenDictionary<string, ModelRoute>> _services;
+    private readonly FrozenDictionary<string, FrozenDictionary<string, ModelRoute>>.AlternateLookup<ReadOnlySpan<char>> _serviceLookup;
+
+    private RouteTable(BackendsConfig config, IReadOnlyList<ModelRoute> models, FrozenDictionary<string, FrozenDictionary<string, ModelRoute>> services)
+    {
+        Config = config;
+        Models = models;
+        _services = services;
+        _serviceLookup = services.GetAlternateLookup<ReadOnlySpan<char>>();
+    }
+
+    public BackendsConfig Config { get; }
+
+    /// <summary>Every model in config order (services, then models).</summary>
+    public IReadOnlyList<ModelRoute> Models { get; }
+
+    public IEnumerable<BackendState> States => Models.SelectMany(m => m.Backends.Select(b => b.State));
+
+    public bool TryGetModel(ReadOnlySpan<char> service, ReadOnlySpan<char> model, [NotNullWhen(true)] out ModelRoute? route)
+    {
+        if (_serviceLookup.TryGetValue(service, out var models))
+        {
+            return models.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(model, out route);
+        }
+        route = null;
+        return false;
+    }
+
+    public bool HasService(ReadOnlySpan<char> service) => _serviceLookup.ContainsKey(service);
+
+    public bool HasService(string service) => _services.ContainsKey(service);
+
+    /// <summary>
+    /// Builds a snapshot. Backends whose (service, model, id, url) also exist in
+    /// <paramref name="previous"/> keep their <see cref="BackendState"/> — health, ejection and
+    /// counters survive a reload; everything else starts as unknown.
+    /// </summary>
+    public static RouteTable Build(BackendsConfig config, GatewaySettings settings, HealthPolicy policy, TimeProvider time, RouteTable? previous = null)
+    {
+        var oldStates = new Dictionary<(string, string, string, string), BackendState>();
+        if (previous is not null)
+        {
+            foreach (var state in previous.States)
+            {
+                oldStates[(state.Service, state.Model, state.Config.Id, state.Config.Url)] = state;
+            }
+        }
+
+        var models = new List<ModelRoute>();
+        var services = new Dictionary<string, FrozenDictionary<string, ModelRoute>>(StringComparer.Ordinal);
+        foreach (var service in config.Services)
+        {
+            var byModel = new Dictionary<string, ModelRoute>(StringComparer.Ordinal);
+            foreach (var model in service.Models)
+            {
+                var entries = new BackendEntry[model.Backends.Count];
+                for (var i = 0; i < entries.Length; i++)
+                {
+                    var backend = model.Backends[i];
+                    if (oldStates.TryGetValue((service.Name, model.Name, backend.Id, backend.Url), out var state))
+                    {
+                        state.Update(backend, policy);
+                    }
+                    else
+                    {
+                        state = new BackendState(service.Name, model.Name, backend, policy, time);
+                    }
+                    var (headerName, headerValue) = UpstreamAuthHeader(backend, settings);
+                    entries[i] = new BackendEntry(state, backend.Url, backend.Weight, headerName, headerValue);
+                }
+                var route = new ModelRoute(service.Name, model.Name, entries, model.Affinity, settings.MaxEjectionPercent);
+                byModel[model.Name] = route;
+                models.Add(route);
+            }
+            services[service.Name] = byModel.ToFrozenDictionary(StringComparer.Ordinal);
+        }
+        return new RouteTable(config, models, services.ToFrozenDictionary(StringComparer.Ordinal));
+    }
+
+    /// <summary>Contract: the backend's api_key over the global key, in the backend's auth_mode over BACKEND_AUTH_MODE.</summary>
+    internal static (string? Name, string? Value) UpstreamAuthHeader(BackendConfig backend, GatewaySettings settings)
+    {
+        var key = backend.ApiKey ?? (settings.BackendApiKey.Length > 0 ? settings.BackendApiKey : null);
+        if (key is null)
+        {
+            return (null, null);
+        }
+        return (backend.AuthMode ?? settings.BackendAuthMode) switch
+        {
+            UpstreamAuthMode.XApiKey => ("x-api-key", key),
+            _ => ("Authorization", "Bearer " + key),
+        };
+    }
+}
