@@ -28,6 +28,8 @@ internal sealed partial class HttpForwarder(
     HealthChangeSignal healthChanged,
     ILogger<HttpForwarder> logger)
 {
+    private static readonly TimeSpan AbortGrace = TimeSpan.FromMilliseconds(100);
+
     private static readonly UriCreationOptions RawUri = new() { DangerousDisablePathAndQueryCanonicalization = true };
 
     public async Task ForwardAsync(HttpContext context, ModelRoute route, string remainder, string requestId)
@@ -103,6 +105,7 @@ internal sealed partial class HttpForwarder(
         var streamKind = StreamKindOf(upstream);
         var response = context.Response;
         double? firstByteMs = null;
+        UsageScanner? usage = null;
         var outcome = ForwarderError.None;
         try
         {
@@ -133,8 +136,10 @@ internal sealed partial class HttpForwarder(
             // 3. Relay the body chunk by chunk: the first chunk under the first-byte timer, every
             //    later one under the idle timer.
             var body = await upstream.Content.ReadAsStreamAsync(timeouts.Token).ConfigureAwait(false);
-            var observer = new ResponseObserver(timeouts, settings.StreamIdleTimeout, time);
+            var observer = new ResponseObserver(timeouts, settings.StreamIdleTimeout, time,
+                status is >= 200 and < 300 && CarriesUsage(upstream, streamKind) ? new UsageScanner() : null);
             var copy = await StreamCopier.CopyAsync(body, response.Body, flush: false, observer, timeouts.Token, context.RequestAborted).ConfigureAwait(false);
+            usage = observer.Usage;
             if (observer.FirstChunkAt != 0)
             {
                 firstByteMs = time.GetElapsedTime(started, observer.FirstChunkAt).TotalMilliseconds;
@@ -172,6 +177,10 @@ internal sealed partial class HttpForwarder(
             metrics.InFlight.Add(-1);
         }
 
+        if (usage is { Found: true })
+        {
+            RecordUsage(route, backend.Id, usage);
+        }
         if (outcome != ForwarderError.None)
         {
             metrics.StreamAborts.Add(1, new KeyValuePair<string, object?>("reason", ForwarderErrors.Code(outcome)));
@@ -239,6 +248,9 @@ internal sealed partial class HttpForwarder(
         {
             // The client is gone too; nothing more to tell it.
         }
+        // Kestrel's Abort resets the connection, and a reset discards bytes still in flight: give
+        // the error frame a moment to leave before ending the response abortively.
+        await Task.Delay(AbortGrace, time).ConfigureAwait(false);
         context.Abort();
     }
 
@@ -541,10 +553,42 @@ internal sealed partial class HttpForwarder(
         _ => new HttpMethod(method),
     };
 
-    /// <summary>Resets the timers as chunks pass: first chunk ends the first-byte phase, each chunk re-arms the idle timer.</summary>
-    private sealed class ResponseObserver(CancellationTokenSource timeouts, TimeSpan idle, TimeProvider time) : ICopyObserver
+    private void RecordUsage(ModelRoute route, string backendId, UsageScanner usage)
+    {
+        if (usage.PromptTokens is long prompt)
+        {
+            var tags = GatewayMetrics.Tags(route.Service, route.Model, backendId);
+            tags.Add("type", "prompt");
+            metrics.Tokens.Add(prompt, tags);
+        }
+        if (usage.CompletionTokens is long completion)
+        {
+            var tags = GatewayMetrics.Tags(route.Service, route.Model, backendId);
+            tags.Add("type", "completion");
+            metrics.Tokens.Add(completion, tags);
+        }
+    }
+
+    /// <summary>JSON answers and event streams may carry an OpenAI-style `usage` object worth counting.</summary>
+    private static bool CarriesUsage(HttpResponseMessage upstream, StreamKind kind)
+    {
+        if (kind is StreamKind.Sse or StreamKind.Ndjson)
+        {
+            return true;
+        }
+        return upstream.Content.Headers.NonValidated.TryGetValues("Content-Type", out var type)
+            && type.ToString().Contains("json", StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>
+    /// Sees each chunk after it was written: the first chunk ends the first-byte phase, every chunk
+    /// re-arms the idle timer, and token usage is read on the way past.
+    /// </summary>
+    private sealed class ResponseObserver(CancellationTokenSource timeouts, TimeSpan idle, TimeProvider time, UsageScanner? usage) : ICopyObserver
     {
         public long FirstChunkAt { get; private set; }
+
+        public UsageScanner? Usage => usage;
 
         public void OnChunk(ReadOnlySpan<byte> chunk)
         {
@@ -553,6 +597,7 @@ internal sealed partial class HttpForwarder(
                 FirstChunkAt = time.GetTimestamp();
             }
             timeouts.CancelAfter(idle);
+            usage?.Observe(chunk);
         }
     }
 }

@@ -1,0 +1,219 @@
+using System.Text.Json;
+
+namespace EdgeProxy.Observability;
+
+/// <summary>
+/// Reads LLM token usage (`"usage":{"prompt_tokens":…,"completion_tokens":…}`) from a response body
+/// as it streams past, without buffering or delaying it: each chunk is scanned after it has been
+/// forwarded. Works for a whole JSON answer and for SSE/NDJSON streams where usage comes in the
+/// final chunk (OpenAI `stream_options.include_usage`, vLLM, Ollama's OpenAI API) or cumulatively in
+/// every chunk — the last usage object seen wins. The key, the colon, the object: any of them may
+/// be split across reads.
+/// </summary>
+internal sealed class UsageScanner
+{
+    private static ReadOnlySpan<byte> Key => "\"usage\""u8;
+
+    /// <summary>A usage object larger than this is not a usage object we understand; skip it.</summary>
+    private const int MaxObjectBytes = 2048;
+
+    private readonly byte[] _tail = new byte[6];
+    private int _tailLength;
+    private State _state;
+    private byte[]? _object;
+    private int _objectLength;
+    private int _depth;
+    private bool _inString;
+    private bool _escaped;
+
+    public long? PromptTokens { get; private set; }
+
+    public long? CompletionTokens { get; private set; }
+
+    public bool Found => PromptTokens.HasValue || CompletionTokens.HasValue;
+
+    public void Observe(ReadOnlySpan<byte> chunk)
+    {
+        var position = 0;
+        if (_state == State.Searching && _tailLength > 0)
+        {
+            // The key may straddle the previous chunk and this one.
+            Span<byte> seam = stackalloc byte[12];
+            _tail.AsSpan(0, _tailLength).CopyTo(seam);
+            var take = Math.Min(6, chunk.Length);
+            chunk[..take].CopyTo(seam[_tailLength..]);
+            var index = seam[..(_tailLength + take)].IndexOf(Key);
+            if (index >= 0 && index < _tailLength)
+            {
+                position = index + Key.Length - _tailLength;
+                _state = State.AfterKey;
+            }
+        }
+        while (position < chunk.Length)
+        {
+            if (_state == State.Searching)
+            {
+                var index = chunk[position..].IndexOf(Key);
+                if (index < 0)
+                {
+                    break;
+                }
+                position += index + Key.Length;
+                _state = State.AfterKey;
+                continue;
+            }
+            position = Step(chunk, position);
+        }
+        RememberTail(chunk);
+    }
+
+    private int Step(ReadOnlySpan<byte> chunk, int position)
+    {
+        var b = chunk[position];
+        switch (_state)
+        {
+            case State.AfterKey:
+                if (b == (byte)':')
+                {
+                    _state = State.AfterColon;
+                }
+                else if (!IsSpace(b))
+                {
+                    _state = State.Searching; // `"usage"` was a value, not a key
+                }
+                return position + 1;
+            case State.AfterColon:
+                if (b == (byte)'{')
+                {
+                    _object ??= new byte[MaxObjectBytes];
+                    _object[0] = b;
+                    _objectLength = 1;
+                    _depth = 1;
+                    _inString = false;
+                    _escaped = false;
+                    _state = State.InObject;
+                }
+                else if (!IsSpace(b))
+                {
+                    _state = State.Searching; // e.g. "usage": null
+                }
+                return position + 1;
+            default:
+                return Capture(chunk, position);
+        }
+    }
+
+    private int Capture(ReadOnlySpan<byte> chunk, int position)
+    {
+        for (; position < chunk.Length; position++)
+        {
+            var b = chunk[position];
+            if (_objectLength == MaxObjectBytes)
+            {
+                _state = State.Searching;
+                return position;
+            }
+            _object![_objectLength++] = b;
+            if (_inString)
+            {
+                if (_escaped)
+                {
+                    _escaped = false;
+                }
+                else if (b == (byte)'\\')
+                {
+                    _escaped = true;
+                }
+                else if (b == (byte)'"')
+                {
+                    _inString = false;
+                }
+                continue;
+            }
+            if (b == (byte)'"')
+            {
+                _inString = true;
+            }
+            else if (b == (byte)'{')
+            {
+                _depth++;
+            }
+            else if (b == (byte)'}' && --_depth == 0)
+            {
+                Parse(_object.AsSpan(0, _objectLength));
+                _state = State.Searching;
+                return position + 1;
+            }
+        }
+        return position;
+    }
+
+    private void Parse(ReadOnlySpan<byte> json)
+    {
+        long? prompt = null, completion = null;
+        try
+        {
+            var reader = new Utf8JsonReader(json);
+            while (reader.Read())
+            {
+                if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1)
+                {
+                    var isPrompt = reader.ValueTextEquals("prompt_tokens"u8) || reader.ValueTextEquals("input_tokens"u8);
+                    var isCompletion = reader.ValueTextEquals("completion_tokens"u8) || reader.ValueTextEquals("output_tokens"u8);
+                    if (!reader.Read())
+                    {
+                        break;
+                    }
+                    if ((isPrompt || isCompletion) && reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out var value) && value >= 0)
+                    {
+                        if (isPrompt)
+                        {
+                            prompt = value;
+                        }
+                        else
+                        {
+                            completion = value;
+                        }
+                    }
+                    else if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
+                    {
+                        reader.Skip();
+                    }
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            return;
+        }
+        if (prompt.HasValue || completion.HasValue)
+        {
+            PromptTokens = prompt;
+            CompletionTokens = completion;
+        }
+    }
+
+    private void RememberTail(ReadOnlySpan<byte> chunk)
+    {
+        if (chunk.Length >= _tail.Length)
+        {
+            chunk[^_tail.Length..].CopyTo(_tail);
+            _tailLength = _tail.Length;
+            return;
+        }
+        var keep = Math.Min(_tailLength, _tail.Length - chunk.Length);
+        _tail.AsSpan(_tailLength - keep, keep).CopyTo(_tail);
+        chunk.CopyTo(_tail.AsSpan(keep));
+        _tailLength = keep + chunk.Length;
+    }
+
+    private static bool IsSpace(byte b) => b is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n';
+
+    private enum State
+    {
+        Searching,
+        AfterKey,
+        AfterColon,
+        InObject,
+    }
+}

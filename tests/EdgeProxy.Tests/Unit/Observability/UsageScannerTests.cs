@@ -1,0 +1,107 @@
+using System.Text;
+using EdgeProxy.Observability;
+
+namespace EdgeProxy.Tests.Unit.Observability;
+
+public sealed class UsageScannerTests
+{
+    private const string Sse =
+        "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n" +
+        "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\" there\"}}],\"usage\":null}\n\n" +
+        "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":17,\"completion_tokens\":42,\"total_tokens\":59,\"prompt_tokens_details\":{\"cached_tokens\":3}}}\n\n" +
+        "data: [DONE]\n\n";
+
+    [Fact]
+    public void Reads_usage_from_the_final_sse_chunk_and_ignores_null_usage()
+    {
+        var scanner = new UsageScanner();
+        scanner.Observe(Encoding.UTF8.GetBytes(Sse));
+        Assert.Equal(17, scanner.PromptTokens);
+        Assert.Equal(42, scanner.CompletionTokens);
+    }
+
+    /// <summary>Every possible split point, including inside the key, the colon and the object.</summary>
+    [Fact]
+    public void Usage_split_across_two_reads_at_every_position_is_read()
+    {
+        var bytes = Encoding.UTF8.GetBytes(Sse);
+        for (var split = 0; split <= bytes.Length; split++)
+        {
+            var scanner = new UsageScanner();
+            scanner.Observe(bytes.AsSpan(0, split));
+            scanner.Observe(bytes.AsSpan(split));
+            Assert.True(scanner.PromptTokens == 17 && scanner.CompletionTokens == 42, $"split at {split}");
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(5)]
+    [InlineData(7)]
+    public void Usage_delivered_in_tiny_reads_is_read(int size)
+    {
+        var bytes = Encoding.UTF8.GetBytes(Sse);
+        var scanner = new UsageScanner();
+        for (var i = 0; i < bytes.Length; i += size)
+        {
+            scanner.Observe(bytes.AsSpan(i, Math.Min(size, bytes.Length - i)));
+        }
+        Assert.Equal(17, scanner.PromptTokens);
+        Assert.Equal(42, scanner.CompletionTokens);
+    }
+
+    [Fact]
+    public void Cumulative_usage_in_every_chunk_counts_the_last_one_only()
+    {
+        var scanner = new UsageScanner();
+        scanner.Observe("{\"i\":0,\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\n"u8);
+        scanner.Observe("{\"i\":1,\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n"u8);
+        scanner.Observe("{\"i\":2,\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3}}\n"u8);
+        Assert.Equal(5, scanner.PromptTokens);
+        Assert.Equal(3, scanner.CompletionTokens);
+    }
+
+    [Fact]
+    public void Non_streaming_json_and_anthropic_style_names_are_read()
+    {
+        var scanner = new UsageScanner();
+        scanner.Observe("{\"id\":\"x\",\"usage\" : { \"input_tokens\" : 11 , \"output_tokens\":22 }}"u8);
+        Assert.Equal(11, scanner.PromptTokens);
+        Assert.Equal(22, scanner.CompletionTokens);
+    }
+
+    [Theory]
+    [InlineData("{\"text\":\"the \\\"usage\\\" word in content\"}")]
+    [InlineData("{\"usage\":null}")]
+    [InlineData("{\"usage\":\"n/a\"}")]
+    [InlineData("{\"usage\":{\"prompt_tokens\":\"seven\"}}")]
+    [InlineData("{\"choices\":[]}")]
+    public void Bodies_without_a_usable_usage_object_report_nothing(string body)
+    {
+        var scanner = new UsageScanner();
+        scanner.Observe(Encoding.UTF8.GetBytes(body));
+        Assert.False(scanner.Found);
+    }
+
+    [Fact]
+    public void Braces_inside_strings_in_the_usage_object_do_not_confuse_it()
+    {
+        var scanner = new UsageScanner();
+        scanner.Observe("{\"usage\":{\"note\":\"}{\",\"prompt_tokens\":1,\"completion_tokens\":2}}"u8);
+        Assert.Equal(1, scanner.PromptTokens);
+        Assert.Equal(2, scanner.CompletionTokens);
+    }
+
+    [Fact]
+    public void An_oversized_object_is_skipped_and_a_later_one_still_read()
+    {
+        var scanner = new UsageScanner();
+        var huge = "{\"usage\":{\"pad\":\"" + new string('x', 5000) + "\"}}";
+        scanner.Observe(Encoding.UTF8.GetBytes(huge));
+        Assert.False(scanner.Found);
+        scanner.Observe("{\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}"u8);
+        Assert.Equal(3, scanner.PromptTokens);
+    }
+}
