@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs every EdgeProxy test:
+#   1. publishes the Native AOT binary (./build.sh -> dist/edgeproxy),
+#   2. runs the xunit suites (unit + functional) against that binary and real backend processes,
+#   3. runs the Node end-to-end tests (OpenAI SDK through the gateway, dashboard in headless Chromium).
+# Installs what it needs when missing (Debian: chromium; npm packages from tests/e2e/package-lock.json).
+# Prints a final "N passed, N failed" line and exits non-zero when any test failed.
+set -uo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+LOG_DIR="$ROOT/artifacts/test-logs"
+mkdir -p "$LOG_DIR"
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing ${need_apt[*]} (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null || { echo "apt-get install failed"; exit 1; }
+  else
+    echo "missing: ${need_apt[*]} — install them (sudo apt-get install ${need_apt[*]}) and rerun"; exit 1
+  fi
+fi
+command -v node >/dev/null 2>&1 || { echo "node (>= 20) is required for the end-to-end tests"; exit 1; }
+
+echo "== build: Native AOT binary"
+./build.sh || { echo "0 passed, 1 failed"; exit 1; }
+echo "== build: solution"
+dotnet build EdgeProxy.sln -c Release -nologo -v q || { echo "0 passed, 1 failed"; exit 1; }
+
+export EDGEPROXY_BIN="$ROOT/dist/edgeproxy"
+echo "== xunit (gateway under test: $EDGEPROXY_BIN)"
+dotnet test EdgeProxy.sln -c Release --no-build -nologo --logger "console;verbosity=normal" \
+  --results-directory "$LOG_DIR" --logger "trx;LogFileName=xunit.trx" 2>&1 | tee "$LOG_DIR/xunit.log"
+xunit_rc=${PIPESTATUS[0]}
+
+echo "== e2e (node --test)"
+(
+  cd tests/e2e || exit 1
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error || exit 1
+  node --test --test-reporter=spec ./*.test.mjs
+) 2>&1 | tee "$LOG_DIR/e2e.log"
+e2e_rc=${PIPESTATUS[0]}
+
+# One summary line over both runners.
+x_pass=$(grep -Eo 'Passed: +[0-9]+' "$LOG_DIR/xunit.log" | awk '{s+=$2} END {print s+0}')
+x_fail=$(grep -Eo 'Failed: +[0-9]+' "$LOG_DIR/xunit.log" | awk '{s+=$2} END {print s+0}')
+n_pass=$(grep -Eo '^ℹ pass [0-9]+' "$LOG_DIR/e2e.log" | awk '{s+=$3} END {print s+0}')
+n_fail=$(grep -Eo '^ℹ fail [0-9]+' "$LOG_DIR/e2e.log" | awk '{s+=$3} END {print s+0}')
+[ "$xunit_rc" -ne 0 ] && [ "$x_fail" -eq 0 ] && x_fail=1
+[ "$e2e_rc" -ne 0 ] && [ "$n_fail" -eq 0 ] && n_fail=1
+echo "xunit: $x_pass passed, $x_fail failed; e2e: $n_pass passed, $n_fail failed"
+echo "$((x_pass + n_pass)) passed, $((x_fail + n_fail)) failed"
+[ "$xunit_rc" -eq 0 ] && [ "$e2e_rc" -eq 0 ]
