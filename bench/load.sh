@@ -19,6 +19,8 @@
 #   CONNECTIONS=64     wrk -c
 #   THREADS=1          wrk -t
 #   ROUNDS=3           measured runs per target, round-robin over targets; the table shows medians
+#   QUIET_MAX=15       a round is "quiet" when other processes used <= this % of one core during
+#                      it; medians are taken over quiet rounds only (all rounds, flagged, if none)
 #   ONLY=direct,nginx,haproxy,edgeproxy   subset / order of targets
 #   EDGEPROXY_BIN=<repo>/dist/edgeproxy
 #   RESULTS_DIR=<repo>/bench/results
@@ -34,18 +36,19 @@ WARMUP=${WARMUP:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-3}
+QUIET_MAX=${QUIET_MAX:-15}
 ONLY=${ONLY:-direct,nginx,haproxy,edgeproxy}
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-$REPO/dist/edgeproxy}
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results}
 
-for v in DURATION WARMUP CONNECTIONS THREADS ROUNDS; do
-  if ! [[ ${!v} =~ ^[0-9]+$ ]] || [[ ${!v} -eq 0 ]]; then
+for v in DURATION WARMUP CONNECTIONS THREADS ROUNDS QUIET_MAX; do
+  if ! [[ ${!v} =~ ^[0-9]+$ ]] || { [[ ${!v} -eq 0 ]] && [[ $v != QUIET_MAX ]]; }; then
     echo "error: $v must be a positive integer (got '${!v}')" >&2; exit 2
   fi
 done
 if [[ $# -gt 0 ]]; then
   case $1 in
-    -h|--help) sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument '$1' (configuration is via env, see --help)" >&2; exit 2 ;;
   esac
 fi
@@ -390,14 +393,25 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for t in "${RUNNING[@]}"; do measure "$t" "$r"; done
 done
 
+NOISY=()
 for t in "${RUNNING[@]}"; do
-  vals=() p50s=() p99s=() cpus=() ups=() others=() tnotes=""
+  # Aggregate over the quiet rounds (other% <= QUIET_MAX); if there is none, over all rounds
+  # and flag the target as noisy.
+  quiet=0 ok=0
+  for ((r = 1; r <= ROUNDS; r++)); do
+    [[ -n ${R_RPS[$t,$r]:-} ]] || continue
+    ok=$((ok + 1))
+    (( ${R_OTHER[$t,$r]} <= QUIET_MAX )) && quiet=$((quiet + 1))
+  done
+  vals=() p50s=() p99s=() cpus=() ups=() others=() all=() tnotes=""
   for ((r = 1; r <= ROUNDS; r++)); do
     [[ -n ${R_RPS[$t,$r]:-} ]] || { tnotes+="round $r: ${R_NOTE[$t,$r]:-failed}; "; continue; }
+    all+=("${R_RPS[$t,$r]}@${R_OTHER[$t,$r]}%")
+    [[ -n ${R_NOTE[$t,$r]:-} ]] && tnotes+="round $r: ${R_NOTE[$t,$r]}; "
+    (( quiet > 0 && ${R_OTHER[$t,$r]} > QUIET_MAX )) && continue
     vals+=("${R_RPS[$t,$r]}"); p50s+=("${R_P50[$t,$r]}"); p99s+=("${R_P99[$t,$r]}")
     ups+=("${R_UPCPU[$t,$r]}"); others+=("${R_OTHER[$t,$r]}")
     [[ -n ${R_CPU[$t,$r]:-} ]] && cpus+=("${R_CPU[$t,$r]}")
-    [[ -n ${R_NOTE[$t,$r]:-} ]] && tnotes+="round $r: ${R_NOTE[$t,$r]}; "
   done
   if [[ ${#vals[@]} -gt 0 ]]; then
     RPS[$t]=$(median "${vals[@]}" | awk '{printf "%.0f", $1}')
@@ -406,7 +420,10 @@ for t in "${RUNNING[@]}"; do
     UPCPU[$t]=$(median "${ups[@]}" | awk '{printf "%.1f", $1}')
     OTHER[$t]=$(median "${others[@]}" | awk '{printf "%.0f", $1}')
     [[ ${#cpus[@]} -gt 0 ]] && CPU[$t]=$(median "${cpus[@]}" | awk '{printf "%.1f", $1}')
-    [[ $ROUNDS -gt 1 ]] && tnotes="req/s by round: $(IFS=/; echo "${vals[*]}"); $tnotes"
+    if (( quiet == 0 )); then
+      NOISY+=("$t"); tnotes="NOISY (no round with other% <= $QUIET_MAX); $tnotes"
+    fi
+    tnotes="$quiet/$ok quiet; req/s@other% by round: ${all[*]}; $tnotes"
   fi
   if [[ -n ${TPID[$t]} ]]; then
     read -r -a pids <<<"${TPID[$t]}"
@@ -424,7 +441,7 @@ ratio() {  # a b -> a/b or n/a
 report() {
   echo "EdgeProxy load benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  commit $COMMIT"
   echo "host: $(nproc) cpus, $(uname -r); nginx $NGINX_VER; haproxy $HAPROXY_VER; $(wrk -v 2>&1 | awk 'NR==1 {print "wrk", $2}' || true)"
-  echo "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (after ${WARMUP}s warm-up) x $ROUNDS rounds round-robin, medians shown; GET /bench/m/v1/ping (direct: GET /v1/ping), loopback"
+  echo "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (after ${WARMUP}s warm-up) x $ROUNDS rounds round-robin, medians of quiet rounds (other% <= $QUIET_MAX); GET /bench/m/v1/ping (direct: GET /v1/ping), loopback"
   echo "cpu_us/req = proxy utime+stime (all its processes, /proc/PID/stat, CLK_TCK=$CLK_TCK) / requests; up_us/req = same for the upstream nginx"
   echo "rss = sum of VmHWM (peak) / VmRSS (at end) over the proxy's processes; other% = box CPU not used by proxy/upstream/wrk during the run (% of one core; noise indicator)"
   echo
@@ -439,6 +456,10 @@ report() {
     printf '%-10s %8s %8s %8s %11s %13s %10s %7s  %s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" \
       "${CPU[$t]:--}" "$rss" "${UPCPU[$t]}" "${OTHER[$t]}" "${NOTE[$t]:-}"
   done
+  if [[ ${#NOISY[@]} -gt 0 ]]; then
+    echo
+    echo "WARNING: no quiet round for: ${NOISY[*]} -- other processes were busy on this box; rerun when it is idle (or raise ROUNDS)."
+  fi
   echo
   echo "edgeproxy vs nginx:   throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[nginx]:-}") (goal >= 1.0)   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[nginx]:-}") (goal <= 1.0)   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[nginx]:-}")"
   echo "edgeproxy vs haproxy: throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[haproxy]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[haproxy]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[haproxy]:-}")"
