@@ -5,7 +5,8 @@
 // Needs: Debian's chromium (/usr/bin/chromium, or env CHROMIUM), the gateway binary (env EDGEPROXY_BIN,
 // default <repo>/dist/edgeproxy, from ./build.sh) and the built test backend (env EDGEPROXY_TEST_BACKEND_DLL,
 // default <repo>/tests/EdgeProxy.TestBackend/bin/Release/net10.0/EdgeProxy.TestBackend.dll).
-// Everything listens on 127.0.0.1 only. Screenshots go to tests/e2e/artifacts/ (git-ignored).
+// Everything listens on 127.0.0.1 only. Screenshots go to tests/e2e/artifacts/ (git-ignored):
+// dashboard.png (desktop, light, after b2 was killed) and dashboard-phone-dark.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -125,15 +126,20 @@ before(async () => {
   }, 20000).catch((e) => { throw new Error(e.message + '\n--- gateway log ---\n' + gw.log); });
 
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
-  page = await ctx.newPage();
-  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`); });
-  page.on('pageerror', (e) => problems.push('pageerror: ' + e.message));
-  await page.addInitScript(() => { // runs outside the page's CSP
+  page = await newPage({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
+});
+
+/** A page that records console errors/warnings, page errors and CSP violations. */
+async function newPage(contextOptions) {
+  const p = await (await browser.newContext(contextOptions)).newPage();
+  p.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`); });
+  p.on('pageerror', (e) => problems.push('pageerror: ' + e.message));
+  await p.addInitScript(() => { // runs outside the page's CSP
     window.__csp = [];
     document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
   });
-});
+  return p;
+}
 
 after(async () => {
   await browser?.close();
@@ -185,6 +191,18 @@ test('a killed backend flips to unhealthy within 10 s', async (t) => {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   await page.waitForTimeout(300);
   await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+});
+
+test('phone (375 px, dark): cards stack, no horizontal scroll', async () => {
+  const phone = await newPage({ viewport: { width: 375, height: 812 }, deviceScaleFactor: 2, isMobile: true, colorScheme: 'dark' });
+  await phone.goto(gatewayUrl + '/');
+  await phone.waitForSelector('#conn[data-state="live"]', { timeout: 10000 });
+  await phone.waitForSelector('[data-backend-id="b2"][data-status="unhealthy"]', { timeout: 10000 });
+  const lefts = await phone.$$eval('[data-backend-id]', (els) => els.map((e) => Math.round(e.getBoundingClientRect().left)));
+  assert.equal(new Set(lefts).size, 1, 'cards in one column: ' + lefts);
+  assert.ok(await phone.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'horizontal scroll');
+  await phone.screenshot({ path: path.join(ARTIFACTS, 'dashboard-phone-dark.png'), fullPage: true });
+  assert.deepEqual(await phone.evaluate(() => window.__csp), []);
 });
 
 test('no console errors, page errors or CSP violations', async () => {

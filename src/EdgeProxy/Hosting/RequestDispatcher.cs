@@ -40,6 +40,20 @@ internal sealed partial class RequestDispatcher(
         response.Headers[RequestIds.HeaderName] = requestId;
         context.Items[ErrorResponses.RequestIdItem] = requestId;
 
+        // The dedicated metrics port serves /metrics and nothing else.
+        if (settings.MetricsPort != 0 && context.Connection.LocalPort == settings.MetricsPort)
+        {
+            if (request.Path.Value == "/metrics" && (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method)))
+            {
+                await metricsExporter.ServeAsync(context, dedicatedPort: true).ConfigureAwait(false);
+            }
+            else
+            {
+                await ErrorResponses.WriteAsync(context, 404, "route_not_found", "This port serves /metrics only.").ConfigureAwait(false);
+            }
+            return;
+        }
+
         // 2. CORS (contract: open by default, restrictable). Preflights are answered here, unauthenticated.
         if (request.Headers.Origin.Count > 0 && ApplyCors(context) && IsPreflight(request))
         {
