@@ -89,6 +89,12 @@ internal sealed record GatewaySettings
     /// <summary>When set, `/metrics` is served only on this separate port (loopback-bindable).</summary>
     public int MetricsPort { get; init; }
 
+    /// <summary>
+    /// When set, an extra cleartext HTTP/2 (prior knowledge, h2c) listener: Kestrel cannot offer h2c
+    /// on the HTTP/1.1 port, and gRPC-style or multiplexing clients want it.
+    /// </summary>
+    public int Http2Port { get; init; }
+
     /// <summary>Watch backends.json and reload it on change.</summary>
     public bool WatchConfig { get; init; } = true;
 

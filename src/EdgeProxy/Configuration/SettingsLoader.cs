@@ -66,6 +66,7 @@ internal static class SettingsLoader
             MaxRequestBodySize = (long)(reader.Double("MAX_REQUEST_BODY_MB", 256, 0.001, 1_000_000) * 1024 * 1024),
             MetricsKey = reader.String("METRICS_KEY", ""),
             MetricsPort = reader.Int("METRICS_PORT", 0, 0, 65535),
+            Http2Port = reader.Int("HTTP2_PORT", 0, 0, 65535),
             WatchConfig = reader.Choice("WATCH_CONFIG", "true", ["true", "false", "1", "0"]) is "true" or "1",
         };
         if (settings.EjectionMax < settings.EjectionBase)

@@ -163,7 +163,7 @@ internal sealed partial class ActiveHealthChecker : IHostedService, IDisposable
                 total += read;
             }
             passed = (int)response.StatusCode is >= 200 and < 300;
-            detail = ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            detail = "HTTP " + ((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
         catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
@@ -177,14 +177,38 @@ internal sealed partial class ActiveHealthChecker : IHostedService, IDisposable
         catch (Exception ex)
         {
             passed = false;
-            detail = ex.GetType().Name;
+            detail = Describe(ex);
         }
         var elapsed = _time.GetElapsedTime(started).TotalMilliseconds;
         if (!passed)
         {
             LogCheckFailed(_logger, state.Service, state.Model, state.Config.Id, detail, elapsed);
         }
-        state.ReportCheck(passed, Math.Round(elapsed, 2));
+        state.ReportCheck(passed, Math.Round(elapsed, 2), detail);
+    }
+
+    /// <summary>A short, address-free reason for the status page ("connection refused", "timeout").</summary>
+    private static string Describe(Exception ex)
+    {
+        for (var inner = ex; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is System.Net.Sockets.SocketException socket)
+            {
+                return socket.SocketErrorCode switch
+                {
+                    System.Net.Sockets.SocketError.ConnectionRefused => "connection refused",
+                    System.Net.Sockets.SocketError.ConnectionReset => "connection reset",
+                    System.Net.Sockets.SocketError.HostNotFound or System.Net.Sockets.SocketError.TryAgain => "host not found",
+                    System.Net.Sockets.SocketError.HostUnreachable or System.Net.Sockets.SocketError.NetworkUnreachable => "unreachable",
+                    _ => "socket error " + socket.SocketErrorCode,
+                };
+            }
+            if (inner is Forwarding.UpstreamConnectTimeoutException)
+            {
+                return "connect timeout";
+            }
+        }
+        return ex is HttpRequestException ? "connection failed" : ex.GetType().Name;
     }
 
     private static string Name(HealthStatus status) => status switch

@@ -20,6 +20,7 @@ internal sealed class BackendState
     private int _checkSuccesses;
     private long _lastCheckUtcTicks;
     private double _lastResponseMs = double.NaN;
+    private string? _lastError;
 
     // Passive health. Timestamps are TimeProvider.GetTimestamp() values; 0 means "not set".
     private long _ejectedUntil;
@@ -57,6 +58,9 @@ internal sealed class BackendState
     public int ConsecutiveFailures => Volatile.Read(ref _checkFailures);
 
     public double LastResponseMs => Volatile.Read(ref _lastResponseMs);
+
+    /// <summary>Why the last active check failed; null after a passed check.</summary>
+    public string? LastError => Volatile.Read(ref _lastError);
 
     public DateTimeOffset? LastCheck
     {
@@ -144,9 +148,15 @@ internal sealed class BackendState
     // ---- active health ------------------------------------------------------------------------
 
     /// <summary>Records one active check. Thresholds keep one blip from flipping the status.</summary>
-    public void ReportCheck(bool passed, double responseMs)
+    /// <param name="passed">2xx within the timeout.</param>
+    /// <param name="responseMs">How long the check took.</param>
+    /// <param name="error">Why it failed ("connection refused", "HTTP 503", "timeout"), for operators.</param>
+    public void ReportCheck(bool passed, double responseMs, string? error = null)
     {
-        Volatile.Write(ref _lastResponseMs, responseMs);
+        // A failed check has no meaningful response time (a refused connect "answers" in 0.1 ms).
+        Volatile.Write(ref _lastResponseMs, passed ? responseMs : double.NaN);
+        Volatile.Write(ref _lastError, passed ? null : error ?? "failed");
+        Stats.RecordCheck(passed);
         Volatile.Write(ref _lastCheckUtcTicks, _time.GetUtcNow().UtcTicks);
         var old = (HealthStatus)Volatile.Read(ref _status);
         var next = old;

@@ -50,6 +50,7 @@ internal static class HealthStatusReport
                     EjectedUntil = state.EjectedUntil,
                     ResponseTimeMs = double.IsNaN(responseMs) ? null : responseMs,
                     LastCheck = state.LastCheck,
+                    LastError = state.LastError,
                     ConsecutiveFailures = state.ConsecutiveFailures,
                     InFlight = state.InFlight,
                     Requests = state.Requests,
@@ -66,6 +67,7 @@ internal static class HealthStatusReport
                         Rps = Math.Round(h.Rps, 3),
                         ErrorRate = Math.Round(h.ErrorRate, 4),
                         LatencyP50Ms = Round(h.LatencyP50Ms),
+                        Healthy = h.Healthy,
                     }).ToList(),
                 });
             }
@@ -135,6 +137,9 @@ internal sealed record BackendStatus
 
     public DateTimeOffset? LastCheck { get; init; }
 
+    /// <summary>Why the last active check failed ("connection refused", "HTTP 503", "timeout"); null when it passed.</summary>
+    public string? LastError { get; init; }
+
     public int ConsecutiveFailures { get; init; }
 
     public int InFlight { get; init; }
@@ -172,6 +177,9 @@ internal sealed record HistorySample
 
     [JsonPropertyName("latency_p50_ms")]
     public double? LatencyP50Ms { get; init; }
+
+    /// <summary>False when an active check failed in this sample's slot; null when none ran.</summary>
+    public bool? Healthy { get; init; }
 }
 
 internal sealed record GatewayHealth

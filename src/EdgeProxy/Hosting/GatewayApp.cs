@@ -195,6 +195,10 @@ internal static partial class GatewayApp
             options.Limits.MinResponseDataRate = null;
             var address = settings.Host is "0.0.0.0" or "*" ? IPAddress.Any : settings.Host == "::" ? IPAddress.IPv6Any : IPAddress.Parse(settings.Host);
             options.Listen(address, settings.Port);
+            if (settings.Http2Port > 0)
+            {
+                options.Listen(address, settings.Http2Port, listen => listen.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2);
+            }
             if (settings.MetricsPort > 0)
             {
                 options.Listen(address, settings.MetricsPort);

@@ -43,6 +43,13 @@ internal sealed class BackendStats
         }
     }
 
+    /// <summary>Marks the current slot with an active check result (history shows unhealthy periods).</summary>
+    public void RecordCheck(bool passed)
+    {
+        var slot = SlotFor(CurrentEpoch);
+        Interlocked.Increment(ref passed ? ref slot.ChecksPassed : ref slot.ChecksFailed);
+    }
+
     private Slot SlotFor(long epoch)
     {
         var slot = _slots[(int)(epoch % Slots)];
@@ -53,6 +60,8 @@ internal sealed class BackendStats
             // are dashboard figures, not billing, and the request path stays lock-free.
             Volatile.Write(ref slot.Requests, 0);
             Volatile.Write(ref slot.Errors, 0);
+            Volatile.Write(ref slot.ChecksPassed, 0);
+            Volatile.Write(ref slot.ChecksFailed, 0);
             Array.Clear(slot.Latency);
             Array.Clear(slot.FirstByte);
         }
@@ -73,9 +82,11 @@ internal sealed class BackendStats
             var epoch = current - back;
             var slot = _slots[(int)(((epoch % Slots) + Slots) % Slots)];
             long slotRequests = 0, slotErrors = 0;
+            bool? healthy = null;
             slotLatency.Clear();
             if (Volatile.Read(ref slot.Epoch) == epoch)
             {
+                healthy = Volatile.Read(ref slot.ChecksFailed) > 0 ? false : Volatile.Read(ref slot.ChecksPassed) > 0 ? true : null;
                 slotRequests = Volatile.Read(ref slot.Requests);
                 slotErrors = Volatile.Read(ref slot.Errors);
                 for (var i = 0; i < LatencyBuckets.Count; i++)
@@ -98,7 +109,8 @@ internal sealed class BackendStats
                 epoch * SlotSeconds,
                 slotRequests / (double)SlotSeconds,
                 slotRequests == 0 ? 0 : slotErrors / (double)slotRequests,
-                LatencyBuckets.Quantile(slotLatency, 0.5)));
+                LatencyBuckets.Quantile(slotLatency, 0.5),
+                healthy));
         }
         var seconds = WindowSlots * SlotSeconds;
         return new StatsSnapshot(
@@ -116,6 +128,8 @@ internal sealed class BackendStats
         public long Epoch = -1;
         public long Requests;
         public long Errors;
+        public long ChecksPassed;
+        public long ChecksFailed;
         public readonly long[] Latency = new long[LatencyBuckets.Count];
         public readonly long[] FirstByte = new long[LatencyBuckets.Count];
     }
@@ -130,4 +144,5 @@ internal sealed record StatsSnapshot(
     double? FirstByteP99Ms,
     IReadOnlyList<HistoryPoint> History);
 
-internal readonly record struct HistoryPoint(long UnixSeconds, double Rps, double ErrorRate, double? LatencyP50Ms);
+/// <summary>One history sample; <see cref="Healthy"/> is null when no active check ran in its slot.</summary>
+internal readonly record struct HistoryPoint(long UnixSeconds, double Rps, double ErrorRate, double? LatencyP50Ms, bool? Healthy);
