@@ -3,7 +3,8 @@ namespace EdgeProxy.Configuration;
 /// <summary>
 /// Reads a dotenv file the way python-dotenv (the replaced product's loader) does for the forms
 /// that occur in practice: `KEY=VALUE`, `export KEY=VALUE`, `#` comments, inline ` # comment`
-/// after unquoted values, single quotes (literal) and double quotes (with \n, \t, \" and \\ escapes).
+/// after unquoted values, single quotes (literal but for \\ and \') and double quotes (with \n, \t,
+/// \" and python-dotenv's other escapes; an unknown escape keeps its backslash).
 /// </summary>
 internal static class EnvFile
 {
@@ -29,9 +30,11 @@ internal static class EnvFile
                 errors.Add(new ConfigError($"{source}:{i + 1}", "expected KEY=VALUE"));
                 continue;
             }
-            if (!TryParseValue(line[(eq + 1)..].Trim(), out var value))
+            var rest = line[(eq + 1)..];
+            var spaced = rest.Length > 0 && char.IsWhiteSpace(rest[0]);
+            if (TryParseValue(rest.Trim(), spaced, out var value) is { } problem)
             {
-                errors.Add(new ConfigError($"{source}:{i + 1}", $"unterminated quoted value for {key}"));
+                errors.Add(new ConfigError($"{source}:{i + 1}", $"{problem} for {key}"));
                 continue;
             }
             values[key] = value;
@@ -51,10 +54,14 @@ internal static class EnvFile
         return key.Length > 0;
     }
 
-    private static bool TryParseValue(string raw, out string value)
+    /// <summary>Returns null on success, else what is wrong with the value.</summary>
+    /// <param name="spaced">Whitespace separated the value from '=' (then a leading '#' starts a comment).</param>
+    private static string? TryParseValue(string raw, bool spaced, out string value)
     {
         if (raw.Length > 0 && (raw[0] == '"' || raw[0] == '\''))
         {
+            // python-dotenv decodes \\ \' \" \a \b \f \n \r \t \v in double quotes and only \\ and \' in
+            // single quotes; any other backslash is kept as typed (e.g. "C:\Users" or a key containing '\').
             var quote = raw[0];
             var sb = new System.Text.StringBuilder();
             for (var i = 1; i < raw.Length; i++)
@@ -62,32 +69,52 @@ internal static class EnvFile
                 var c = raw[i];
                 if (c == quote)
                 {
+                    // Only a comment may follow the closing quote.
+                    var tail = raw.AsSpan(i + 1).TrimStart();
                     value = sb.ToString();
-                    return true;
+                    return tail.IsEmpty || tail[0] == '#' ? null : "unexpected text after the closing quote";
                 }
-                if (quote == '"' && c == '\\' && i + 1 < raw.Length)
+                if (c == '\\' && i + 1 < raw.Length)
                 {
-                    i++;
-                    sb.Append(raw[i] switch { 'n' => '\n', 't' => '\t', 'r' => '\r', _ => raw[i] });
-                    continue;
+                    char? decoded = (quote, raw[i + 1]) switch
+                    {
+                        (_, '\\') => '\\',
+                        (_, '\'') => '\'',
+                        ('"', '"') => '"',
+                        ('"', 'n') => '\n',
+                        ('"', 't') => '\t',
+                        ('"', 'r') => '\r',
+                        ('"', 'a') => '\a',
+                        ('"', 'b') => '\b',
+                        ('"', 'f') => '\f',
+                        ('"', 'v') => '\v',
+                        _ => null,
+                    };
+                    if (decoded is char d)
+                    {
+                        sb.Append(d);
+                        i++;
+                        continue;
+                    }
                 }
                 sb.Append(c);
             }
             value = "";
-            return false;
+            return "unterminated quoted value";
         }
 
         // Unquoted: a '#' preceded by whitespace starts a comment (python-dotenv semantics),
-        // e.g. `BACKEND_AUTH_MODE=Authorization # or x-api-key` from the seed README.
+        // e.g. `BACKEND_AUTH_MODE=Authorization # or x-api-key` from the seed README. A '#' right
+        // after '=' is part of the value (`BACKEND_API_KEY=#k3y` must not turn auth off).
         for (var i = 0; i < raw.Length; i++)
         {
-            if (raw[i] == '#' && (i == 0 || char.IsWhiteSpace(raw[i - 1])))
+            if (raw[i] == '#' && (i == 0 ? spaced : char.IsWhiteSpace(raw[i - 1])))
             {
                 raw = raw[..i];
                 break;
             }
         }
         value = raw.Trim();
-        return true;
+        return null;
     }
 }
