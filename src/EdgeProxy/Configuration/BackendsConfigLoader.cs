@@ -195,22 +195,30 @@ internal static class BackendsConfigLoader
         {
             var backendPath = $"{path}[{index}]";
             var config = ReadBackend(backend, backendPath, errors, warnings);
-            if (config is not null)
+            // Ids are checked for backends with other errors too, so one pass reports every problem.
+            if ((config?.Id ?? IdOf(backend)) is { } id)
             {
-                if (ids.TryGetValue(config.Id, out var first))
+                if (ids.TryGetValue(id, out var first))
                 {
-                    errors.Add(new ConfigError(backendPath + ".id", $"duplicate id '{config.Id}' (also {path}[{first}])"));
+                    errors.Add(new ConfigError(backendPath + ".id", $"duplicate id '{id}' (also {path}[{first}])"));
                 }
                 else
                 {
-                    ids[config.Id] = index;
+                    ids[id] = index;
                 }
+            }
+            if (config is not null)
+            {
                 backends.Add(config);
             }
             index++;
         }
         return new ModelConfig(name, backends, affinity);
     }
+
+    private static string? IdOf(JsonElement backend)
+        => backend.ValueKind == JsonValueKind.Object && backend.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String
+            && id.GetString()!.Trim() is { Length: > 0 } value ? value : null;
 
     private static AffinityConfig ReadAffinity(JsonElement element, string path, List<ConfigError> errors)
     {
