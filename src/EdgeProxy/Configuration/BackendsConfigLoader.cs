@@ -368,12 +368,12 @@ internal static class BackendsConfigLoader
     {
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
         {
-            errors.Add(new ConfigError(path, $"'{url}' is not an absolute http:// or https:// URL"));
+            errors.Add(new ConfigError(path, $"'{WithoutCredentials(url)}' is not an absolute http:// or https:// URL"));
             return null;
         }
         if (uri.Host.Length == 0)
         {
-            errors.Add(new ConfigError(path, $"'{url}' has no host"));
+            errors.Add(new ConfigError(path, $"'{WithoutCredentials(url)}' has no host"));
             return null;
         }
         if (uri.UserInfo.Length > 0)
@@ -388,6 +388,16 @@ internal static class BackendsConfigLoader
             return null;
         }
         return uri.GetLeftPart(UriPartial.Path).TrimEnd('/');
+    }
+
+    /// <summary>The URL for an error message with any `user:password@` replaced, since errors are logged.</summary>
+    private static string WithoutCredentials(string url)
+    {
+        var start = url.IndexOf("://", StringComparison.Ordinal);
+        start = start < 0 ? 0 : start + 3;
+        var end = url.IndexOfAny(['/', '?', '#'], start);
+        var at = url.AsSpan(start, (end < 0 ? url.Length : end) - start).LastIndexOf('@');
+        return at < 0 ? url : string.Concat(url.AsSpan(0, start), "***", url.AsSpan(start + at));
     }
 
     private static bool IsValidSegment(string name)
