@@ -75,6 +75,13 @@ internal static class BackendSelector
                 deferred = index;
                 continue;
             }
+            if (step > 0)
+            {
+                // The turns passed over are consumed, so the share of a backend that is out is
+                // spread over the others by weight instead of going to whichever backend follows
+                // it in the sequence (which would get double load with 1:1:1 and one down).
+                route.SkipCursor(step);
+            }
             return new Pick(index, admission, false);
         }
         if (deferred >= 0)

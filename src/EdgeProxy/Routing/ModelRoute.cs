@@ -44,6 +44,9 @@ internal sealed class ModelRoute
 
     public int NextCursor() => Interlocked.Increment(ref _cursor);
 
+    /// <summary>Moves the cursor past round-robin turns a pick passed over (backends that were out).</summary>
+    public void SkipCursor(int turns) => Interlocked.Add(ref _cursor, turns);
+
     /// <summary>Whether one more backend may be ejected without breaking the per-model cap.</summary>
     public bool MayEjectAnother()
     {
