@@ -12,9 +12,10 @@ internal readonly record struct Pick(int Index, Admission Admission, bool Panic)
 }
 
 /// <summary>
-/// Chooses a backend for one attempt. Order: (1) the client's affinity slot and two deterministic
-/// fall-back slots, so a pinned client whose backend is down lands on the same substitute every time
-/// and returns home when it recovers; (2) smooth weighted round-robin; (3) panic mode — every
+/// Chooses a backend for one attempt. Order: (1) the client's affinity slot, two deterministic
+/// fall-back slots and then a rendezvous ranking, so a pinned client whose backend is down lands on
+/// the same substitute every time and returns home when it recovers; (2) smooth weighted
+/// round-robin, skipping the turns of backends that are out; (3) panic mode — every
 /// backend of the model is down, so try one anyway rather than refuse (unless configured to fail fast).
 /// Lock-free: one Interlocked.Increment and a few array reads.
 /// </summary>
@@ -50,6 +51,14 @@ internal static class BackendSelector
                     continue;
                 }
                 return new Pick(index, admission, false);
+            }
+
+            // All three slots are out: rank every backend for this key so the client still lands on
+            // the same substitute every time, not wherever round-robin happens to be.
+            var substitute = SelectByRendezvous(route, key, tried, now);
+            if (substitute.Found)
+            {
+                return substitute;
             }
         }
 
@@ -101,6 +110,45 @@ internal static class BackendSelector
             {
                 return new Pick(index, Admission.Admitted, true);
             }
+        }
+        return Pick.None;
+    }
+
+    /// <summary>
+    /// Weighted rendezvous hashing (highest random weight: score = -weight / ln(u), u from the key
+    /// and the backend id): deterministic for a key and a set of available backends, spread by weight.
+    /// Only reached when a pinned client's own slots are all out.
+    /// </summary>
+    private static Pick SelectByRendezvous(ModelRoute route, ulong key, ulong tried, long now)
+    {
+        var backends = route.Backends;
+        Span<double> scores = stackalloc double[backends.Length];
+        for (var i = 0; i < backends.Length; i++)
+        {
+            var u = ((StableHash.Hash(backends[i].Id, key) >> 11) + 0.5) / (1UL << 53);
+            scores[i] = (tried & (1UL << i)) != 0 ? double.NegativeInfinity : -backends[i].Weight / Math.Log(u);
+        }
+        for (var round = 0; round < backends.Length; round++)
+        {
+            var best = -1;
+            for (var i = 0; i < backends.Length; i++)
+            {
+                if (!double.IsNegativeInfinity(scores[i]) && (best < 0 || scores[i] > scores[best]))
+                {
+                    best = i;
+                }
+            }
+            if (best < 0)
+            {
+                break;
+            }
+            scores[best] = double.NegativeInfinity;
+            var admission = backends[best].State.TryAdmit(now);
+            if (admission == Admission.Refused || (admission == Admission.Admitted && !PassesSlowStart(backends[best].State, now)))
+            {
+                continue;
+            }
+            return new Pick(best, admission, false);
         }
         return Pick.None;
     }
