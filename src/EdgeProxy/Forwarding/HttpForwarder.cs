@@ -348,7 +348,7 @@ internal sealed partial class HttpForwarder(
         return ForwarderError.UpstreamRequestFailed;
     }
 
-    private static ulong? AffinityKey(ModelRoute route, HttpContext context, IPAddress clientIp)
+    internal static ulong? AffinityKey(ModelRoute route, HttpContext context, IPAddress clientIp)
     {
         switch (route.AffinityConfig.Kind)
         {
