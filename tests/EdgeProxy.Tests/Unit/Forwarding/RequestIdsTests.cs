@@ -1,0 +1,71 @@
+using EdgeProxy.Forwarding;
+using Microsoft.AspNetCore.Http;
+
+namespace EdgeProxy.Tests.Unit.Forwarding;
+
+/// <summary>X-Request-ID: the client's when well-formed, otherwise a fresh one.</summary>
+public sealed class RequestIdsTests
+{
+    [Theory]
+    [InlineData("abc", true)]
+    [InlineData("0f8fad5bd9cb469fa16570867728950e", true)]
+    [InlineData("0f8fad5b-d9cb-469f-a165-70867728950e", true)]
+    [InlineData("req_01HZX.trace:span/1+2=3@edge", true)]
+    [InlineData("a", true)]
+    [InlineData("", false)]
+    [InlineData(" ", false)]
+    [InlineData("a b", false)]
+    [InlineData("abc\n", false)]
+    [InlineData("abc\r\nX-Injected: 1", false)]
+    [InlineData("tab\there", false)]
+    [InlineData("quote\"d", false)]
+    [InlineData("semi;colon", false)]
+    [InlineData("com,ma", false)]
+    [InlineData("<script>", false)]
+    [InlineData("ünïcode", false)]
+    [InlineData("中文", false)]
+    [InlineData("nul\0", false)]
+    [InlineData("back\\slash", false)]
+    public void Well_formed_ids(string id, bool ok) => Assert.Equal(ok, RequestIds.IsWellFormed(id));
+
+    [Fact]
+    public void Length_limit_is_128()
+    {
+        Assert.True(RequestIds.IsWellFormed(new string('a', RequestIds.MaxLength)));
+        Assert.False(RequestIds.IsWellFormed(new string('a', RequestIds.MaxLength + 1)));
+    }
+
+    private static HttpRequest Request(params string[] ids)
+    {
+        var context = new DefaultHttpContext();
+        foreach (var id in ids)
+        {
+            context.Request.Headers.Append("X-Request-ID", id);
+        }
+        return context.Request;
+    }
+
+    [Fact]
+    public void Client_id_is_kept_when_well_formed()
+        => Assert.Equal("trace-42", RequestIds.FromRequestOrNew(Request("trace-42")));
+
+    [Theory]
+    [InlineData()]
+    [InlineData("bad id")]
+    [InlineData("")]
+    [InlineData("one", "two")]
+    public void Otherwise_a_fresh_well_formed_id_is_made(params string[] ids)
+    {
+        var id = RequestIds.FromRequestOrNew(Request(ids));
+        Assert.Matches("^[0-9a-f]{32}$", id);
+        Assert.DoesNotContain(id, ids);
+    }
+
+    [Fact]
+    public void New_ids_are_unique_and_well_formed()
+    {
+        var ids = Enumerable.Range(0, 10_000).Select(_ => RequestIds.NewId()).ToArray();
+        Assert.Equal(ids.Length, ids.Distinct().Count());
+        Assert.All(ids, id => Assert.True(RequestIds.IsWellFormed(id)));
+    }
+}
