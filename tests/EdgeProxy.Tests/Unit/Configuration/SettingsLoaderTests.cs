@@ -182,6 +182,7 @@ public sealed class SettingsLoaderTests
     [InlineData("EJECTION_MAX_SECONDS", "1", "at least EJECTION_BASE_SECONDS")]
     [InlineData("HEALTH_CHECK_UNHEALTHY_THRESHOLD", "0", "out of range")]
     [InlineData("METRICS_PORT", "70000", "out of range")]
+    [InlineData("HTTP2_PORT", "http2", "not an integer")]
     public void Bad_variable_is_named_in_the_error(string variable, string value, string fragment)
     {
         using var dir = new UnitFixtures.TempDir();

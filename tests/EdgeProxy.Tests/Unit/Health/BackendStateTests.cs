@@ -119,14 +119,26 @@ public sealed class BackendStateTests
     }
 
     [Fact]
-    public void Last_check_and_response_time_follow_the_clock()
+    public void Last_check_follows_the_clock_and_a_failed_check_has_an_error_but_no_response_time()
     {
         var state = NewState();
         state.ReportCheck(true, 3);
+        Assert.Equal(3, state.LastResponseMs);
+        Assert.Null(state.LastError);
+
         _time.Advance(TimeSpan.FromSeconds(30));
-        state.ReportCheck(false, 5000);
+        state.ReportCheck(false, 0.1, "connection refused");
         Assert.Equal(UnitFixtures.Epoch.AddSeconds(30), state.LastCheck);
-        Assert.Equal(5000, state.LastResponseMs);
+        Assert.True(double.IsNaN(state.LastResponseMs));
+        Assert.Equal("connection refused", state.LastError);
+
+        state.ReportCheck(false, 5000);
+        Assert.Equal("failed", state.LastError);
+
+        _time.Advance(TimeSpan.FromSeconds(30));
+        state.ReportCheck(true, 7);
+        Assert.Equal((7.0, (string?)null), (state.LastResponseMs, state.LastError));
+        Assert.Equal(UnitFixtures.Epoch.AddSeconds(60), state.LastCheck);
     }
 
     [Fact]

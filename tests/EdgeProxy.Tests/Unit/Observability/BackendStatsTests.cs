@@ -28,7 +28,7 @@ public sealed class BackendStatsTests
         Assert.Null(s.LatencyP99Ms);
         Assert.Null(s.FirstByteP50Ms);
         Assert.Equal(BackendStats.Slots, s.History.Count);
-        Assert.All(s.History, p => Assert.Equal((0.0, 0.0, (double?)null), (p.Rps, p.ErrorRate, p.LatencyP50Ms)));
+        Assert.All(s.History, p => Assert.Equal((0.0, 0.0, (double?)null, (bool?)null), (p.Rps, p.ErrorRate, p.LatencyP50Ms, p.Healthy)));
     }
 
     [Fact]
@@ -129,6 +129,22 @@ public sealed class BackendStatsTests
         _time.Advance(TimeSpan.FromSeconds(60));
         Record(1, latencyMs: 1);
         Assert.Equal(bounds[LatencyBuckets.IndexOf(1)], _stats.Snapshot().LatencyP99Ms);
+    }
+
+    [Fact]
+    public void History_marks_slots_by_their_active_checks()
+    {
+        _stats.RecordCheck(passed: true);
+        _time.Advance(TimeSpan.FromSeconds(5));
+        _stats.RecordCheck(passed: true);
+        _stats.RecordCheck(passed: false);
+        _time.Advance(TimeSpan.FromSeconds(10));
+        Record(1);
+        var history = _stats.Snapshot().History;
+
+        // Oldest first: ..., passed only, one failure, no check, requests but no check.
+        Assert.Equal([true, false, null, null], history.Skip(56).Select(p => p.Healthy));
+        Assert.All(history.Take(56), p => Assert.Null(p.Healthy));
     }
 
     [Fact]
