@@ -63,7 +63,7 @@ public sealed class KeyLeakTests(ITestOutputHelper output)
         {
             var status = await client.GetStringAsync(gateway.BaseUrl + "/api/health/status");
             return status.Contains("\"unhealthy\"") && !status.Contains("\"unknown\"");
-        }, TimeSpan.FromSeconds(15));
+        }, TimeSpan.FromSeconds(30));
 
         Assert.Equal(HttpStatusCode.OK, await Collect("/health", authorized: false));
         Assert.Equal(HttpStatusCode.OK, await Collect("/ready", authorized: false));
