@@ -134,6 +134,13 @@ internal sealed partial class RequestDispatcher(
             await ErrorResponses.WriteAsync(context, 405, "method_not_allowed", $"Method {request.Method} is not forwarded.").ConfigureAwait(false);
             return;
         }
+        if (GatewayPath.HasDotSegment(target.Remainder))
+        {
+            // Forwarded raw, a dot-segment would be resolved by the backend and could climb above
+            // the path of its configured URL; clients never need one (their own stacks remove them).
+            await ErrorResponses.WriteAsync(context, 400, "invalid_path", "Dot-segments ('.' or '..') are not allowed in proxied paths.").ConfigureAwait(false);
+            return;
+        }
         var table = routes.Current;
         var service = target.Service;
         var model = target.Model;

@@ -45,4 +45,29 @@ internal readonly ref struct GatewayPath
         path = new GatewayPath(service, model, end < 0 ? ReadOnlySpan<char>.Empty : rest[end..]);
         return true;
     }
+
+    /// <summary>
+    /// True when the path part of <paramref name="remainder"/> has a "." or ".." segment, literal or
+    /// percent-encoded, with encoded slashes and backslashes counted as separators (backends differ
+    /// in what they decode). A backend resolving such a path (RFC 3986 §5.2.4) could be led above the
+    /// path of its configured URL, with the gateway's upstream key attached.
+    /// </summary>
+    public static bool HasDotSegment(ReadOnlySpan<char> remainder)
+    {
+        var query = remainder.IndexOf('?');
+        var path = query < 0 ? remainder : remainder[..query];
+        if (!path.Contains('.') && !path.Contains("%2e", StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+        var decoded = Uri.UnescapeDataString(path.ToString()).Replace('\\', '/');
+        foreach (var range in decoded.AsSpan().Split('/'))
+        {
+            if (decoded.AsSpan(range) is "." or "..")
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 }

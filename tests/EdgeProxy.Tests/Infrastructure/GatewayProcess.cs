@@ -41,38 +41,116 @@ internal sealed class GatewayProcess : IAsyncDisposable
 
     public int ProcessId => _process.Id;
 
+    /// <summary>The gateway process's peak resident set size so far (VmHWM from /proc/PID/status), in bytes.</summary>
+    public long PeakRssBytes => ProcStatusKb("VmHWM") * 1024;
+
+    /// <summary>The gateway process's current resident set size (VmRSS), in bytes.</summary>
+    public long RssBytes => ProcStatusKb("VmRSS") * 1024;
+
+    private long ProcStatusKb(string field)
+    {
+        foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
+        {
+            if (line.StartsWith(field + ":", StringComparison.Ordinal))
+            {
+                // "VmHWM:	   81234 kB"
+                return long.Parse(line[(field.Length + 1)..].Trim().Split(' ')[0]);
+            }
+        }
+        throw new InvalidOperationException($"{field} not in /proc/{_process.Id}/status");
+    }
+
     /// <summary>
     /// Writes <paramref name="backendsJson"/> and optional <paramref name="dotEnv"/> into a fresh temp
     /// directory, starts the gateway there with <paramref name="environment"/> (PORT and
     /// BACKENDS_CONFIG_PATH are set unless given) and waits until `GET /health` answers 200.
     /// </summary>
-    public static async Task<GatewayProcess> StartAsync(
+    public static Task<GatewayProcess> StartAsync(
         string backendsJson,
         IDictionary<string, string>? environment = null,
         string? dotEnv = null,
         bool waitForHealth = true,
         string[]? args = null)
+        => StartAsync(new GatewayOptions
+        {
+            BackendsJson = backendsJson,
+            Environment = environment,
+            DotEnv = dotEnv,
+            WaitForHealth = waitForHealth,
+            Args = args,
+        });
+
+    /// <summary>Starts the gateway as <paramref name="options"/> describe (see <see cref="GatewayOptions"/>).</summary>
+    public static async Task<GatewayProcess> StartAsync(GatewayOptions options)
     {
         var directory = Path.Combine(Path.GetTempPath(), "edgeproxy-test-" + Guid.NewGuid().ToString("N")[..10]);
         System.IO.Directory.CreateDirectory(directory);
-        var configPath = Path.Combine(directory, "backends.json");
-        await File.WriteAllTextAsync(configPath, backendsJson);
-        if (dotEnv is not null)
+        var configPath = Path.Combine(directory, options.ConfigFile);
+        System.IO.Directory.CreateDirectory(Path.GetDirectoryName(configPath)!);
+        await File.WriteAllTextAsync(configPath, options.BackendsJson);
+        if (options.DotEnv is not null)
         {
-            await File.WriteAllTextAsync(Path.Combine(directory, ".env"), dotEnv);
+            await File.WriteAllTextAsync(Path.Combine(directory, ".env"), options.DotEnv);
         }
-        var env = new Dictionary<string, string>(environment ?? new Dictionary<string, string>());
-        var port = env.TryGetValue("PORT", out var p) ? int.Parse(p) : FreePort.Get();
-        env.TryAdd("PORT", port.ToString());
-        env.TryAdd("BACKENDS_CONFIG_PATH", configPath);
-        env.TryAdd("HOST", "127.0.0.1");
-        var (process, output) = Launch(directory, env, args ?? []);
-        var gateway = new GatewayProcess(process, directory, port, output, configPath);
-        if (waitForHealth)
+        foreach (var (relative, content) in options.ExtraFiles ?? new Dictionary<string, string>())
         {
-            await gateway.WaitHealthyAsync(TimeSpan.FromSeconds(30));
+            var file = Path.Combine(directory, relative);
+            System.IO.Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+            await File.WriteAllTextAsync(file, content);
+        }
+        var env = new Dictionary<string, string>(options.Environment ?? new Dictionary<string, string>());
+        int port;
+        if (env.TryGetValue("PORT", out var p))
+        {
+            port = int.Parse(p);
+        }
+        else if (options.ExpectedPort is int expected)
+        {
+            port = expected;
+        }
+        else
+        {
+            port = FreePort.Get();
+            env["PORT"] = port.ToString();
+        }
+        if (options.SetConfigPath)
+        {
+            env.TryAdd("BACKENDS_CONFIG_PATH", configPath);
+        }
+        env.TryAdd("HOST", "127.0.0.1");
+        var executable = options.CopyBinaryToWorkingDirectory ? CopyBinary(directory) : null;
+        var (process, output) = Launch(directory, env, options.Args ?? [], executable);
+        var gateway = new GatewayProcess(process, directory, port, output, configPath);
+        if (options.WaitForHealth)
+        {
+            try
+            {
+                await gateway.WaitHealthyAsync(TimeSpan.FromSeconds(30));
+            }
+            catch
+            {
+                await gateway.DisposeAsync();
+                throw;
+            }
         }
         return gateway;
+    }
+
+    /// <summary>Copies the AOT binary (EDGEPROXY_BIN) alone into <paramref name="directory"/>; returns the copy's path.</summary>
+    private static string CopyBinary(string directory)
+    {
+        var (fileName, prefix) = Repo.Gateway;
+        if (prefix.Length > 0)
+        {
+            throw new InvalidOperationException("CopyBinaryToWorkingDirectory needs the self-contained binary (set EDGEPROXY_BIN)");
+        }
+        var copy = Path.Combine(directory, Path.GetFileName(fileName));
+        File.Copy(fileName, copy);
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(copy, File.GetUnixFileMode(fileName));
+        }
+        return copy;
     }
 
     /// <summary>Runs the gateway expecting it to exit (bad config); returns exit code and all output.</summary>
@@ -112,9 +190,9 @@ internal sealed class GatewayProcess : IAsyncDisposable
         return (code, output.Text);
     }
 
-    private static (Process, ProcessOutput) Launch(string directory, IDictionary<string, string> env, string[] args)
+    private static (Process, ProcessOutput) Launch(string directory, IDictionary<string, string> env, string[] args, string? executable = null)
     {
-        var (fileName, prefix) = Repo.Gateway;
+        var (fileName, prefix) = executable is null ? Repo.Gateway : (executable, []);
         var info = new ProcessStartInfo(fileName)
         {
             WorkingDirectory = directory,
@@ -198,12 +276,74 @@ internal sealed class GatewayProcess : IAsyncDisposable
     }
 }
 
+/// <summary>How <see cref="GatewayProcess.StartAsync(GatewayOptions)"/> sets up and starts the gateway.</summary>
+internal sealed record GatewayOptions
+{
+    /// <summary>The backends.json content written into the working directory.</summary>
+    public required string BackendsJson { get; init; }
+
+    /// <summary>Process environment for the gateway (the developer's own gateway variables are removed).</summary>
+    public IDictionary<string, string>? Environment { get; init; }
+
+    /// <summary>Content of `.env` in the working directory (none when null).</summary>
+    public string? DotEnv { get; init; }
+
+    public bool WaitForHealth { get; init; } = true;
+
+    public string[]? Args { get; init; }
+
+    /// <summary>Where backends.json is written, relative to the working directory (e.g. `config/backends.json`).</summary>
+    public string ConfigFile { get; init; } = "backends.json";
+
+    /// <summary>More files written into the working directory before start (relative path -> content).</summary>
+    public IReadOnlyDictionary<string, string>? ExtraFiles { get; init; }
+
+    /// <summary>Point BACKENDS_CONFIG_PATH at the written file; false leaves it unset so the gateway's own default applies.</summary>
+    public bool SetConfigPath { get; init; } = true;
+
+    /// <summary>
+    /// The port the gateway will listen on without the harness setting PORT (e.g. one `.env` sets).
+    /// Null: PORT from <see cref="Environment"/>, else a free port the harness sets.
+    /// </summary>
+    public int? ExpectedPort { get; init; }
+
+    /// <summary>Run a copy of the self-contained binary placed alone in the working directory (EDGEPROXY_BIN only).</summary>
+    public bool CopyBinaryToWorkingDirectory { get; init; }
+}
+
 /// <summary>Builds backends.json documents for tests.</summary>
 internal static class BackendsJson
 {
     /// <summary>One service, one model, the given backends (id -> url, weight 1 unless given).</summary>
     public static string For(string service, string model, params (string Id, string Url, int Weight)[] backends)
         => For(service, model, backends.Select(b => new JsonObject { ["id"] = b.Id, ["name"] = "Backend " + b.Id, ["url"] = b.Url, ["weight"] = b.Weight }).ToArray());
+
+    /// <summary>One backend object; <paramref name="apiKey"/> and <paramref name="authMode"/> only when given.</summary>
+    public static JsonObject Backend(string id, string url, string? apiKey = null, string? authMode = null, int weight = 1)
+    {
+        var backend = new JsonObject { ["id"] = id, ["name"] = "Backend " + id, ["url"] = url, ["weight"] = weight };
+        if (apiKey is not null)
+        {
+            backend["api_key"] = apiKey;
+        }
+        if (authMode is not null)
+        {
+            backend["auth_mode"] = authMode;
+        }
+        return backend;
+    }
+
+    /// <summary>One service with several models, each with its backends.</summary>
+    public static string Models(string service, params (string Model, JsonObject[] Backends)[] models)
+    {
+        var modelsNode = new JsonObject();
+        foreach (var (model, backends) in models)
+        {
+            modelsNode[model] = new JsonObject { ["backends"] = new JsonArray(backends.Select(b => (JsonNode)b.DeepClone()).ToArray()) };
+        }
+        var root = new JsonObject { ["services"] = new JsonObject { [service] = new JsonObject { ["models"] = modelsNode } } };
+        return root.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+    }
 
     public static string For(string service, string model, JsonObject[] backends, JsonObject? modelExtras = null)
     {

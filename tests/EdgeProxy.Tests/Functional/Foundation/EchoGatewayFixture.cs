@@ -1,0 +1,108 @@
+using System.Net.Http.Headers;
+using System.Text.Json;
+using EdgeProxy.Tests.Infrastructure;
+
+namespace EdgeProxy.Tests.Functional.Foundation;
+
+/// <summary>
+/// One real test backend and one real gateway (auth on) in front of it, shared by the tests of a
+/// class. Service `svc` has three models:
+/// `m` -> the backend; `prefixed` -> the backend's `/echo` (a base URL with a path);
+/// `dead` -> a loopback port nothing listens on (connections refused).
+/// Subclasses add environment variables (timeouts, trusted proxies).
+/// </summary>
+public class EchoGatewayFixture : IAsyncLifetime
+{
+    public const string GatewayKey = "fixture-gateway-key-4d1c";
+
+    internal BackendProcess Backend { get; private set; } = null!;
+
+    internal GatewayProcess Gateway { get; private set; } = null!;
+
+    /// <summary>A loopback port that was free at start-up; the `dead` model points at it.</summary>
+    public int DeadPort { get; } = FreePort.Get();
+
+    protected virtual void AddEnvironment(IDictionary<string, string> environment)
+    {
+    }
+
+    public async Task InitializeAsync()
+    {
+        Backend = await BackendProcess.StartAsync("b1");
+        var environment = new Dictionary<string, string> { ["BACKEND_API_KEY"] = GatewayKey };
+        AddEnvironment(environment);
+        try
+        {
+            Gateway = await GatewayProcess.StartAsync(
+                BackendsJson.Models("svc",
+                    ("m", [BackendsJson.Backend("b1", Backend.Url)]),
+                    ("prefixed", [BackendsJson.Backend("b1-echo", Backend.Url + "/echo")]),
+                    ("dead", [BackendsJson.Backend("dead", $"http://127.0.0.1:{DeadPort}")])),
+                environment);
+        }
+        catch
+        {
+            // xunit does not dispose a fixture whose initialisation failed: no orphaned backend.
+            await Backend.DisposeAsync();
+            throw;
+        }
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (Gateway is not null)
+        {
+            await Gateway.DisposeAsync();
+        }
+        if (Backend is not null)
+        {
+            await Backend.DisposeAsync();
+        }
+    }
+
+    /// <summary>A request to the gateway carrying the gateway key as a Bearer token.</summary>
+    internal HttpRequestMessage Authorized(HttpMethod method, string pathAndQuery)
+    {
+        var request = new HttpRequestMessage(method, Gateway.BaseUrl + pathAndQuery);
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", GatewayKey);
+        return request;
+    }
+
+    /// <summary>Total requests the backend has seen (health checks and /control excluded).</summary>
+    internal async Task<long> BackendRequestsAsync() => (await Backend.StatsAsync()).GetProperty("requests").GetInt64();
+
+    /// <summary>How many requests for exactly this (decoded) path the backend has seen.</summary>
+    internal async Task<long> BackendHitsAsync(string path)
+    {
+        var stats = await Backend.StatsAsync();
+        return stats.GetProperty("by_path").TryGetProperty(path, out var n) ? n.GetInt64() : 0;
+    }
+}
+
+/// <summary>REQUEST_TIMEOUT=1, for the 504 path.</summary>
+public sealed class ShortTimeoutFixture : EchoGatewayFixture
+{
+    protected override void AddEnvironment(IDictionary<string, string> environment) => environment["REQUEST_TIMEOUT"] = "1";
+}
+
+/// <summary>TRUSTED_PROXIES=127.0.0.9: only that source address may vouch for X-Forwarded-*.</summary>
+public sealed class TrustedProxyFixture : EchoGatewayFixture
+{
+    public const string TrustedProxy = "127.0.0.9";
+
+    protected override void AddEnvironment(IDictionary<string, string> environment) => environment["TRUSTED_PROXIES"] = TrustedProxy;
+}
+
+internal static class JsonAssert
+{
+    /// <summary>Asserts a gateway error body: JSON with `error.code` and a `detail` message; returns the root.</summary>
+    public static JsonElement ErrorBody(string body, string code)
+    {
+        using var doc = JsonDocument.Parse(body);
+        var root = doc.RootElement.Clone();
+        Assert.Equal(code, root.GetProperty("error").GetProperty("code").GetString());
+        Assert.False(string.IsNullOrEmpty(root.GetProperty("error").GetProperty("message").GetString()));
+        Assert.False(string.IsNullOrEmpty(root.GetProperty("detail").GetString()));
+        return root;
+    }
+}
