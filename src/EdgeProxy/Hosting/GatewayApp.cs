@@ -266,6 +266,10 @@ internal static partial class GatewayApp
         logging.SetMinimumLevel(settings.LogLevel);
         // The framework's own chatter only from Warning up, unless LOG_LEVEL is stricter still.
         logging.AddFilter("Microsoft", settings.LogLevel > LogLevel.Warning ? settings.LogLevel : LogLevel.Warning);
+        // ASP.NET Core hosting starts an Activity (trace id, tags, scope) for every request whenever
+        // this category is enabled at any level; its own messages are Debug/Information request
+        // start/finish lines we never show. Off: perf showed Activity creation on every request.
+        logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         logging.AddZLoggerConsole(options =>
         {
             options.UsePlainTextFormatter(formatter =>
