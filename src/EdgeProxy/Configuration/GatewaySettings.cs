@@ -49,6 +49,12 @@ internal sealed record GatewaySettings
     /// <summary>Upstream connection cap per backend (contract default 100).</summary>
     public int MaxConnections { get; init; } = 100;
 
+    /// <summary>
+    /// UPSTREAM_CLIENT: "lean" (default; the gateway's own HTTP/1.1 connection pool, measured faster in
+    /// bench/load.sh) or "httpclient" (SocketsHttpHandler for everything, the fallback if lean misbehaves).
+    /// </summary>
+    public bool LeanUpstreamClient { get; init; } = true;
+
     /// <summary>Idle upstream connections kept per backend (contract default 20).</summary>
     public int MaxKeepAliveConnections { get; init; } = 20;
 

@@ -373,7 +373,7 @@ internal sealed partial class HttpForwarder(
         return detection?.CanHaveBody ?? (context.Request.ContentLength > 0);
     }
 
-    private static HttpRequestMessage CreateRequest(
+    internal static HttpRequestMessage CreateRequest(
         HttpContext context, BackendEntry backend, string remainder, string requestId, IPAddress clientIp, bool peerTrusted, StreamingRequestContent? content)
     {
         var incoming = context.Request;

@@ -1,0 +1,505 @@
+using System.Buffers;
+using System.Buffers.Text;
+using System.Collections.Frozen;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Text;
+
+namespace EdgeProxy.Forwarding;
+
+/// <summary>
+/// One upstream HTTP/1.1 connection: writes a request head (and body) straight from the
+/// <see cref="HttpRequestMessage"/> into one buffer and one send, parses the response head with a
+/// strict minimal parser (RFC 9112 §2–§6) and hands the body to a <see cref="LeanResponseStream"/>.
+/// </summary>
+internal sealed class LeanConnection : IDisposable
+{
+    /// <summary>Response heads larger than this are refused (SocketsHttpHandler's default limit is also 64 KiB).</summary>
+    private const int MaxHeadBytes = 64 * 1024;
+
+    private const int InitialBufferSize = 4096;
+
+    private static readonly SearchValues<char> ForbiddenInHeader = SearchValues.Create("\r\n\0");
+
+    /// <summary>Response header names we see all the time: no string allocated for them.</summary>
+    private static readonly FrozenDictionary<string, string> KnownNames = FrozenDictionary.ToFrozenDictionary(
+        new[]
+        {
+            "Content-Type", "Content-Length", "Content-Encoding", "Content-Language", "Content-Location", "Content-Disposition",
+            "Content-Range", "Content-MD5", "Transfer-Encoding", "Connection", "Keep-Alive", "Date", "Server", "ETag",
+            "Cache-Control", "Expires", "Last-Modified", "Allow", "Vary", "Location", "Set-Cookie", "X-Request-ID",
+            "Access-Control-Allow-Origin", "X-Accel-Buffering", "Retry-After", "Trailer", "Upgrade", "WWW-Authenticate",
+        }.Select(n => KeyValuePair.Create(n, n)),
+        StringComparer.OrdinalIgnoreCase);
+
+    private static readonly FrozenDictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> KnownNameLookup = KnownNames.GetAlternateLookup<ReadOnlySpan<char>>();
+
+    /// <summary>Headers that belong to <see cref="HttpContent.Headers"/> (HttpContentHeaders' known set).</summary>
+    private static readonly FrozenSet<string> ContentHeaderNames = FrozenSet.ToFrozenSet(
+    [
+        "Allow", "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length", "Content-Location",
+        "Content-MD5", "Content-Range", "Content-Type", "Expires", "Last-Modified",
+    ], StringComparer.OrdinalIgnoreCase);
+
+    private readonly LeanConnectionPool _pool;
+    private readonly Socket _socket;
+    private byte[] _buffer = new byte[InitialBufferSize];
+    private int _start;
+    private int _end;
+    private bool _reused;
+    private int _disposed;
+
+    public LeanConnection(LeanConnectionPool pool, Socket socket)
+    {
+        _pool = pool;
+        _socket = socket;
+    }
+
+    public long IdleSince { get; set; }
+
+    internal Socket Socket => _socket;
+
+    internal int Buffered => _end - _start;
+
+    /// <summary>An idle keep-alive connection is readable only when the backend closed it (or sent garbage).</summary>
+    public bool LooksAlive()
+    {
+        try
+        {
+            return !_socket.Poll(0, SelectMode.SelectRead) && _socket.Connected;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    public async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var reused = _reused;
+        _reused = true;
+        var content = request.Content;
+        var method = request.Method;
+        var chunkedBody = content is not null && content.Headers.ContentLength is null;
+
+        // 1. Request line and headers in one buffer, one send.
+        var head = ArrayPool<byte>.Shared.Rent(4096);
+        try
+        {
+            var length = WriteHead(ref head, request, _pool.HostHeader, content, chunkedBody);
+            try
+            {
+                await SendAllAsync(head.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException ex) when (reused)
+            {
+                throw new LeanStaleConnectionException(ex);
+            }
+            catch (SocketException ex)
+            {
+                throw new HttpRequestException(HttpRequestError.Unknown, "Sending the request upstream failed: " + ex.Message, ex);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(head);
+        }
+
+        // 2. The body, streamed (the content decides how: ours copies the client's body as it arrives).
+        if (content is not null)
+        {
+            var body = new LeanRequestBodyStream(this, chunkedBody);
+            await content.CopyToAsync(body, cancellationToken).ConfigureAwait(false);
+            await body.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        // 3. The response head; interim 1xx responses are skipped (RFC 9110 §15.2).
+        while (true)
+        {
+            var headLength = await ReadHeadAsync(reused && content is null, cancellationToken).ConfigureAwait(false);
+            var response = ParseHead(request, headLength, out var framing, out var bodyLength, out var keepAlive);
+            _start += headLength;
+            if (response is null)
+            {
+                continue;
+            }
+            var empty = method == HttpMethod.Head || (int)response.StatusCode is 204 or 304;
+            var stream = empty
+                ? new LeanResponseStream(this, LeanFraming.Length, 0, keepAlive)
+                : new LeanResponseStream(this, framing, bodyLength, keepAlive);
+            var responseContent = new LeanResponseContent(stream);
+            MoveContentHeaders(response, responseContent);
+            response.Content = responseContent;
+            stream.CompleteIfEmpty();
+            return response;
+        }
+    }
+
+    private static int WriteHead(ref byte[] buffer, HttpRequestMessage request, string hostHeader, HttpContent? content, bool chunkedBody)
+    {
+        var writer = new HeadWriter(buffer);
+        var uri = request.RequestUri!;
+        writer.Append(request.Method.Method);
+        writer.Append(" ");
+        writer.Append(uri.PathAndQuery);
+        writer.Append(" HTTP/1.1\r\nHost: ");
+        writer.Append(request.Headers.NonValidated.TryGetValues("Host", out var host) ? host.ToString() : hostHeader);
+        writer.Append("\r\n");
+        foreach (var header in request.Headers.NonValidated)
+        {
+            if (header.Key.Equals("Host", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+            writer.Header(header.Key, header.Value);
+        }
+        if (content is not null)
+        {
+            foreach (var header in content.Headers.NonValidated)
+            {
+                writer.Header(header.Key, header.Value);
+            }
+            if (chunkedBody)
+            {
+                writer.Append("Transfer-Encoding: chunked\r\n");
+            }
+        }
+        else if (request.Method == HttpMethod.Post || request.Method == HttpMethod.Put)
+        {
+            // RFC 9110 §8.6: a body-expecting method without a body says so.
+            writer.Append("Content-Length: 0\r\n");
+        }
+        writer.Append("\r\n");
+        buffer = writer.Buffer;
+        return writer.Length;
+    }
+
+    /// <summary>Builds the head with Latin-1 bytes (RFC 9110 §5.5), growing a pooled buffer when needed.</summary>
+    private struct HeadWriter(byte[] buffer)
+    {
+        public byte[] Buffer = buffer;
+        public int Length;
+
+        public void Append(string? text)
+        {
+            if (text is null)
+            {
+                return;
+            }
+            Ensure(text.Length);
+            foreach (var c in text)
+            {
+                if (c > 0xFF)
+                {
+                    throw new HttpRequestException(HttpRequestError.Unknown, "Request header value contains non-Latin-1 characters.");
+                }
+                Buffer[Length++] = (byte)c;
+            }
+        }
+
+        public void Header(string name, HeaderStringValues values)
+        {
+            Append(name);
+            Append(": ");
+            var first = true;
+            // RFC 9110 §5.3: repeated fields combine with commas; Cookie is the exception (RFC 6265 §5.4).
+            var separator = name.Equals("Cookie", StringComparison.OrdinalIgnoreCase) ? "; " : ", ";
+            foreach (var value in values)
+            {
+                if (value.AsSpan().ContainsAny(ForbiddenInHeader))
+                {
+                    throw new HttpRequestException(HttpRequestError.Unknown, $"Request header '{name}' contains a line break.");
+                }
+                if (!first)
+                {
+                    Append(separator);
+                }
+                Append(value);
+                first = false;
+            }
+            Append("\r\n");
+        }
+
+        private void Ensure(int more)
+        {
+            if (Length + more <= Buffer.Length)
+            {
+                return;
+            }
+            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(Buffer.Length * 2, Length + more));
+            Buffer.AsSpan(0, Length).CopyTo(bigger);
+            ArrayPool<byte>.Shared.Return(Buffer);
+            Buffer = bigger;
+        }
+    }
+
+    /// <summary>Reads until the buffer holds a complete head; returns its length including the blank line.</summary>
+    private async ValueTask<int> ReadHeadAsync(bool mayBeStale, CancellationToken cancellationToken)
+    {
+        var scanned = 0;
+        while (true)
+        {
+            var window = _buffer.AsSpan(_start, _end - _start);
+            var end = window[Math.Max(0, scanned - 3)..].IndexOf("\r\n\r\n"u8);
+            if (end >= 0)
+            {
+                return Math.Max(0, scanned - 3) + end + 4;
+            }
+            scanned = window.Length;
+            if (window.Length >= MaxHeadBytes)
+            {
+                throw new HttpRequestException(HttpRequestError.ConfigurationLimitExceeded, "The upstream response head exceeds 64 KiB.");
+            }
+            MakeRoom();
+            int read;
+            try
+            {
+                read = await _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException ex) when (mayBeStale && _end == _start)
+            {
+                throw new LeanStaleConnectionException(ex);
+            }
+            catch (SocketException ex)
+            {
+                throw new HttpRequestException(HttpRequestError.ResponseEnded, "Reading the upstream response failed: " + ex.Message, ex);
+            }
+            if (read == 0)
+            {
+                if (mayBeStale && _end == _start)
+                {
+                    throw new LeanStaleConnectionException(null);
+                }
+                throw new HttpRequestException(HttpRequestError.ResponseEnded, "The upstream closed the connection before the response head was complete.");
+            }
+            _end += read;
+        }
+    }
+
+    /// <summary>Moves unread bytes to the front; grows the buffer (up to the head limit) when it is full.</summary>
+    internal void MakeRoom()
+    {
+        if (_start > 0)
+        {
+            _buffer.AsSpan(_start, _end - _start).CopyTo(_buffer);
+            _end -= _start;
+            _start = 0;
+        }
+        if (_end == _buffer.Length)
+        {
+            Array.Resize(ref _buffer, Math.Min(_buffer.Length * 2, MaxHeadBytes + 8));
+        }
+    }
+
+    /// <summary>Parses a status line and header fields; null for an interim (1xx) response.</summary>
+    private HttpResponseMessage? ParseHead(HttpRequestMessage request, int headLength, out LeanFraming framing, out long bodyLength, out bool keepAlive)
+    {
+        var head = _buffer.AsSpan(_start, headLength - 2);
+        framing = LeanFraming.UntilClose;
+        bodyLength = -1;
+        keepAlive = true;
+
+        // status-line = HTTP-version SP status-code SP [ reason-phrase ]   (RFC 9112 §4)
+        var lineEnd = head.IndexOf("\r\n"u8);
+        var line = head[..lineEnd];
+        if (line.Length < 12 || !line.StartsWith("HTTP/1."u8) || line[8] != (byte)' '
+            || !Utf8Parser.TryParse(line.Slice(9, 3), out int status, out var consumed) || consumed != 3 || status < 100
+            || (line.Length > 12 && line[12] != (byte)' '))
+        {
+            throw Invalid("malformed status line");
+        }
+        var http10 = line[7] == (byte)'0';
+        keepAlive = !http10;
+        if (status is >= 100 and < 200)
+        {
+            if (status == 101)
+            {
+                throw Invalid("unexpected 101 Switching Protocols");
+            }
+            framing = LeanFraming.Length;
+            bodyLength = 0;
+            return null;
+        }
+        var response = new HttpResponseMessage((HttpStatusCode)status)
+        {
+            Version = http10 ? HttpVersion.Version10 : HttpVersion.Version11,
+            RequestMessage = request,
+        };
+        if (line.Length > 13)
+        {
+            response.ReasonPhrase = Encoding.Latin1.GetString(line[13..]);
+        }
+        var chunked = false;
+        var fields = head[(lineEnd + 2)..];
+        Span<char> nameChars = stackalloc char[128];
+        while (!fields.IsEmpty)
+        {
+            lineEnd = fields.IndexOf("\r\n"u8);
+            line = lineEnd < 0 ? fields : fields[..lineEnd];
+            fields = lineEnd < 0 ? default : fields[(lineEnd + 2)..];
+            // field-line = field-name ":" OWS field-value OWS   (RFC 9112 §5); obs-fold is rejected (§5.2).
+            var colon = line.IndexOf((byte)':');
+            if (colon <= 0 || line[0] is (byte)' ' or (byte)'\t' || line[colon - 1] is (byte)' ' or (byte)'\t' || line.IndexOfAny((byte)'\0', (byte)'\r', (byte)'\n') >= 0)
+            {
+                throw Invalid("malformed header field");
+            }
+            var nameBytes = line[..colon];
+            var valueBytes = line[(colon + 1)..].Trim(" \t"u8);
+            string name;
+            if (nameBytes.Length <= nameChars.Length)
+            {
+                var chars = nameChars[..Encoding.Latin1.GetChars(nameBytes, nameChars)];
+                name = KnownNameLookup.TryGetValue(chars, out var known) ? known : new string(chars);
+            }
+            else
+            {
+                name = Encoding.Latin1.GetString(nameBytes);
+            }
+            if (name == "Content-Length")
+            {
+                if (!Utf8Parser.TryParse(valueBytes, out long parsed, out var used) || used != valueBytes.Length || parsed < 0
+                    || (bodyLength >= 0 && bodyLength != parsed))
+                {
+                    throw Invalid("invalid Content-Length");
+                }
+                bodyLength = parsed;
+            }
+            else if (name == "Transfer-Encoding")
+            {
+                // RFC 9112 §6.1: chunked must be the final coding for a response to be chunked.
+                chunked = valueBytes.Length >= 7 && Ascii.EqualsIgnoreCase(valueBytes[^7..], "chunked"u8);
+            }
+            else if (name == "Connection")
+            {
+                if (ContainsToken(valueBytes, "close"u8))
+                {
+                    keepAlive = false;
+                }
+                else if (http10 && ContainsToken(valueBytes, "keep-alive"u8))
+                {
+                    keepAlive = true;
+                }
+            }
+            var value = valueBytes.IsEmpty ? "" : Encoding.Latin1.GetString(valueBytes);
+            if (!response.Headers.TryAddWithoutValidation(name, value))
+            {
+                // Content headers go to the content; collected on a placeholder until it exists.
+                (_pendingContentHeaders ??= []).Add(KeyValuePair.Create(name, value));
+            }
+        }
+        if (chunked)
+        {
+            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the connection must not be reused.
+            framing = LeanFraming.Chunked;
+            if (bodyLength >= 0)
+            {
+                keepAlive = false;
+            }
+            bodyLength = -1;
+        }
+        else if (bodyLength >= 0)
+        {
+            framing = LeanFraming.Length;
+        }
+        else
+        {
+            framing = LeanFraming.UntilClose;
+            keepAlive = false;
+        }
+        return response;
+    }
+
+    private List<KeyValuePair<string, string>>? _pendingContentHeaders;
+
+    private void MoveContentHeaders(HttpResponseMessage response, HttpContent content)
+    {
+        if (_pendingContentHeaders is { } pending)
+        {
+            foreach (var (name, value) in pending)
+            {
+                content.Headers.TryAddWithoutValidation(name, value);
+            }
+            pending.Clear();
+        }
+        _ = response;
+    }
+
+    private static bool ContainsToken(ReadOnlySpan<byte> value, ReadOnlySpan<byte> token)
+    {
+        foreach (var range in value.Split((byte)','))
+        {
+            if (Ascii.EqualsIgnoreCase(value[range].Trim(" \t"u8), token))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static HttpRequestException Invalid(string what)
+        => new(HttpRequestError.InvalidResponse, "Invalid upstream response: " + what + ".");
+
+    internal async ValueTask SendAllAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        while (!data.IsEmpty)
+        {
+            var sent = await _socket.SendAsync(data, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            data = data[sent..];
+        }
+    }
+
+    /// <summary>Copies buffered (already received) bytes out; returns how many.</summary>
+    internal int TakeBuffered(Span<byte> destination)
+    {
+        var n = Math.Min(destination.Length, _end - _start);
+        _buffer.AsSpan(_start, n).CopyTo(destination);
+        _start += n;
+        return n;
+    }
+
+    internal ReadOnlySpan<byte> BufferedSpan => _buffer.AsSpan(_start, _end - _start);
+
+    internal void Consume(int count) => _start += count;
+
+    /// <summary>Receives more bytes into the connection buffer; 0 at end of stream.</summary>
+    internal async ValueTask<int> FillAsync(CancellationToken cancellationToken)
+    {
+        MakeRoom();
+        var read = await _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        _end += read;
+        return read;
+    }
+
+    /// <summary>The body ended cleanly: back to the pool when the connection can carry another exchange.</summary>
+    internal void Release(bool keepAlive)
+    {
+        if (keepAlive && _start == _end)
+        {
+            _start = _end = 0;
+            _pool.Return(this);
+        }
+        else
+        {
+            // Bytes after the end of the response, or the backend asked to close: never reuse.
+            _pool.Discard(this);
+        }
+    }
+
+    internal void Abandon() => _pool.Discard(this);
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _socket.Dispose();
+        }
+    }
+}
+
+internal enum LeanFraming
+{
+    Length,
+    Chunked,
+    UntilClose,
+}

@@ -1,0 +1,274 @@
+using System.Buffers;
+using System.Net.Sockets;
+
+namespace EdgeProxy.Forwarding;
+
+/// <summary>
+/// A response body read straight off the upstream socket: Content-Length, chunked (RFC 9112 §7.1)
+/// or until close. Data is returned as soon as it arrives (a chunk's trailing CRLF is consumed on
+/// the next read, never waited for). A zero-byte read waits for data without taking a buffer, so
+/// an idle stream holds none. At the clean end the connection goes back to the pool; disposing
+/// earlier closes it, which is how an abandoned request stops the backend.
+/// </summary>
+internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming framing, long length, bool keepAlive) : Stream
+{
+    private long _remaining = length;   // Length: body bytes left; Chunked: bytes left in the current chunk
+    private ChunkState _chunkState = ChunkState.Size;
+    private bool _done;
+    private bool _disposed;
+
+    private enum ChunkState
+    {
+        Size,
+        Data,
+        DataCrlf,
+        Trailers,
+    }
+
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    /// <summary>Bodies of length 0 (and HEAD/204/304) are complete as soon as the head is parsed.</summary>
+    public void CompleteIfEmpty()
+    {
+        if (framing == LeanFraming.Length && _remaining == 0)
+        {
+            Finish();
+        }
+    }
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        if (_done)
+        {
+            return 0;
+        }
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        try
+        {
+            if (destination.IsEmpty)
+            {
+                // Zero-byte read: complete when data is there, without a buffer.
+                if (connection.Buffered == 0)
+                {
+                    await connection.Socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                }
+                return 0;
+            }
+            return framing switch
+            {
+                LeanFraming.Length => await ReadLengthAsync(destination, cancellationToken).ConfigureAwait(false),
+                LeanFraming.Chunked => await ReadChunkedAsync(destination, cancellationToken).ConfigureAwait(false),
+                _ => await ReadUntilCloseAsync(destination, cancellationToken).ConfigureAwait(false),
+            };
+        }
+        catch (SocketException ex)
+        {
+            throw new IOException("Reading the upstream response body failed: " + ex.Message, ex);
+        }
+    }
+
+    private async ValueTask<int> ReadLengthAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        var want = (int)Math.Min(destination.Length, _remaining);
+        var n = connection.Buffered > 0
+            ? connection.TakeBuffered(destination.Span[..want])
+            : await connection.Socket.ReceiveAsync(destination[..want], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        if (n == 0)
+        {
+            throw new IOException($"The upstream response ended {_remaining} bytes before its Content-Length.");
+        }
+        _remaining -= n;
+        if (_remaining == 0)
+        {
+            Finish();
+        }
+        return n;
+    }
+
+    private async ValueTask<int> ReadUntilCloseAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        var n = connection.Buffered > 0
+            ? connection.TakeBuffered(destination.Span)
+            : await connection.Socket.ReceiveAsync(destination, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        if (n == 0)
+        {
+            _done = true;
+            connection.Abandon();
+        }
+        return n;
+    }
+
+    private async ValueTask<int> ReadChunkedAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            switch (_chunkState)
+            {
+                case ChunkState.Data:
+                {
+                    var want = (int)Math.Min(destination.Length, _remaining);
+                    var n = connection.Buffered > 0
+                        ? connection.TakeBuffered(destination.Span[..want])
+                        : await connection.Socket.ReceiveAsync(destination[..want], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    if (n == 0)
+                    {
+                        throw new IOException("The upstream closed the connection inside a chunk.");
+                    }
+                    _remaining -= n;
+                    if (_remaining == 0)
+                    {
+                        _chunkState = ChunkState.DataCrlf;
+                    }
+                    return n;
+                }
+                case ChunkState.DataCrlf:
+                {
+                    var line = await ReadLineAsync(cancellationToken).ConfigureAwait(false);
+                    if (line != 0)
+                    {
+                        throw new IOException("Malformed chunked body from upstream (missing CRLF after chunk data).");
+                    }
+                    _chunkState = ChunkState.Size;
+                    break;
+                }
+                case ChunkState.Size:
+                {
+                    var lineLength = await ReadLineAsync(cancellationToken).ConfigureAwait(false);
+                    _remaining = ParseChunkSize(connection.BufferedSpan[..lineLength]);
+                    connection.Consume(lineLength + 2);
+                    _chunkState = _remaining == 0 ? ChunkState.Trailers : ChunkState.Data;
+                    break;
+                }
+                case ChunkState.Trailers:
+                {
+                    // Trailer fields are not relayed (the forwarder does not relay trailers); skip to the blank line.
+                    var lineLength = await ReadLineAsync(cancellationToken).ConfigureAwait(false);
+                    connection.Consume(lineLength + 2);
+                    if (lineLength == 0)
+                    {
+                        Finish();
+                        return 0;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    /// <summary>Waits until the buffer starts with a whole line; returns its length without CRLF (consumes nothing, except an empty CRLF for DataCrlf).</summary>
+    private async ValueTask<int> ReadLineAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var buffered = connection.BufferedSpan;
+            var end = buffered.IndexOf("\r\n"u8);
+            if (end >= 0)
+            {
+                if (end == 0 && _chunkState == ChunkState.DataCrlf)
+                {
+                    connection.Consume(2);
+                }
+                return end;
+            }
+            if (buffered.Length > 4096)
+            {
+                throw new IOException("Malformed chunked body from upstream (line too long).");
+            }
+            if (await connection.FillAsync(cancellationToken).ConfigureAwait(false) == 0)
+            {
+                throw new IOException("The upstream closed the connection inside a chunked body.");
+            }
+        }
+    }
+
+    private static long ParseChunkSize(ReadOnlySpan<byte> line)
+    {
+        // chunk-size [ chunk-ext ]: extensions are ignored (RFC 9112 §7.1.1).
+        var semicolon = line.IndexOf((byte)';');
+        var digits = (semicolon < 0 ? line : line[..semicolon]).TrimEnd(" \t"u8);
+        if (digits.IsEmpty || digits.Length > 15)
+        {
+            throw new IOException("Malformed chunk size from upstream.");
+        }
+        long size = 0;
+        foreach (var b in digits)
+        {
+            var v = HexValue(b);
+            if (v < 0)
+            {
+                throw new IOException("Malformed chunk size from upstream.");
+            }
+            size = (size << 4) | (uint)v;
+        }
+        return size;
+    }
+
+    private static int HexValue(byte b) => b switch
+    {
+        >= (byte)'0' and <= (byte)'9' => b - '0',
+        >= (byte)'a' and <= (byte)'f' => b - 'a' + 10,
+        >= (byte)'A' and <= (byte)'F' => b - 'A' + 10,
+        _ => -1,
+    };
+
+    private void Finish()
+    {
+        if (!_done)
+        {
+            _done = true;
+            connection.Release(keepAlive);
+        }
+    }
+
+    public override async Task CopyToAsync(Stream destination, int bufferSize, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
+        try
+        {
+            int n;
+            while ((n = await ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+            {
+                await destination.WriteAsync(buffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override int Read(byte[] buffer, int offset, int count)
+        => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && !_disposed)
+        {
+            _disposed = true;
+            if (!_done)
+            {
+                // Abandoned mid-body (client gone, timeout, failure): the connection's state is unknown.
+                _done = true;
+                connection.Abandon();
+            }
+        }
+        base.Dispose(disposing);
+    }
+
+    public override void Flush()
+    {
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+}
