@@ -158,9 +158,19 @@ internal sealed class LeanConnection : IDisposable
         {
             foreach (var header in content.Headers.NonValidated)
             {
-                writer.Header(header.Key, header.Value);
+                if (!header.Key.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
+                {
+                    writer.Header(header.Key, header.Value);
+                }
             }
-            if (chunkedBody)
+            // The length may be computed by the content rather than set as a header (RFC 9112 §6.2, §6.1).
+            if (content.Headers.ContentLength is long length)
+            {
+                writer.Append("Content-Length: ");
+                writer.Append(length.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                writer.Append("\r\n");
+            }
+            else if (chunkedBody)
             {
                 writer.Append("Transfer-Encoding: chunked\r\n");
             }
