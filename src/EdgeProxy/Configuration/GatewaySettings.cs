@@ -50,10 +50,12 @@ internal sealed record GatewaySettings
     public int MaxConnections { get; init; } = 100;
 
     /// <summary>
-    /// UPSTREAM_CLIENT: "lean" (default; the gateway's own HTTP/1.1 connection pool, measured faster in
-    /// bench/load.sh) or "httpclient" (SocketsHttpHandler for everything, the fallback if lean misbehaves).
+    /// UPSTREAM_CLIENT: "httpclient" (default; SocketsHttpHandler) or "lean" (the gateway's own HTTP/1.1
+    /// connection pool, <see cref="Forwarding.LeanHttpHandler"/>). Lean is opt-in because side-by-side
+    /// runs on the 2-core bench box showed no clear CPU-per-request gain over SocketsHttpHandler
+    /// (bench/README.md, "Hot path and SSE latency"); the default stays the battle-tested client.
     /// </summary>
-    public bool LeanUpstreamClient { get; init; } = true;
+    public bool LeanUpstreamClient { get; init; }
 
     /// <summary>Idle upstream connections kept per backend (contract default 20).</summary>
     public int MaxKeepAliveConnections { get; init; } = 20;

@@ -53,7 +53,7 @@ internal static class SettingsLoader
             StreamIdleTimeout = reader.Seconds("STREAM_IDLE_TIMEOUT", requestTimeout.TotalSeconds, min: 0.001),
             MaxConnections = reader.Int("MAX_CONNECTIONS", 100, 1, 100_000),
             MaxKeepAliveConnections = reader.Int("MAX_KEEPALIVE_CONNECTIONS", 20, 0, 100_000),
-            LeanUpstreamClient = reader.Choice("UPSTREAM_CLIENT", "lean", ["lean", "httpclient"]) == "lean",
+            LeanUpstreamClient = reader.Choice("UPSTREAM_CLIENT", "httpclient", ["httpclient", "lean"]) == "lean",
             BackendApiKey = reader.String("BACKEND_API_KEY", ""),
             BackendAuthMode = reader.AuthMode("BACKEND_AUTH_MODE"),
             TrustedProxies = reader.Networks("TRUSTED_PROXIES"),
