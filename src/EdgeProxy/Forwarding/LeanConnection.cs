@@ -129,7 +129,7 @@ internal sealed class LeanConnection : IDisposable
                 ? new LeanResponseStream(this, LeanFraming.Length, 0, keepAlive)
                 : new LeanResponseStream(this, framing, bodyLength, keepAlive);
             var responseContent = new LeanResponseContent(stream);
-            MoveContentHeaders(response, responseContent);
+            MoveContentHeaders(responseContent);
             response.Content = responseContent;
             stream.CompleteIfEmpty();
             return response;
@@ -422,7 +422,8 @@ internal sealed class LeanConnection : IDisposable
 
     private List<KeyValuePair<string, string>>? _pendingContentHeaders;
 
-    private void MoveContentHeaders(HttpResponseMessage response, HttpContent content)
+    /// <summary>Content headers (Content-Type, Content-Length, …) parsed before the content object existed.</summary>
+    private void MoveContentHeaders(HttpContent content)
     {
         if (_pendingContentHeaders is { } pending)
         {
@@ -432,7 +433,6 @@ internal sealed class LeanConnection : IDisposable
             }
             pending.Clear();
         }
-        _ = response;
     }
 
     private static bool ContainsToken(ReadOnlySpan<byte> value, ReadOnlySpan<byte> token)

@@ -24,6 +24,9 @@ internal sealed class LeanHttpHandler(HttpMessageInvoker fallback, int maxConnec
     internal static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(60);
 
     private readonly ConcurrentDictionary<(string Host, int Port), LeanConnectionPool> _pools = new();
+    private readonly int _maxConnections = maxConnections;
+    private readonly int _maxIdle = maxIdleConnections;
+    private readonly TimeSpan _connectTimeout = connectTimeout;
 
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
@@ -38,10 +41,6 @@ internal sealed class LeanHttpHandler(HttpMessageInvoker fallback, int maxConnec
             new LeanConnectionPool(key.Host, key.Port, self._maxConnections, self._maxIdle, self._connectTimeout), this);
         return pool.SendAsync(request, cancellationToken);
     }
-
-    private readonly int _maxConnections = maxConnections;
-    private readonly int _maxIdle = maxIdleConnections;
-    private readonly TimeSpan _connectTimeout = connectTimeout;
 
     protected override void Dispose(bool disposing)
     {
