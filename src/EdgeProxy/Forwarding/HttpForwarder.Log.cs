@@ -14,6 +14,9 @@ internal sealed partial class HttpForwarder
     [ZLoggerMessage(LogLevel.Warning, "request {requestId} {route}: backend {backendId} failed ({reason}, {exceptionType}: {detail})")]
     private static partial void LogUpstreamError(ILogger logger, string requestId, string route, string backendId, string reason, string exceptionType, string detail);
 
+    [ZLoggerMessage(LogLevel.Information, "request {requestId} {route}: the client went away before backend {backendId} answered; upstream request cancelled")]
+    private static partial void LogClientGoneBeforeResponse(ILogger logger, string requestId, string route, string backendId);
+
     [ZLoggerMessage(LogLevel.Warning, "request {requestId} {route}: every backend is unhealthy; panic mode, trying {backendId} anyway")]
     private static partial void LogPanic(ILogger logger, string requestId, string route, string backendId);
 

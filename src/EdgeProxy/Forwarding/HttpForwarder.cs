@@ -89,7 +89,15 @@ internal sealed partial class HttpForwarder(
                     tried |= 1UL << pick.Index;
                     continue;
                 }
-                LogUpstreamError(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.GetType().Name, ex.Message);
+                if (error == ForwarderError.ClientGone)
+                {
+                    // Not the backend's failure: say who went away (issue #4: the log names the client).
+                    LogClientGoneBeforeResponse(logger, requestId, route.RouteLabel, backend.Id);
+                }
+                else
+                {
+                    LogUpstreamError(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.GetType().Name, ex.Message);
+                }
                 break;
             }
         }
