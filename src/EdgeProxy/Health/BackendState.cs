@@ -235,7 +235,7 @@ internal sealed class BackendState
         if (trial)
         {
             // The half-open trial failed: back off longer; the trial slot frees with the new ejection.
-            var duration = Eject(now);
+            var duration = Eject(now, replace: true);
             Volatile.Write(ref _trialInFlight, 0);
             return duration;
         }
@@ -246,7 +246,7 @@ internal sealed class BackendState
         }
         if ((connectionFailure || failures >= _policy.PassiveFailureThreshold) && mayEject())
         {
-            return Eject(now);
+            return Eject(now, replace: false);
         }
         return null;
     }
@@ -254,7 +254,13 @@ internal sealed class BackendState
     /// <summary>A trial that ended without a verdict (client went away) frees the trial slot.</summary>
     public void AbandonTrial() => Volatile.Write(ref _trialInFlight, 0);
 
-    private TimeSpan Eject(long now)
+    /// <param name="replace">
+    /// True for a failed trial (the backend is ejected already; extend it). False for live failures:
+    /// then only the first of several concurrent failures ejects. When a backend dies, every request
+    /// in flight to it fails at the same moment; each passing the "not ejected yet" check and ejecting
+    /// again doubled the back-off per request (seen: ejections #1..#7 in one millisecond, 300 s at once).
+    /// </param>
+    private TimeSpan? Eject(long now, bool replace)
     {
         // Repeated ejections back off exponentially; a backend that stayed good for a while starts over.
         var readmitted = Volatile.Read(ref _readmittedAt);
@@ -262,11 +268,23 @@ internal sealed class BackendState
         {
             Volatile.Write(ref _ejections, 0);
         }
-        var count = Interlocked.Increment(ref _ejections);
+        var count = Volatile.Read(ref _ejections) + 1;
         var factor = Math.Pow(2, Math.Min(count - 1, 30));
         var duration = TimeSpan.FromTicks((long)Math.Min(_policy.EjectionBase.Ticks * factor, _policy.EjectionMax.Ticks));
         var until = now + (long)(duration.TotalSeconds * _time.TimestampFrequency);
-        Volatile.Write(ref _ejectedUntil, until == 0 ? 1 : until);
+        if (until == 0)
+        {
+            until = 1;
+        }
+        if (replace)
+        {
+            Volatile.Write(ref _ejectedUntil, until);
+        }
+        else if (Interlocked.CompareExchange(ref _ejectedUntil, until, 0) != 0)
+        {
+            return null; // a concurrent failure ejected it first: one outage, one ejection
+        }
+        Volatile.Write(ref _ejections, count);
         Volatile.Write(ref _passiveFailures, 0);
         return duration;
     }
