@@ -82,9 +82,18 @@ internal sealed partial class HttpForwarder(
                 ReportPassive(route, backend, admission, error);
                 var retryable = error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout
                     && (content is null || !content.Started);
-                if (retryable)
+                var dropped = !retryable && error == ForwarderError.UpstreamRequestFailed && content is null
+                    && IsIdempotent(context.Request.Method) && ConnectionDropped(ex);
+                if (dropped)
+                {
+                    LogDroppedRetry(logger, requestId, route.RouteLabel, backend.Id, context.Request.Method, ex.InnerException?.Message ?? ex.Message);
+                }
+                else if (retryable)
                 {
                     LogFailover(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.Message);
+                }
+                if (retryable || dropped)
+                {
                     metrics.Retries.Add(1, new KeyValuePair<string, object?>("service", route.Service), new KeyValuePair<string, object?>("model", route.Model));
                     tried |= 1UL << pick.Index;
                     continue;
@@ -354,6 +363,37 @@ internal sealed partial class HttpForwarder(
             }
         }
         return ForwarderError.UpstreamRequestFailed;
+    }
+
+    /// <summary>RFC 9110 §9.2.2: methods a proxy may repeat without changing the outcome.</summary>
+    private static bool IsIdempotent(string method)
+        => HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method)
+            || HttpMethods.IsTrace(method) || HttpMethods.IsPut(method) || HttpMethods.IsDelete(method);
+
+    /// <summary>
+    /// The backend closed or reset the connection before any response byte (a backend killed with
+    /// requests queued in its socket answers them with RST). For an idempotent request without a body
+    /// nothing is lost by sending it again elsewhere, and nothing has reached the client yet: issue #3
+    /// wants zero failed client requests that were not answered when a backend dies under load.
+    /// </summary>
+    private static bool ConnectionDropped(Exception ex)
+    {
+        if (ex is not HttpRequestException http)
+        {
+            return false;
+        }
+        if (http.HttpRequestError == HttpRequestError.ResponseEnded)
+        {
+            return true;
+        }
+        for (var inner = http.InnerException; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is System.Net.Sockets.SocketException)
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     internal static ulong? AffinityKey(ModelRoute route, HttpContext context, IPAddress clientIp)
