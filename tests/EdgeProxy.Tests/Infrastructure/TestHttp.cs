@@ -10,7 +10,12 @@ internal static class TestHttp
     /// A client whose connections come from <paramref name="sourceAddress"/> (any 127.x address works on
     /// Linux loopback), which is how tests play many distinct client IPs.
     /// </summary>
-    public static HttpClient Create(string? sourceAddress = null, TimeSpan? timeout = null)
+    /// <param name="maxConnectionsPerServer">Connection cap (SocketsHttpHandler default: unlimited).</param>
+    /// <param name="drainOnDispose">
+    /// False: disposing a response that was not read to the end closes its connection at once
+    /// (SocketsHttpHandler otherwise drains it for up to 2 s to reuse it), i.e. "the client went away".
+    /// </param>
+    public static HttpClient Create(string? sourceAddress = null, TimeSpan? timeout = null, int maxConnectionsPerServer = int.MaxValue, bool drainOnDispose = true)
     {
         var handler = new SocketsHttpHandler
         {
@@ -19,7 +24,12 @@ internal static class TestHttp
             AutomaticDecompression = DecompressionMethods.None,
             UseCookies = false,
             PooledConnectionLifetime = TimeSpan.FromMinutes(1),
+            MaxConnectionsPerServer = maxConnectionsPerServer,
         };
+        if (!drainOnDispose)
+        {
+            handler.MaxResponseDrainSize = 0;
+        }
         if (sourceAddress is not null)
         {
             var local = IPAddress.Parse(sourceAddress);
