@@ -439,7 +439,7 @@ ratio() {  # a b -> a/b or n/a
   if [[ -n ${1:-} && -n ${2:-} ]]; then awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}'; else echo "n/a"; fi
 }
 report() {
-  echo "EdgeProxy load benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  commit $COMMIT"
+  echo "EdgeProxy load benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  bench script at commit $COMMIT"
   echo "host: $(nproc) cpus, $(uname -r); nginx $NGINX_VER; haproxy $HAPROXY_VER; $(wrk -v 2>&1 | awk 'NR==1 {print "wrk", $2}' || true)"
   echo "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (after ${WARMUP}s warm-up) x $ROUNDS rounds round-robin, medians of quiet rounds (other% <= $QUIET_MAX); GET /bench/m/v1/ping (direct: GET /v1/ping), loopback"
   echo "cpu_us/req = proxy utime+stime (all its processes, /proc/PID/stat, CLK_TCK=$CLK_TCK) / requests; up_us/req = same for the upstream nginx"
@@ -465,6 +465,9 @@ report() {
   echo "edgeproxy vs haproxy: throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[haproxy]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[haproxy]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[haproxy]:-}")"
   if [[ -n $EDGE_STARTUP_MS ]]; then
     echo "edgeproxy start -> first 200 on /health: ${EDGE_STARTUP_MS} ms (poll resolution ~${EDGE_STARTUP_RES_MS} ms, ${EDGE_POLLS} polls via bash /dev/tcp); binary ${EDGE_BIN_MB} MB ($EDGEPROXY_BIN)"
+    local bc
+    bc=$(git -C "$(dirname "$EDGEPROXY_BIN")" rev-parse --short HEAD 2>/dev/null || true)
+    [[ -n $bc ]] && echo "edgeproxy binary: $(date -u -r "$EDGEPROXY_BIN" +%Y-%m-%dT%H:%M:%SZ), in a work tree at commit $bc"
   elif [[ " ${TARGETS[*]} " == *" edgeproxy "* ]]; then
     echo "edgeproxy: not measured (binary: $EDGEPROXY_BIN)"
   fi
