@@ -151,6 +151,9 @@ internal static partial class GatewayApp
 
     public const string DemoKey = "demo-key";
 
+    /// <summary>Inline Kestrel scheduling follows the socket setting (Program.cs), so `=0` turns both off.</summary>
+    private static bool InlineScheduling => Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") == "1";
+
     private const string Usage = """
         usage: edgeproxy [--demo] [--check-config] [--version] [--help]
 
@@ -187,6 +190,13 @@ internal static partial class GatewayApp
         ConfigureLogging(builder.Logging, settings);
         configureLogging?.Invoke(builder.Logging);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+        if (InlineScheduling)
+        {
+            // Run request code and response writes on the socket's own I/O thread instead of
+            // hopping to the thread pool for every read and write (Kestrel's counterpart of the
+            // inline socket completions set in Program.cs; same safety argument: nothing blocks).
+            builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = true);
+        }
         builder.WebHost.ConfigureKestrel(options =>
         {
             options.AddServerHeader = false;
