@@ -55,31 +55,20 @@ internal sealed class LeanHttpHandler(HttpMessageInvoker fallback, int maxConnec
         base.Dispose(disposing);
     }
 
-    /// <summary>Opens a TCP connection within the connect timeout (Nagle off: token streams are many small writes).</summary>
+    /// <summary>The shared connect (timeout, Nagle off), with failures as the ConnectionError SocketsHttpHandler would raise.</summary>
     internal static async ValueTask<Socket> ConnectAsync(DnsEndPoint endPoint, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        using var timeoutSource = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeoutSource.CancelAfter(timeout);
         try
         {
-            await socket.ConnectAsync(endPoint, timeoutSource.Token).ConfigureAwait(false);
-            return socket;
+            return await UpstreamClientFactory.ConnectSocketAsync(endPoint, timeout, cancellationToken).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        catch (UpstreamConnectTimeoutException ex)
         {
-            socket.Dispose();
-            throw new HttpRequestException(HttpRequestError.ConnectionError, $"Connecting to {endPoint.Host}:{endPoint.Port} timed out.", new UpstreamConnectTimeoutException(endPoint, timeout));
+            throw new HttpRequestException(HttpRequestError.ConnectionError, $"Connecting to {endPoint.Host}:{endPoint.Port} timed out.", ex);
         }
         catch (SocketException ex)
         {
-            socket.Dispose();
             throw new HttpRequestException(HttpRequestError.ConnectionError, $"{ex.Message} ({endPoint.Host}:{endPoint.Port})", ex);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
         }
     }
 }

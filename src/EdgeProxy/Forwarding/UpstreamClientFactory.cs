@@ -54,11 +54,17 @@ internal static class UpstreamClientFactory
             // No tracing headers injected into upstream requests (and no per-request Activity cost).
             ActivityHeadersPropagator = null,
             EnableMultipleHttp2Connections = true,
-            ConnectCallback = (context, cancellationToken) => ConnectAsync(context.DnsEndPoint, connectTimeout, cancellationToken),
+            ConnectCallback = async (context, cancellationToken) =>
+                new NetworkStream(await ConnectSocketAsync(context.DnsEndPoint, connectTimeout, cancellationToken).ConfigureAwait(false), ownsSocket: true),
         };
     }
 
-    private static async ValueTask<Stream> ConnectAsync(DnsEndPoint endPoint, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>
+    /// Opens a TCP connection within the connect timeout (Nagle off: token streams are many small
+    /// writes). A timeout surfaces as <see cref="UpstreamConnectTimeoutException"/> so the forwarder
+    /// can tell it apart (and fail over) whichever upstream client made the connection.
+    /// </summary>
+    internal static async ValueTask<Socket> ConnectSocketAsync(DnsEndPoint endPoint, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         using var timeoutSource = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -66,7 +72,7 @@ internal static class UpstreamClientFactory
         try
         {
             await socket.ConnectAsync(endPoint, timeoutSource.Token).ConfigureAwait(false);
-            return new NetworkStream(socket, ownsSocket: true);
+            return socket;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
