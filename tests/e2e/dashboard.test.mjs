@@ -9,94 +9,32 @@
 // dashboard.png (desktop, light, after b2 was killed) and dashboard-phone-dark.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { Processes, GATEWAY_BIN, BACKEND_DLL, waitFor } from './lib/processes.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '../..');
-const BIN = process.env.EDGEPROXY_BIN || path.join(repo, 'dist/edgeproxy');
-const BACKEND_DLL = process.env.EDGEPROXY_TEST_BACKEND_DLL ||
-  path.join(repo, 'tests/EdgeProxy.TestBackend/bin/Release/net10.0/EdgeProxy.TestBackend.dll');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = path.join(here, 'artifacts');
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const BACKEND_KEY = 'per-backend-secret-5f1c'; // must never reach the page or the JSON
 
-const children = [];
-let tmp, gatewayUrl, browser, page, backends;
+const procs = new Processes();
+let gatewayUrl, browser, page, backends;
 const problems = []; // console errors/warnings and page errors, over the whole run
-
-// ---- process helpers ----
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().once('error', reject).listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function start(cmd, args, opts = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  child.log = '';
-  const keep = (d) => { child.log = (child.log + d).slice(-8000); };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  child.exited = new Promise((r) => child.once('exit', (code, sig) => r(code ?? sig)));
-  children.push(child);
-  return child;
-}
-
-async function stop(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-  await child.exited;
-  clearTimeout(t);
-}
-
-/** Starts a test backend and resolves with its URL from the "LISTENING http://127.0.0.1:PORT" line. */
-function startBackend(id) {
-  const child = start('dotnet', [BACKEND_DLL, '--urls', 'http://127.0.0.1:0', '--id', id]);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`backend ${id} did not start:\n${child.log}`)), 30000);
-    let buf = '';
-    child.stdout.on('data', (d) => {
-      buf += d;
-      const m = /^LISTENING (http:\/\/\S+)\s*$/m.exec(buf);
-      if (m) { clearTimeout(timer); resolve({ id, url: m[1], child }); }
-    });
-    child.exited.then((code) => { clearTimeout(timer); reject(new Error(`backend ${id} exited (${code}):\n${child.log}`)); });
-  });
-}
-
-async function waitFor(what, fn, ms) {
-  const end = Date.now() + ms;
-  for (;;) {
-    try { if (await fn()) return; } catch (e) { if (e.fatal) throw e; /* else: not yet */ }
-    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const sha256 = (s) => "'sha256-" + crypto.createHash('sha256').update(s, 'utf8').digest('base64') + "'";
 
 before(async () => {
-  for (const [what, file] of [['gateway binary (./build.sh)', BIN], ['test backend (dotnet build -c Release)', BACKEND_DLL], ['chromium', CHROMIUM]]) {
+  for (const [what, file] of [['gateway binary (./build.sh)', GATEWAY_BIN], ['test backend (dotnet build -c Release)', BACKEND_DLL], ['chromium', CHROMIUM]]) {
     assert.ok(fs.existsSync(file), `missing ${what}: ${file}`);
   }
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeproxy-e2e-'));
-  backends = await Promise.all([startBackend('b1'), startBackend('b2')]);
-
-  const config = path.join(tmp, 'backends.json');
-  fs.writeFileSync(config, JSON.stringify({
+  backends = await Promise.all([procs.startBackend('b1'), procs.startBackend('b2')]);
+  const gateway = await procs.startGateway({
     services: {
       chat: {
         models: {
@@ -109,21 +47,8 @@ before(async () => {
         }
       }
     }
-  }, null, 2));
-
-  const port = await freePort();
-  gatewayUrl = `http://127.0.0.1:${port}`;
-  const gw = start(BIN, [], {
-    cwd: tmp, // no stray .env from the repo
-    env: {
-      PATH: process.env.PATH, HOME: tmp, PORT: String(port), HOST: '127.0.0.1',
-      BACKENDS_CONFIG_PATH: config, HEALTH_CHECK_INTERVAL: '1', BACKEND_API_KEY: 'test-key', LOG_LEVEL: 'warning'
-    }
-  });
-  await waitFor('gateway /health', async () => {
-    if (gw.exitCode !== null) throw Object.assign(new Error(`gateway exited (${gw.exitCode}):\n${gw.log}`), { fatal: true });
-    return (await fetch(gatewayUrl + '/health')).ok;
-  }, 20000).catch((e) => { throw new Error(e.message + '\n--- gateway log ---\n' + gw.log); });
+  }, { HEALTH_CHECK_INTERVAL: '1', BACKEND_API_KEY: 'test-key', LOG_LEVEL: 'warning' });
+  gatewayUrl = gateway.url;
 
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   page = await newPage({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
@@ -143,8 +68,7 @@ async function newPage(contextOptions) {
 
 after(async () => {
   await browser?.close();
-  await Promise.all(children.map(stop));
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  await procs.stopAll();
 });
 
 test('GET / serves the dashboard with a strict CSP whose hashes match the inline script and style', async () => {
