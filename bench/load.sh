@@ -438,6 +438,13 @@ done
 ratio() {  # a b -> a/b or n/a
   if [[ -n ${1:-} && -n ${2:-} ]]; then awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}'; else echo "n/a"; fi
 }
+noisy_pair() {  # peer -> warning suffix when edgeproxy or the peer had no quiet round
+  local n=() x
+  [[ -n ${RPS[edgeproxy]:-} && -n ${RPS[$1]:-} ]] || return 0
+  for x in edgeproxy "$1"; do [[ " ${NOISY[*]:-} " == *" $x "* ]] && n+=("$x"); done
+  [[ ${#n[@]} -gt 0 ]] && printf '   [UNRELIABLE: no quiet round for %s; req/s and p99 ratios are biased under load]' "${n[*]}"
+  return 0
+}
 report() {
   echo "EdgeProxy load benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  bench script at commit $COMMIT"
   echo "host: $(nproc) cpus, $(uname -r); nginx $NGINX_VER; haproxy $HAPROXY_VER; $(wrk -v 2>&1 | awk 'NR==1 {print "wrk", $2}' || true)"
@@ -461,8 +468,8 @@ report() {
     echo "WARNING: no quiet round for: ${NOISY[*]} -- other processes were busy on this box; rerun when it is idle (or raise ROUNDS)."
   fi
   echo
-  echo "edgeproxy vs nginx:   throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[nginx]:-}") (goal >= 1.0)   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[nginx]:-}") (goal <= 1.0)   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[nginx]:-}")"
-  echo "edgeproxy vs haproxy: throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[haproxy]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[haproxy]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[haproxy]:-}")"
+  echo "edgeproxy vs nginx:   throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[nginx]:-}") (goal >= 1.0)   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[nginx]:-}") (goal <= 1.0)   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[nginx]:-}")$(noisy_pair nginx)"
+  echo "edgeproxy vs haproxy: throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[haproxy]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[haproxy]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[haproxy]:-}")$(noisy_pair haproxy)"
   if [[ -n $EDGE_STARTUP_MS ]]; then
     echo "edgeproxy start -> first 200 on /health: ${EDGE_STARTUP_MS} ms (poll resolution ~${EDGE_STARTUP_RES_MS} ms, ${EDGE_POLLS} polls via bash /dev/tcp); binary ${EDGE_BIN_MB} MB ($EDGEPROXY_BIN)"
     local bc
