@@ -217,10 +217,30 @@ internal sealed class GatewayProcess : IAsyncDisposable
         {
             info.Environment[k] = v;
         }
-        var process = Process.Start(info)!;
+        var process = StartRetryingBusyExecutable(info);
         var output = new ProcessOutput();
         output.Attach(process);
         return (process, output);
+    }
+
+    /// <summary>
+    /// Linux refuses to exec a file that some process still has open for writing (ETXTBSY, "Text file
+    /// busy"). Right after the binary is copied, a child forked concurrently by another test can hold
+    /// the copy's write descriptor for the instant between its fork and its exec; retry briefly.
+    /// </summary>
+    private static Process StartRetryingBusyExecutable(ProcessStartInfo info)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return Process.Start(info)!;
+            }
+            catch (System.ComponentModel.Win32Exception ex) when (ex.NativeErrorCode == 26 && attempt < 20)
+            {
+                Thread.Sleep(50);
+            }
+        }
     }
 
     public async Task WaitHealthyAsync(TimeSpan timeout)
