@@ -29,7 +29,9 @@ public class EchoGatewayFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Backend = await BackendProcess.StartAsync("b1");
-        var environment = new Dictionary<string, string> { ["BACKEND_API_KEY"] = GatewayKey };
+        // These tests count the backend's requests; health probes of the `prefixed` backend go to
+        // `/echo/health` and would count too. So: one round of checks at start, awaited below, then none.
+        var environment = new Dictionary<string, string> { ["BACKEND_API_KEY"] = GatewayKey, ["HEALTH_CHECK_INTERVAL"] = "3600" };
         AddEnvironment(environment);
         try
         {
@@ -39,12 +41,32 @@ public class EchoGatewayFixture : IAsyncLifetime
                     ("prefixed", [BackendsJson.Backend("b1-echo", Backend.Url + "/echo")]),
                     ("dead", [BackendsJson.Backend("dead", $"http://127.0.0.1:{DeadPort}")])),
                 environment);
+            await WaitForFirstHealthChecksAsync();
         }
         catch
         {
             // xunit does not dispose a fixture whose initialisation failed: no orphaned backend.
             await Backend.DisposeAsync();
             throw;
+        }
+    }
+
+    /// <summary>Every backend has had its first active check (they run within a second of start).</summary>
+    private async Task WaitForFirstHealthChecksAsync()
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (true)
+        {
+            var status = await Gateway.Client.GetStringAsync(Gateway.BaseUrl + "/api/health/status");
+            if (!status.Contains("\"last_check\":null", StringComparison.Ordinal))
+            {
+                return;
+            }
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("first health checks did not finish: " + status);
+            }
+            await Task.Delay(50);
         }
     }
 
