@@ -202,7 +202,7 @@ internal sealed partial class HttpForwarder(
         {
             metrics.StreamAborts.Add(1, new KeyValuePair<string, object?>("reason", ForwarderErrors.Code(outcome)));
         }
-        Complete(context, route, backend.Id, status, attempts, outcome, requestId, started, firstByteMs);
+        Complete(context, route, backend.State, status, attempts, outcome, requestId, started, firstByteMs);
     }
 
     private async Task FailBeforeResponseAsync(HttpContext context, ModelRoute route, BackendEntry backend, int attempts, ForwarderError error, string requestId, long started)
@@ -223,7 +223,7 @@ internal sealed partial class HttpForwarder(
                 error = ForwarderError.ClientGone;
             }
         }
-        Complete(context, route, attempts == 0 ? "-" : backend.Id, status, attempts, error, requestId, started, null);
+        Complete(context, route, attempts == 0 ? null : backend.State, status, attempts, error, requestId, started, null);
     }
 
     /// <summary>
@@ -271,9 +271,11 @@ internal sealed partial class HttpForwarder(
         context.Abort();
     }
 
-    private void Complete(HttpContext context, ModelRoute route, string backendId, int status, int attempts, ForwarderError outcome, string requestId, long started, double? firstByteMs)
+    /// <param name="backend">The backend that answered (or failed last); null when none was tried.</param>
+    private void Complete(HttpContext context, ModelRoute route, BackendState? backend, int status, int attempts, ForwarderError outcome, string requestId, long started, double? firstByteMs)
     {
         var elapsed = time.GetElapsedTime(started);
+        var backendId = backend?.Config.Id ?? "-";
         var tags = GatewayMetrics.Tags(route.Service, route.Model, backendId);
         tags.Add("status_class", outcome == ForwarderError.ClientGone ? "client_gone" : GatewayMetrics.StatusClass(status));
         metrics.Requests.Add(1, tags);
@@ -282,17 +284,7 @@ internal sealed partial class HttpForwarder(
         {
             metrics.FirstByte.Record(ttfb / 1000, GatewayMetrics.Tags(route.Service, route.Model, backendId));
         }
-        if (attempts > 0)
-        {
-            foreach (var b in route.Backends)
-            {
-                if (b.Id == backendId)
-                {
-                    b.State.Stats.Record(elapsed.TotalMilliseconds, firstByteMs, error: status >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
-                    break;
-                }
-            }
-        }
+        backend?.Stats.Record(elapsed.TotalMilliseconds, firstByteMs, error: status >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
         if (logger.IsEnabled(LogLevel.Information))
         {
             LogRequest(logger, requestId, context.Request.Method, route.RouteLabel, backendId, status, elapsed.TotalMilliseconds, attempts, ForwarderErrors.Code(outcome));
