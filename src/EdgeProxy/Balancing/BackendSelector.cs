@@ -37,20 +37,11 @@ internal static class BackendSelector
             {
                 var hash = probe == 0 ? key : StableHash.Mix(key + (ulong)probe * 0x9E3779B97F4A7C15UL);
                 var index = table.Lookup(hash);
-                if ((tried & (1UL << index)) != 0)
+                var admission = Admit(backends, index, tried, now, out var ramping);
+                if (admission != Admission.Refused && !ramping)
                 {
-                    continue;
+                    return new Pick(index, admission, false);
                 }
-                var admission = backends[index].State.TryAdmit(now);
-                if (admission == Admission.Refused)
-                {
-                    continue;
-                }
-                if (admission == Admission.Admitted && !PassesSlowStart(backends[index].State, now))
-                {
-                    continue;
-                }
-                return new Pick(index, admission, false);
             }
 
             // All three slots are out: rank every backend for this key so the client still lands on
@@ -68,16 +59,12 @@ internal static class BackendSelector
         for (var step = 0; step < sequence.Length; step++)
         {
             var index = sequence[(int)((uint)(start + step) % (uint)sequence.Length)];
-            if ((tried & (1UL << index)) != 0)
-            {
-                continue;
-            }
-            var admission = backends[index].State.TryAdmit(now);
+            var admission = Admit(backends, index, tried, now, out var ramping);
             if (admission == Admission.Refused)
             {
                 continue;
             }
-            if (admission == Admission.Admitted && !PassesSlowStart(backends[index].State, now))
+            if (ramping)
             {
                 // Ramping up: take its turn only with probability = its ramp factor, but keep it as
                 // a last resort so a lone recovering backend still serves.
@@ -143,14 +130,30 @@ internal static class BackendSelector
                 break;
             }
             scores[best] = double.NegativeInfinity;
-            var admission = backends[best].State.TryAdmit(now);
-            if (admission == Admission.Refused || (admission == Admission.Admitted && !PassesSlowStart(backends[best].State, now)))
+            var admission = Admit(backends, best, tried, now, out var ramping);
+            if (admission != Admission.Refused && !ramping)
             {
-                continue;
+                return new Pick(best, admission, false);
             }
-            return new Pick(best, admission, false);
         }
         return Pick.None;
+    }
+
+    /// <summary>
+    /// Whether backend <paramref name="index"/> may take this attempt: not already tried, admitted by
+    /// its health state. <paramref name="ramping"/> is set when it is admitted but in slow start and
+    /// lost the draw for this turn (callers skip it or keep it as a last resort).
+    /// </summary>
+    private static Admission Admit(BackendEntry[] backends, int index, ulong tried, long now, out bool ramping)
+    {
+        ramping = false;
+        if ((tried & (1UL << index)) != 0)
+        {
+            return Admission.Refused;
+        }
+        var admission = backends[index].State.TryAdmit(now);
+        ramping = admission == Admission.Admitted && !PassesSlowStart(backends[index].State, now);
+        return admission;
     }
 
     private static bool PassesSlowStart(BackendState state, long now)

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using EdgeProxy.Forwarding;
 using EdgeProxy.Health;
 using EdgeProxy.Routing;
 using Microsoft.AspNetCore.Http;
@@ -32,12 +33,7 @@ internal sealed class HealthEventsEndpoint(RouteTableProvider routes, HealthChan
                 var change = signal.NextChange;
                 var document = HealthStatusReport.Build(routes.Current, time);
                 var json = JsonSerializer.SerializeToUtf8Bytes(document, GatewayJsonContext.Default.HealthStatusDocument);
-                var frame = new byte[json.Length + 22];
-                "event: status\ndata: "u8.CopyTo(frame);
-                json.CopyTo(frame, 20);
-                frame[^2] = (byte)'\n';
-                frame[^1] = (byte)'\n';
-                await response.Body.WriteAsync(frame, aborted).ConfigureAwait(false);
+                await response.Body.WriteAsync(StreamErrorFrames.SseEvent("status"u8, json), aborted).ConfigureAwait(false);
                 await Task.WhenAny(change, Task.Delay(Period, time, aborted)).ConfigureAwait(false);
             }
         }

@@ -5,14 +5,21 @@ namespace EdgeProxy.Forwarding;
 /// <summary>The last frame a client sees when a stream breaks after it started.</summary>
 internal static class StreamErrorFrames
 {
-    public static byte[] Sse(ForwarderError error, string requestId)
+    public static byte[] Sse(ForwarderError error, string requestId) => SseEvent("error"u8, Json(error, requestId));
+
+    /// <summary>One server-sent event: `event: {name}\ndata: {json}\n\n` (the JSON must be one line).</summary>
+    public static byte[] SseEvent(ReadOnlySpan<byte> name, ReadOnlySpan<byte> json)
     {
-        var json = Json(error, requestId);
-        var prefix = "event: error\ndata: "u8;
-        var frame = new byte[prefix.Length + json.Length + 2];
-        prefix.CopyTo(frame);
-        json.CopyTo(frame, prefix.Length);
-        "\n\n"u8.CopyTo(frame.AsSpan(prefix.Length + json.Length));
+        var frame = new byte["event: "u8.Length + name.Length + "\ndata: "u8.Length + json.Length + 2];
+        var span = frame.AsSpan();
+        "event: "u8.CopyTo(span);
+        span = span["event: "u8.Length..];
+        name.CopyTo(span);
+        span = span[name.Length..];
+        "\ndata: "u8.CopyTo(span);
+        span = span["\ndata: "u8.Length..];
+        json.CopyTo(span);
+        "\n\n"u8.CopyTo(span[json.Length..]);
         return frame;
     }
 
