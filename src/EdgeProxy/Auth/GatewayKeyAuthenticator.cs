@@ -1,4 +1,4 @@
-using System.Security.Cryptography;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.AspNetCore.Http;
 
@@ -6,22 +6,23 @@ namespace EdgeProxy.Auth;
 
 /// <summary>
 /// Checks the client's gateway key (`Authorization: Bearer &lt;key&gt;` or `X-API-Key: &lt;key&gt;`).
-/// Both sides are reduced to HMAC-SHA256 digests under a per-process random key and compared with
-/// FixedTimeEquals, so the comparison takes the same time whatever the presented key's length or
-/// content — no length or prefix oracle.
+/// The comparison runs in constant time: it walks every byte of the presented key against the
+/// configured key (cycled), so its duration depends only on the length the client chose itself,
+/// never on how much of the secret matched or on the secret's length — no prefix or length oracle.
+/// Plain managed code on purpose: no OpenSSL (an HMAC here loaded libssl/libcrypto at start-up,
+/// ~3 MB of RSS and several ms of start time for a byte comparison).
 /// </summary>
 internal sealed class GatewayKeyAuthenticator
 {
     private const int MaxKeyBytes = 4096;
 
-    private readonly byte[] _hmacKey = RandomNumberGenerator.GetBytes(32);
     private readonly byte[]? _expected;
 
     public GatewayKeyAuthenticator(string key)
     {
         if (key.Length > 0)
         {
-            _expected = Digest(key);
+            _expected = Encoding.UTF8.GetBytes(key);
         }
     }
 
@@ -61,10 +62,28 @@ internal sealed class GatewayKeyAuthenticator
         }
         Span<byte> utf8 = stackalloc byte[MaxKeyBytes * 3];
         var length = Encoding.UTF8.GetBytes(presented, utf8);
-        Span<byte> digest = stackalloc byte[HMACSHA256.HashSizeInBytes];
-        HMACSHA256.HashData(_hmacKey, utf8[..length], digest);
-        return CryptographicOperations.FixedTimeEquals(digest, _expected);
+        return FixedTimeMatches(utf8[..length], _expected);
     }
 
-    private byte[] Digest(string key) => HMACSHA256.HashData(_hmacKey, Encoding.UTF8.GetBytes(key));
+    /// <summary>
+    /// True when <paramref name="presented"/> equals <paramref name="expected"/>. Every byte of
+    /// <paramref name="presented"/> is compared (against <paramref name="expected"/> cycled) and the
+    /// differences are OR-ed without branching, the length difference included; not inlined or
+    /// optimised, as in CryptographicOperations.FixedTimeEquals, so the loop cannot exit early.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.NoOptimization)]
+    internal static bool FixedTimeMatches(ReadOnlySpan<byte> presented, ReadOnlySpan<byte> expected)
+    {
+        var difference = presented.Length ^ expected.Length;
+        var j = 0;
+        for (var i = 0; i < presented.Length; i++)
+        {
+            difference |= presented[i] ^ expected[j];
+            j++;
+            // Branch-free wrap of j at expected.Length: mask is all ones while j < expected.Length.
+            var mask = (j - expected.Length) >> 31;
+            j &= mask;
+        }
+        return difference == 0;
+    }
 }

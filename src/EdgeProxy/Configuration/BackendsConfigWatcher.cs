@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using EdgeProxy.Health;
 using EdgeProxy.Routing;
 using Microsoft.Extensions.Hosting;
@@ -27,11 +26,11 @@ internal sealed partial class BackendsConfigWatcher(
     private FileSystemWatcher? _watcher;
     private PosixSignalRegistration? _sighup;
     private ITimer? _debounce;
-    private byte[] _lastHash = [];
+    private byte[] _lastContent = [];
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        _lastHash = HashFile() ?? [];
+        _lastContent = ReadFile() ?? [];
         _sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
         {
             context.Cancel = true;
@@ -75,8 +74,8 @@ internal sealed partial class BackendsConfigWatcher(
     {
         lock (_gate)
         {
-            var hash = HashFile();
-            if (!force && hash is not null && hash.AsSpan().SequenceEqual(_lastHash))
+            var content = ReadFile();
+            if (!force && content is not null && content.AsSpan().SequenceEqual(_lastContent))
             {
                 return false;
             }
@@ -101,18 +100,19 @@ internal sealed partial class BackendsConfigWatcher(
             }
             var next = RouteTable.Build(config, settings, HealthPolicy.From(settings), time, routes.Current);
             routes.Publish(next);
-            _lastHash = hash ?? [];
+            _lastContent = content ?? [];
             LogReloaded(logger, path, config.Services.Count, config.ModelCount, config.BackendCount);
             signal.Notify();
             return true;
         }
     }
 
-    private byte[]? HashFile()
+    /// <summary>The file's bytes, kept to skip reloads of unchanged content (backends.json is small; no hash needed).</summary>
+    private byte[]? ReadFile()
     {
         try
         {
-            return SHA256.HashData(File.ReadAllBytes(path));
+            return File.ReadAllBytes(path);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {

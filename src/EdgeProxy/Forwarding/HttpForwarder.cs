@@ -153,10 +153,9 @@ internal sealed partial class HttpForwarder(
             // 3. Relay the body chunk by chunk: the first chunk under the first-byte timer, every
             //    later one under the idle timer.
             var body = await upstream.Content.ReadAsStreamAsync(timeouts.Token).ConfigureAwait(false);
-            var observer = new ResponseObserver(timeouts, settings.StreamIdleTimeout, time,
-                status is >= 200 and < 300 && CarriesUsage(upstream, streamKind) ? new UsageScanner() : null);
+            usage = status is >= 200 and < 300 && CarriesUsage(upstream, streamKind) ? new UsageScanner() : null;
+            var observer = new ResponseObserver(timeouts, settings.StreamIdleTimeout, time, usage);
             var copy = await StreamCopier.CopyAsync(body, response.Body, flush: false, observer, timeouts.Token, context.RequestAborted).ConfigureAwait(false);
-            usage = observer.Usage;
             if (observer.FirstChunkAt != 0)
             {
                 firstByteMs = time.GetElapsedTime(started, observer.FirstChunkAt).TotalMilliseconds;
@@ -190,6 +189,7 @@ internal sealed partial class HttpForwarder(
             // that is how a client disconnect stops the backend generating.
             timeouts.Cancel();
             upstream.Dispose();
+            usage?.Release();
             backend.State.OnRequestEnd(error: status >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
             metrics.InFlight.Add(-1);
         }
@@ -627,8 +627,6 @@ internal sealed partial class HttpForwarder(
     private sealed class ResponseObserver(CancellationTokenSource timeouts, TimeSpan idle, TimeProvider time, UsageScanner? usage) : ICopyObserver
     {
         public long FirstChunkAt { get; private set; }
-
-        public UsageScanner? Usage => usage;
 
         public void OnChunk(ReadOnlySpan<byte> chunk)
         {

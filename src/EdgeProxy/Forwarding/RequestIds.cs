@@ -36,5 +36,30 @@ internal static class RequestIds
         return true;
     }
 
-    public static string NewId() => Guid.NewGuid().ToString("N");
+    // A fresh id is a counter run through two different 64-bit bijective mixers (SplitMix64's
+    // finaliser with per-process random keys): unique within the process for 2^64 ids because the
+    // low half alone is a bijection of the counter, unpredictable-looking across processes because
+    // the counter start and both keys are random. Guid.NewGuid() read 16 bytes from /dev/urandom
+    // with a read(2) syscall on every request (one syscall in six of a proxied request in perf).
+    private static readonly ulong HighKey = (ulong)Random.Shared.NextInt64() ^ ((ulong)Random.Shared.NextInt64() << 1);
+    private static readonly ulong LowKey = (ulong)Random.Shared.NextInt64() ^ ((ulong)Random.Shared.NextInt64() << 1);
+    private static ulong _counter = (ulong)Random.Shared.NextInt64();
+
+    /// <summary>32 lowercase hex characters, like a GUID in "N" format.</summary>
+    public static string NewId()
+    {
+        var n = Interlocked.Increment(ref _counter);
+        return string.Create(32, (High: Mix(n ^ HighKey), Low: Mix(n + LowKey)), static (span, id) =>
+        {
+            id.High.TryFormat(span, out _, "x16");
+            id.Low.TryFormat(span[16..], out _, "x16");
+        });
+    }
+
+    private static ulong Mix(ulong z)
+    {
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
 }

@@ -186,7 +186,14 @@ internal static partial class GatewayApp
         IReadOnlyList<string> warnings,
         Action<ILoggingBuilder>? configureLogging = null)
     {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        // Settings come from the environment and .env (contract), not appsettings.json; the host still
+        // reads an appsettings.json next to the binary, but without watching it: a reload-on-change
+        // JSON source costs a FileSystemWatcher thread and inotify set-up on every start.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            Args = ["--hostBuilder:reloadConfigOnChange=false"],
+            ContentRootPath = AppContext.BaseDirectory,
+        });
         ConfigureLogging(builder.Logging, settings);
         configureLogging?.Invoke(builder.Logging);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));

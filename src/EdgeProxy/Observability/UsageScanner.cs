@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.Json;
 
 namespace EdgeProxy.Observability;
@@ -31,6 +32,17 @@ internal sealed class UsageScanner
     public long? CompletionTokens { get; private set; }
 
     public bool Found => PromptTokens.HasValue || CompletionTokens.HasValue;
+
+    /// <summary>Returns the pooled capture buffer; the scanner must not observe chunks afterwards (the token counts stay readable).</summary>
+    public void Release()
+    {
+        if (_object is { } buffer)
+        {
+            _object = null;
+            _state = State.Searching;
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
 
     public void Observe(ReadOnlySpan<byte> chunk)
     {
@@ -85,7 +97,7 @@ internal sealed class UsageScanner
             case State.AfterColon:
                 if (b == (byte)'{')
                 {
-                    _object ??= new byte[MaxObjectBytes];
+                    _object ??= ArrayPool<byte>.Shared.Rent(MaxObjectBytes);
                     _object[0] = b;
                     _objectLength = 1;
                     _depth = 1;

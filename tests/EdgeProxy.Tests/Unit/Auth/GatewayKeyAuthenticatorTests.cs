@@ -112,13 +112,28 @@ public sealed class GatewayKeyAuthenticatorTests
         Assert.False(auth.Matches(Key + " "));
     }
 
+    [Theory]
+    [InlineData("abc", "abc", true)]
+    [InlineData("abcabc", "abc", false)]   // the expected key repeated: bytes match when cycled, length does not
+    [InlineData("ab", "abc", false)]
+    [InlineData("abd", "abc", false)]
+    [InlineData("xbc", "abc", false)]
+    [InlineData("a", "a", true)]
+    [InlineData("aa", "a", false)]
+    [InlineData("", "a", false)]
+    public void Fixed_time_comparison_is_exact(string presented, string expected, bool match)
+        => Assert.Equal(match, GatewayKeyAuthenticator.FixedTimeMatches(System.Text.Encoding.UTF8.GetBytes(presented), System.Text.Encoding.UTF8.GetBytes(expected)));
+
     [Fact]
-    public void Two_authenticators_for_the_same_key_agree()
+    public void Every_single_byte_change_is_detected()
     {
-        // Each instance has its own random HMAC key; the comparison must not depend on it.
-        for (var i = 0; i < 20; i++)
+        var expected = System.Text.Encoding.UTF8.GetBytes(Key);
+        for (var i = 0; i < expected.Length; i++)
         {
-            Assert.True(new GatewayKeyAuthenticator(Key).Matches(Key));
+            var presented = (byte[])expected.Clone();
+            presented[i] ^= 0x01;
+            Assert.False(GatewayKeyAuthenticator.FixedTimeMatches(presented, expected));
         }
+        Assert.True(GatewayKeyAuthenticator.FixedTimeMatches((byte[])expected.Clone(), expected));
     }
 }

@@ -68,4 +68,19 @@ public sealed class RequestIdsTests
         Assert.Equal(ids.Length, ids.Distinct().Count());
         Assert.All(ids, id => Assert.True(RequestIds.IsWellFormed(id)));
     }
+
+    [Fact]
+    public void New_ids_from_many_threads_never_collide()
+    {
+        var ids = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.For(0, 4, _ =>
+        {
+            for (var i = 0; i < 25_000; i++)
+            {
+                ids.Add(RequestIds.NewId());
+            }
+        });
+        Assert.Equal(100_000, ids.Distinct().Count());
+        Assert.All(ids, id => Assert.Matches("^[0-9a-f]{32}$", id));
+    }
 }

@@ -104,4 +104,18 @@ public sealed class UsageScannerTests
         scanner.Observe("{\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}"u8);
         Assert.Equal(3, scanner.PromptTokens);
     }
+
+    [Fact]
+    public void Release_returns_the_buffer_and_keeps_the_counts()
+    {
+        var scanner = new UsageScanner();
+        scanner.Observe("{\"usage\":{\"prompt_tokens\":5,"u8);
+        scanner.Release();   // mid-object: the partial capture is dropped with the buffer
+        Assert.False(scanner.Found);
+        scanner.Observe("{\"usage\":{\"prompt_tokens\":6,\"completion_tokens\":7}}"u8);
+        scanner.Release();
+        scanner.Release();   // idempotent
+        Assert.Equal(6, scanner.PromptTokens);
+        Assert.Equal(7, scanner.CompletionTokens);
+    }
 }
