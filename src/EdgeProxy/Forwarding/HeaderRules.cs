@@ -33,6 +33,35 @@ internal static class HeaderRules
         "X-Request-ID", "Server",
     ], StringComparer.OrdinalIgnoreCase);
 
+    /// <summary>
+    /// The `Connection` value when it names any header beyond the hop-by-hop ones (which are
+    /// stripped anyway) and the `close`/`keep-alive` options; null otherwise. Almost every
+    /// `Connection` header is just `keep-alive` or `close`, and this spares the per-header
+    /// <see cref="IsListedInConnection"/> scan for them.
+    /// </summary>
+    public static string? ExtraConnectionOptions(string? connectionValue)
+    {
+        if (string.IsNullOrEmpty(connectionValue))
+        {
+            return null;
+        }
+        foreach (var range in connectionValue.AsSpan().Split(','))
+        {
+            var token = connectionValue.AsSpan(range).Trim();
+            if (token.IsEmpty || token.Equals("close", StringComparison.OrdinalIgnoreCase) || token.Equals("keep-alive", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+            if (!HopByHopLookup.Contains(token))
+            {
+                return connectionValue;
+            }
+        }
+        return null;
+    }
+
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> HopByHopLookup = HopByHop.GetAlternateLookup<ReadOnlySpan<char>>();
+
     /// <summary>True for headers named in a `Connection` header value (RFC 9110 §7.6.1: also hop-by-hop).</summary>
     public static bool IsListedInConnection(string name, string? connectionValue)
     {

@@ -155,7 +155,8 @@ internal sealed partial class HttpForwarder(
             var body = await upstream.Content.ReadAsStreamAsync(timeouts.Token).ConfigureAwait(false);
             usage = status is >= 200 and < 300 && CarriesUsage(upstream, streamKind) ? new UsageScanner() : null;
             var observer = new ResponseObserver(timeouts, settings.StreamIdleTimeout, time, usage);
-            var copy = await StreamCopier.CopyAsync(body, response.Body, flush: false, observer, timeouts.Token, context.RequestAborted).ConfigureAwait(false);
+            var copy = await StreamCopier.CopyAsync(body, response.Body, flush: false, observer, timeouts.Token, context.RequestAborted,
+                expectedLength: HttpMethods.IsHead(context.Request.Method) ? null : upstream.Content.Headers.ContentLength).ConfigureAwait(false);
             if (observer.FirstChunkAt != 0)
             {
                 firstByteMs = time.GetElapsedTime(started, observer.FirstChunkAt).TotalMilliseconds;
@@ -430,7 +431,7 @@ internal sealed partial class HttpForwarder(
 
         // Request headers minus hop-by-hop (and the ones named in Connection) and the ones we replace.
         var connection = incoming.Headers.Connection;
-        var connectionValue = connection.Count == 0 ? null : connection.ToString();
+        var connectionValue = connection.Count == 0 ? null : HeaderRules.ExtraConnectionOptions(connection.ToString());
         foreach (var header in incoming.Headers)
         {
             var name = header.Key;
@@ -463,7 +464,8 @@ internal sealed partial class HttpForwarder(
         }
 
         // Forwarding headers: recomputed, trusting the client's values only from a trusted proxy.
-        var peer = ClientAddress.Peer(context).ToString();
+        var peerAddress = ClientAddress.Peer(context);
+        var peer = peerAddress.ToString();
         var forwardedFor = incoming.Headers["X-Forwarded-For"];
         request.Headers.TryAddWithoutValidation("X-Forwarded-For",
             peerTrusted && forwardedFor.Count > 0 ? forwardedFor.ToString() + ", " + peer : peer);
@@ -475,7 +477,7 @@ internal sealed partial class HttpForwarder(
         {
             request.Headers.TryAddWithoutValidation("X-Forwarded-Host", host);
         }
-        request.Headers.TryAddWithoutValidation("X-Real-IP", clientIp.ToString());
+        request.Headers.TryAddWithoutValidation("X-Real-IP", clientIp.Equals(peerAddress) ? peer : clientIp.ToString());
         request.Headers.TryAddWithoutValidation(RequestIds.HeaderName, requestId);
 
         // The backend's own key (contract: backend api_key over global key, in its auth_mode).
@@ -524,7 +526,7 @@ internal sealed partial class HttpForwarder(
         string? connectionValue = null;
         if (upstream.Headers.NonValidated.TryGetValues("Connection", out var connection))
         {
-            connectionValue = connection.ToString();
+            connectionValue = HeaderRules.ExtraConnectionOptions(connection.ToString());
         }
         CopyHeaders(upstream.Headers.NonValidated, response, connectionValue);
         CopyHeaders(upstream.Content.Headers.NonValidated, response, connectionValue);

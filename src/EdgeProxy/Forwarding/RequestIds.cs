@@ -51,9 +51,18 @@ internal static class RequestIds
         var n = Interlocked.Increment(ref _counter);
         return string.Create(32, (High: Mix(n ^ HighKey), Low: Mix(n + LowKey)), static (span, id) =>
         {
-            id.High.TryFormat(span, out _, "x16");
-            id.Low.TryFormat(span[16..], out _, "x16");
+            WriteHex(span, id.High);
+            WriteHex(span[16..], id.Low);
         });
+    }
+
+    private static void WriteHex(Span<char> destination, ulong value)
+    {
+        for (var i = 15; i >= 0; i--)
+        {
+            destination[i] = "0123456789abcdef"[(int)(value & 0xF)];
+            value >>= 4;
+        }
     }
 
     private static ulong Mix(ulong z)

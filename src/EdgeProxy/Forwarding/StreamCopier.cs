@@ -17,13 +17,20 @@ internal static class StreamCopier
     /// <param name="writeToken">Cancels writes.</param>
     /// <param name="flush">Flush the destination after every chunk (upstream request bodies).</param>
     /// <param name="observer">Sees each chunk after it was written (timers, token accounting); may be null.</param>
+    /// <param name="expectedLength">
+    /// The body's declared length (Content-Length), when known: the copy ends as soon as that many
+    /// bytes went through, without the two further reads (zero-byte, then end-of-stream) it would
+    /// otherwise take to learn what the length already says. HttpClient's length-delimited stream
+    /// has already returned the connection to its pool when the last byte was read.
+    /// </param>
     public static async ValueTask<StreamCopyResult> CopyAsync(
         Stream source,
         Stream destination,
         bool flush,
         ICopyObserver? observer,
         CancellationToken readToken,
-        CancellationToken writeToken)
+        CancellationToken writeToken,
+        long? expectedLength = null)
     {
         byte[]? buffer = null;
         long total = 0;
@@ -64,6 +71,10 @@ internal static class StreamCopier
                     return new StreamCopyResult(StreamCopyOutcome.WriteFailed, total, ex);
                 }
                 observer?.OnChunk(buffer.AsSpan(0, read));
+                if (total == expectedLength)
+                {
+                    return new StreamCopyResult(StreamCopyOutcome.Completed, total, null);
+                }
 
                 // Give the buffer back between chunks so an idle stream holds none.
                 ArrayPool<byte>.Shared.Return(buffer);

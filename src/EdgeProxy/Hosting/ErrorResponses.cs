@@ -1,4 +1,5 @@
 using System.Text.Json;
+using EdgeProxy.Forwarding;
 using Microsoft.AspNetCore.Http;
 
 namespace EdgeProxy.Hosting;
@@ -33,18 +34,16 @@ internal static class ErrorResponses
             writer.WriteString("code", code);
             writer.WriteEndObject();
             writer.WriteString("detail", message);
-            if (context.Items.TryGetValue(RequestIdItem, out var id) && id is string requestId)
+            var requestId = response.Headers[RequestIds.HeaderName];
+            if (requestId.Count == 1)
             {
-                writer.WriteString("request_id", requestId);
+                writer.WriteString("request_id", requestId[0]);
             }
             writer.WriteEndObject();
         }
         response.ContentLength = buffer.WrittenCount;
         return response.Body.WriteAsync(buffer.WrittenMemory).AsTask();
     }
-
-    /// <summary>HttpContext.Items key under which the request id is kept.</summary>
-    public static readonly object RequestIdItem = new();
 
     private static string TypeFor(int status) => status switch
     {

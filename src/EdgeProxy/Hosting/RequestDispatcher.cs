@@ -35,10 +35,10 @@ internal sealed partial class RequestDispatcher(
         var request = context.Request;
         var response = context.Response;
 
-        // 1. Request id: the client's when well-formed, else new; on every response.
+        // 1. Request id: the client's when well-formed, else new; on every response (error bodies
+        //    read it back from the response header).
         var requestId = RequestIds.FromRequestOrNew(request);
         response.Headers[RequestIds.HeaderName] = requestId;
-        context.Items[ErrorResponses.RequestIdItem] = requestId;
 
         // The dedicated metrics port serves /metrics and nothing else.
         if (settings.MetricsPort != 0 && context.Connection.LocalPort == settings.MetricsPort)

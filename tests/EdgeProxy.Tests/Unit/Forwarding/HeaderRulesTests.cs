@@ -25,6 +25,20 @@ public sealed class HeaderRulesTests
         => Assert.Equal(listed, HeaderRules.IsListedInConnection(name, connection));
 
     [Theory]
+    [InlineData(null, null)]
+    [InlineData("", null)]
+    [InlineData("keep-alive", null)]
+    [InlineData("Keep-Alive", null)]
+    [InlineData("close", null)]
+    [InlineData(" close , keep-alive ,, ", null)]
+    [InlineData("keep-alive, Upgrade, TE", null)]              // hop-by-hop names are stripped anyway
+    [InlineData("close, X-Foo", "close, X-Foo")]
+    [InlineData("Upgrade, HTTP2-Settings", "Upgrade, HTTP2-Settings")]
+    [InlineData("X-Foo", "X-Foo")]
+    public void Connection_values_that_name_only_hop_by_hop_options_need_no_per_header_scan(string? connection, string? extra)
+        => Assert.Equal(extra, HeaderRules.ExtraConnectionOptions(connection));
+
+    [Theory]
     [InlineData("Connection")]
     [InlineData("keep-alive")]
     [InlineData("Proxy-Connection")]

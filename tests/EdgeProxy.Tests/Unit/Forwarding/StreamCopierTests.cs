@@ -319,4 +319,30 @@ public sealed class StreamCopierTests
             return base.WriteAsync(buffer, cancellationToken);
         }
     }
+
+    [Fact]
+    public async Task With_a_declared_length_the_copy_ends_at_the_last_byte_without_reading_again()
+    {
+        var data = new byte[10_000];
+        Random.Shared.NextBytes(data);
+        var source = new ChunkedSource(data, new Random(7), maxChunk: 3000);
+        var destination = new MemoryStream();
+        var result = await StreamCopier.CopyAsync(source, destination, flush: false, null, default, default, expectedLength: data.Length);
+        Assert.Equal(StreamCopyOutcome.Completed, result.Outcome);
+        Assert.Equal(data.Length, result.Bytes);
+        Assert.Equal(data, destination.ToArray());
+        Assert.Equal(data.Length, source.Returned.Sum());
+        Assert.DoesNotContain(0, source.Returned);   // no end-of-stream read was needed
+    }
+
+    [Fact]
+    public async Task A_body_shorter_than_declared_still_ends_at_end_of_stream()
+    {
+        var data = new byte[500];
+        var source = new ChunkedSource(data, new Random(3), maxChunk: 100);
+        var destination = new MemoryStream();
+        var result = await StreamCopier.CopyAsync(source, destination, flush: false, null, default, default, expectedLength: 600);
+        Assert.Equal(StreamCopyOutcome.Completed, result.Outcome);
+        Assert.Equal(500, result.Bytes);
+    }
 }
