@@ -7,6 +7,8 @@
 #   upstream  nginx answering GET /v1/ping with a ~200-byte JSON body
 #   nginx     nginx as reverse proxy  (/bench/m/ -> upstream /)
 #   haproxy   HAProxy as reverse proxy (/bench/m/ -> upstream /)
+#   kestrel   bench/KestrelFloor       (/bench/m/ -> upstream /): the floor -- a bare Native AOT
+#             Kestrel + HttpClient proxy with no gateway features, same runtime settings
 #   edgeproxy dist/edgeproxy           (/bench/m/ -> upstream /)
 # then, per target, warms up and runs `wrk --latency` against GET /bench/m/v1/ping
 # (GET /v1/ping for the direct baseline), and reports req/s, p50, p99, the proxy's
@@ -21,8 +23,9 @@
 #   ROUNDS=3           measured runs per target, round-robin over targets; the table shows medians
 #   QUIET_MAX=15       a round is "quiet" when other processes used <= this % of one core during
 #                      it; medians are taken over quiet rounds only (all rounds, flagged, if none)
-#   ONLY=direct,nginx,haproxy,edgeproxy   subset / order of targets
+#   ONLY=direct,nginx,haproxy,kestrel,edgeproxy   subset / order of targets
 #   EDGEPROXY_BIN=<repo>/dist/edgeproxy
+#   KESTREL_FLOOR_BIN=<repo>/bench/KestrelFloor/out/kestrel-floor   (published on first use)
 #   RESULTS_DIR=<repo>/bench/results
 # Only loopback (127.0.0.1) is ever targeted; every load run is bounded by wrk -d.
 set -euo pipefail
@@ -37,8 +40,9 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-3}
 QUIET_MAX=${QUIET_MAX:-15}
-ONLY=${ONLY:-direct,nginx,haproxy,edgeproxy}
+ONLY=${ONLY:-direct,nginx,haproxy,kestrel,edgeproxy}
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-$REPO/dist/edgeproxy}
+KESTREL_FLOOR_BIN=${KESTREL_FLOOR_BIN:-$REPO/bench/KestrelFloor/out/kestrel-floor}
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results}
 
 for v in DURATION WARMUP CONNECTIONS THREADS ROUNDS QUIET_MAX; do
@@ -48,7 +52,7 @@ for v in DURATION WARMUP CONNECTIONS THREADS ROUNDS QUIET_MAX; do
 done
 if [[ $# -gt 0 ]]; then
   case $1 in
-    -h|--help) sed -n '3,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument '$1' (configuration is via env, see --help)" >&2; exit 2 ;;
   esac
 fi
@@ -62,7 +66,7 @@ CLK_TCK=$(getconf CLK_TCK)
 TS=$(date +%Y%m%d-%H%M%S)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/edgeproxy-bench.XXXXXX")
 chmod 755 "$TMP"   # nginx workers run as 'nobody' when started by root
-mkdir -p "$TMP/up" "$TMP/nginx" "$TMP/haproxy" "$TMP/edgeproxy"
+mkdir -p "$TMP/up" "$TMP/nginx" "$TMP/haproxy" "$TMP/kestrel" "$TMP/edgeproxy"
 
 STARTED_PIDS=()
 cleanup() {
@@ -119,8 +123,8 @@ PY
     printf '%s\n' "${got[@]}"
   fi
 }
-mapfile -t PORTS < <(free_ports 4)
-UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} EDGE_PORT=${PORTS[3]}
+mapfile -t PORTS < <(free_ports 5)
+UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} EDGE_PORT=${PORTS[3]} KESTREL_PORT=${PORTS[4]}
 
 # ---------------------------------------------------------------- /proc helpers
 children_of() {  # direct children of a pid, by scanning /proc/*/stat for its ppid
@@ -218,7 +222,36 @@ start_haproxy() {
   wait_http_200 "$TARGET_URL" 10 "$TARGET_PID" || { tail -n 20 "$TMP/haproxy/stdout.log" >&2 || true; return 1; }
 }
 
-EDGE_STARTUP_MS="" EDGE_STARTUP_RES_MS="" EDGE_POLLS="" EDGE_BIN_MB=""
+# Start-to-first-200 on /health. Polled with bash's /dev/tcp and $EPOCHREALTIME (no fork per poll,
+# so ~0.1 ms resolution; a curl per poll costs ~20 ms here). The figure is process start to the end
+# of the first 200 answer; the resolution reported is the gap between the starts of the last failed
+# poll and the successful one. Sets STARTUP_MS/STARTUP_RES_MS/STARTUP_POLLS[name].
+declare -A STARTUP_MS STARTUP_RES_MS STARTUP_POLLS
+time_to_health() {  # name port pid t0_us log
+  local name=$1 port=$2 pid=$3 t0=$4 logf=$5 tprev tnow tstart polls=0 deadline
+  deadline=$(( t0 + 20000000 ))
+  tprev=$t0
+  while :; do
+    now_us; tnow=$NOW_US
+    if (( tnow > deadline )) || ! kill -0 "$pid" 2>/dev/null; then
+      log "$name did not answer 200 on /health within 20 s (or exited); log tail:"
+      tail -n 30 "$logf" >&2 || true
+      return 1
+    fi
+    polls=$((polls + 1))
+    if health_200 "$port"; then
+      tstart=$tnow
+      now_us; tnow=$NOW_US
+      STARTUP_MS[$name]=$(awk -v a="$t0" -v b="$tnow" 'BEGIN{printf "%.1f", (b-a)/1e3}')
+      STARTUP_RES_MS[$name]=$(awk -v a="$tprev" -v b="$tstart" 'BEGIN{printf "%.2f", (b-a)/1e3}')
+      STARTUP_POLLS[$name]=$polls
+      return 0
+    fi
+    tprev=$tnow
+  done
+}
+
+EDGE_BIN_MB=""
 start_edgeproxy() {
   if [[ ! -x $EDGEPROXY_BIN ]]; then
     log "EdgeProxy binary not found at $EDGEPROXY_BIN"
@@ -228,36 +261,13 @@ start_edgeproxy() {
   fi
   EDGE_BIN_MB=$(awk -v b="$(stat -L -c %s "$EDGEPROXY_BIN")" 'BEGIN{printf "%.1f", b/1048576}')
   TARGET_URL="http://127.0.0.1:$EDGE_PORT/bench/m/v1/ping"
-  local t0 tprev tnow polls=0 deadline
-  # Start-to-first-200 on /health. Polled with bash's /dev/tcp and $EPOCHREALTIME (no fork per
-  # poll, so ~0.1 ms resolution; a curl per poll costs ~20 ms here). The figure is process start to
-  # the end of the first 200 answer; the resolution reported is the gap between the starts of the
-  # last failed poll and the successful one.
+  local t0
   now_us; t0=$NOW_US
   PORT=$EDGE_PORT BACKENDS_CONFIG_PATH="$TMP/edgeproxy/backends.json" BACKEND_API_KEY='' \
     LOG_LEVEL=WARNING HEALTH_CHECK_INTERVAL=30 \
     "$EDGEPROXY_BIN" >"$TMP/edgeproxy/stdout.log" 2>&1 &
   TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
-  deadline=$(( t0 + 20000000 ))
-  tprev=$t0
-  while :; do
-    now_us; tnow=$NOW_US
-    if (( tnow > deadline )) || ! kill -0 "$TARGET_PID" 2>/dev/null; then
-      log "edgeproxy did not answer 200 on /health within 20 s (or exited); log tail:"
-      tail -n 30 "$TMP/edgeproxy/stdout.log" >&2 || true
-      return 1
-    fi
-    polls=$((polls + 1))
-    if health_200 "$EDGE_PORT"; then
-      local tstart=$tnow
-      now_us; tnow=$NOW_US
-      EDGE_STARTUP_MS=$(awk -v a="$t0" -v b="$tnow" 'BEGIN{printf "%.1f", (b-a)/1e3}')
-      EDGE_STARTUP_RES_MS=$(awk -v a="$tprev" -v b="$tstart" 'BEGIN{printf "%.2f", (b-a)/1e3}')
-      EDGE_POLLS=$polls
-      break
-    fi
-    tprev=$tnow
-  done
+  time_to_health edgeproxy "$EDGE_PORT" "$TARGET_PID" "$t0" "$TMP/edgeproxy/stdout.log" || return 1
   # confirm with curl, then check the route
   [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$EDGE_PORT/health" || true) == 200 ]] || {
     log "edgeproxy /health answered 200 to the raw poll but not to curl"; return 1; }
@@ -267,6 +277,28 @@ start_edgeproxy() {
     tail -n 30 "$TMP/edgeproxy/stdout.log" >&2 || true
     return 1
   }
+}
+
+start_kestrel() {
+  if [[ ! -x $KESTREL_FLOOR_BIN ]]; then
+    if [[ $KESTREL_FLOOR_BIN == "$REPO/bench/KestrelFloor/out/kestrel-floor" ]] && command -v dotnet >/dev/null 2>&1; then
+      log "publishing the Kestrel floor (bench/KestrelFloor, Native AOT, ~1 min, once)"
+      dotnet publish "$SCRIPT_DIR/KestrelFloor/KestrelFloor.csproj" -c Release -r linux-x64 -nologo \
+        -o "$SCRIPT_DIR/KestrelFloor/out" >"$TMP/kestrel/publish.log" 2>&1 \
+        || { log "publishing bench/KestrelFloor failed:"; tail -n 20 "$TMP/kestrel/publish.log" >&2; return 1; }
+    else
+      log "Kestrel floor binary not found at $KESTREL_FLOOR_BIN (and no dotnet to publish it); skipping the kestrel row."
+      return 1
+    fi
+  fi
+  TARGET_URL="http://127.0.0.1:$KESTREL_PORT/bench/m/v1/ping"
+  local t0
+  now_us; t0=$NOW_US
+  PORT=$KESTREL_PORT UPSTREAM="http://127.0.0.1:$UP_PORT" "$KESTREL_FLOOR_BIN" >"$TMP/kestrel/stdout.log" 2>&1 &
+  TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
+  time_to_health kestrel "$KESTREL_PORT" "$TARGET_PID" "$t0" "$TMP/kestrel/stdout.log" || return 1
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$TARGET_URL" || true) == 200 ]] || {
+    log "kestrel floor is up but GET /bench/m/v1/ping is not 200"; return 1; }
 }
 
 stop_target() {
@@ -303,7 +335,7 @@ to_ms() {  # "1.23ms" / "850.00us" / "1.02s" -> ms
 # ---------------------------------------------------------------- run
 IFS=, read -r -a TARGETS <<<"$ONLY"
 for t in "${TARGETS[@]}"; do
-  case $t in direct|nginx|haproxy|edgeproxy) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
+  case $t in direct|nginx|haproxy|kestrel|edgeproxy) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
 done
 
 declare -A RPS P50 P99 CPU UPCPU OTHER RSS_PEAK RSS_AFTER NOTE   # final (median) figures
@@ -367,7 +399,7 @@ measure() {  # target round
   log "== $t (round $r): ${R_RPS[$t,$r]} req/s  p50 ${R_P50[$t,$r]} ms  p99 ${R_P99[$t,$r]} ms  cpu ${R_CPU[$t,$r]:--} us/req  other ${R_OTHER[$t,$r]}%  ${R_NOTE[$t,$r]}"
 }
 
-log "tmp=$TMP ports: upstream=$UP_PORT nginx=$NGINX_PORT haproxy=$HAPROXY_PORT edgeproxy=$EDGE_PORT"
+log "tmp=$TMP ports: upstream=$UP_PORT nginx=$NGINX_PORT haproxy=$HAPROXY_PORT kestrel=$KESTREL_PORT edgeproxy=$EDGE_PORT"
 start_upstream
 UP_PIDS=()
 mapfile -t UP_PIDS < <(proc_tree "$UP_PID")
@@ -470,8 +502,15 @@ report() {
   echo
   echo "edgeproxy vs nginx:   throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[nginx]:-}") (goal >= 1.0)   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[nginx]:-}") (goal <= 1.0)   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[nginx]:-}")$(noisy_pair nginx)"
   echo "edgeproxy vs haproxy: throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[haproxy]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[haproxy]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[haproxy]:-}")$(noisy_pair haproxy)"
-  if [[ -n $EDGE_STARTUP_MS ]]; then
-    echo "edgeproxy start -> first 200 on /health: ${EDGE_STARTUP_MS} ms (poll resolution ~${EDGE_STARTUP_RES_MS} ms, ${EDGE_POLLS} polls via bash /dev/tcp); binary ${EDGE_BIN_MB} MB ($EDGEPROXY_BIN)"
+  if [[ -n ${RPS[kestrel]:-} ]]; then
+    echo "kestrel floor vs nginx: throughput $(ratio "${RPS[kestrel]:-}" "${RPS[nginx]:-}")   cpu/req $(ratio "${CPU[kestrel]:-}" "${CPU[nginx]:-}")   p99 $(ratio "${P99[kestrel]:-}" "${P99[nginx]:-}")$(noisy_pair kestrel)"
+    echo "edgeproxy vs kestrel floor: throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[kestrel]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[kestrel]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[kestrel]:-}")   (what the gateway's features cost over a bare Kestrel+HttpClient proxy)"
+  fi
+  if [[ -n ${STARTUP_MS[kestrel]:-} ]]; then
+    echo "kestrel floor start -> first 200 on /health: ${STARTUP_MS[kestrel]} ms (poll resolution ~${STARTUP_RES_MS[kestrel]} ms)"
+  fi
+  if [[ -n ${STARTUP_MS[edgeproxy]:-} ]]; then
+    echo "edgeproxy start -> first 200 on /health: ${STARTUP_MS[edgeproxy]} ms (poll resolution ~${STARTUP_RES_MS[edgeproxy]} ms, ${STARTUP_POLLS[edgeproxy]} polls via bash /dev/tcp); binary ${EDGE_BIN_MB} MB ($EDGEPROXY_BIN)"
     local bc
     bc=$(git -C "$(dirname "$EDGEPROXY_BIN")" rev-parse --short HEAD 2>/dev/null || true)
     [[ -n $bc ]] && echo "edgeproxy binary: $(date -u -r "$EDGEPROXY_BIN" +%Y-%m-%dT%H:%M:%SZ), in a work tree at commit $bc"
