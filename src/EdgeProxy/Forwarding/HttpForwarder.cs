@@ -67,7 +67,7 @@ internal sealed partial class HttpForwarder(
 
             var request = CreateRequest(context, backend, remainder, requestId, clientIp, peerTrusted, content);
             backend.State.OnRequestStart();
-            metrics.InFlight.Add(1);
+            metrics.UpstreamStarted();
             timeouts.CancelAfter(settings.FirstByteTimeout);
             try
             {
@@ -78,7 +78,7 @@ internal sealed partial class HttpForwarder(
             {
                 error = Classify(ex, context, content);
                 backend.State.OnRequestEnd(error: error is not (ForwarderError.ClientGone or ForwarderError.ClientRequestBody or ForwarderError.RequestBodyTooLarge));
-                metrics.InFlight.Add(-1);
+                metrics.UpstreamEnded();
                 ReportPassive(route, backend, admission, error);
                 var retryable = error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout
                     && (content is null || !content.Started);
@@ -192,7 +192,7 @@ internal sealed partial class HttpForwarder(
             upstream.Dispose();
             usage?.Release();
             backend.State.OnRequestEnd(error: status >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
-            metrics.InFlight.Add(-1);
+            metrics.UpstreamEnded();
         }
 
         if (usage is { Found: true })

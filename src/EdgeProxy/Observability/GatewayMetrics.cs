@@ -16,6 +16,8 @@ internal sealed class GatewayMetrics : IDisposable
 
     private readonly Meter _meter;
 
+    private long _inFlight;
+
     public GatewayMetrics()
     {
         _meter = new Meter(MeterName, "1.0.0");
@@ -24,7 +26,9 @@ internal sealed class GatewayMetrics : IDisposable
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
         FirstByte = _meter.CreateHistogram<double>("edgeproxy_time_to_first_byte_seconds", "s", "Time to the first response body byte from the backend.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SecondsBuckets });
-        InFlight = _meter.CreateUpDownCounter<long>("edgeproxy_upstream_in_flight", description: "Upstream requests in flight.");
+        // Observed at scrape time from a plain counter: two measurement callbacks per request
+        // (start, end) through the listener cost more than the whole in-flight bookkeeping.
+        InFlight = _meter.CreateObservableUpDownCounter("edgeproxy_upstream_in_flight", () => Volatile.Read(ref _inFlight), description: "Upstream requests in flight.");
         Ejections = _meter.CreateCounter<long>("edgeproxy_backend_ejections", description: "Passive-health ejections.");
         Retries = _meter.CreateCounter<long>("edgeproxy_failovers", description: "Attempts retried on another backend before the response started.");
         StreamAborts = _meter.CreateCounter<long>("edgeproxy_stream_aborts", description: "Responses that ended abnormally, by reason.");
@@ -39,7 +43,12 @@ internal sealed class GatewayMetrics : IDisposable
 
     public Histogram<double> FirstByte { get; }
 
-    public UpDownCounter<long> InFlight { get; }
+    public ObservableUpDownCounter<long> InFlight { get; }
+
+    /// <summary>An upstream request started (pair with <see cref="UpstreamEnded"/>).</summary>
+    public void UpstreamStarted() => Interlocked.Increment(ref _inFlight);
+
+    public void UpstreamEnded() => Interlocked.Decrement(ref _inFlight);
 
     public Counter<long> Ejections { get; }
 

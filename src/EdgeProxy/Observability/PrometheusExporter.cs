@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using EdgeProxy.Auth;
 using EdgeProxy.Configuration;
@@ -73,6 +74,12 @@ internal sealed class PrometheusExporter : IDisposable
     private void Record(Instrument instrument, long value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
         var series = _series.GetOrAdd(SeriesKey.From(instrument, tags), static key => new Series(key));
+        if (instrument.IsObservable)
+        {
+            // Observable instruments report their current value, not an increment.
+            Interlocked.Exchange(ref series.LongValue, value);
+            return;
+        }
         Interlocked.Add(ref series.LongValue, value);
     }
 
@@ -111,6 +118,7 @@ internal sealed class PrometheusExporter : IDisposable
     /// <summary>The exposition text. Series of one metric are grouped under one HELP/TYPE header.</summary>
     internal string Render()
     {
+        _listener.RecordObservableInstruments();
         var sb = new StringBuilder(4096);
         foreach (var group in _series.Values.GroupBy(s => s.Key.Instrument).OrderBy(g => g.Key.Name, StringComparer.Ordinal))
         {
@@ -126,7 +134,7 @@ internal sealed class PrometheusExporter : IDisposable
                         Sample(sb, name + "_total", s.Key, null, Volatile.Read(ref s.LongValue));
                     }
                     break;
-                case UpDownCounter<long>:
+                case UpDownCounter<long> or ObservableUpDownCounter<long>:
                     Header(sb, name, help, "gauge");
                     foreach (var s in Ordered(group))
                     {
@@ -337,7 +345,13 @@ internal sealed class PrometheusExporter : IDisposable
 
         public override bool Equals(object? obj) => obj is SeriesKey other && Equals(other);
 
-        public override int GetHashCode() => HashCode.Combine(Instrument, _v0, _v1, _v2, _v3, _n0, _n1);
+        // Called for every measurement: hashing whole strings (4 tag values) showed in profiles. The
+        // values' lengths and edge characters separate the series this gateway has (service, model,
+        // backend, status class); equal-looking keys are told apart by Equals.
+        public override int GetHashCode() => HashCode.Combine(RuntimeHelpers.GetHashCode(Instrument), Count, Sketch(_v0), Sketch(_v1), Sketch(_v2), Sketch(_v3));
+
+        private static int Sketch(string? value) => value is null || value.Length == 0 ? 0
+            : (value.Length * 31 + value[0]) * 31 + value[^1] + (value.Length > 2 ? value[value.Length / 2] << 16 : 0);
     }
 
     internal sealed class Series

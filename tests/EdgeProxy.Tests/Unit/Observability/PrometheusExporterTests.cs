@@ -259,8 +259,9 @@ public sealed partial class PrometheusExporterTests : IDisposable
         }
         _metrics.RequestDuration.Record(0.01, GatewayMetrics.Tags("google", "gemma", "g2"));
         _metrics.FirstByte.Record(0.05, GatewayMetrics.Tags("google", "gemma", "g1"));
-        _metrics.InFlight.Add(2);
-        _metrics.InFlight.Add(-1);
+        _metrics.UpstreamStarted();
+        _metrics.UpstreamStarted();
+        _metrics.UpstreamEnded();
         _metrics.Ejections.Add(1, GatewayMetrics.Tags("google", "gemma", "g3"));
         _metrics.Retries.Add(2, new KeyValuePair<string, object?>("service", "google"), new KeyValuePair<string, object?>("model", "gemma"));
         _metrics.StreamAborts.Add(1, new KeyValuePair<string, object?>("reason", "idle_timeout"));
@@ -375,10 +376,11 @@ public sealed partial class PrometheusExporterTests : IDisposable
     }
 
     [Fact]
-    public void Without_traffic_only_backend_gauges_are_rendered()
+    public void Without_traffic_only_gauges_are_rendered()
     {
         var families = ParseStrict(_exporter.Render());
-        Assert.Equal(["edgeproxy_backend_ejected", "edgeproxy_backend_in_flight", "edgeproxy_backend_up"], families.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(["edgeproxy_backend_ejected", "edgeproxy_backend_in_flight", "edgeproxy_backend_up", "edgeproxy_upstream_in_flight"], families.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(0, Assert.Single(families["edgeproxy_upstream_in_flight"].Samples).Value);
     }
 
     [Fact]
