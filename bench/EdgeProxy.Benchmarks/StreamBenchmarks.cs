@@ -47,6 +47,7 @@ public class StreamBenchmarks
         {
             scanner.Observe(_sse.AsSpan(offset, Math.Min(1024, _sse.Length - offset)));
         }
+        scanner.Release();   // as the forwarder does when the response ends
         return scanner.CompletionTokens;
     }
 
