@@ -119,19 +119,30 @@ try
     Console.WriteLine();
     Console.WriteLine($"{"target",-10} {"p50_ms",8} {"p99_ms",8} {"max_ms",8} {"added_p50",10} {"added_p99",10} {"added_max",10}");
     double[]? direct = null;
+    string? gcNote = null;
     foreach (var (name, url, _) in targets)
     {
         using var stop = new CancellationTokenSource();
         var bg = Enumerable.Range(0, background).Select(_ => DrainAsync(client, url + "?count=100000&intervalMs=100", null, stop.Token)).ToList();
         await Task.Delay(500);
         var samples = new List<double>[measured];
+        var gcBefore = name == "edgeproxy" ? await GcFiguresAsync(client, gatewayPort) : null;
         var runs = Enumerable.Range(0, measured).Select(i => DrainAsync(client, url + $"?count={events}&intervalMs=20", samples[i] = [], CancellationToken.None)).ToList();
         await Task.WhenAll(runs);
+        if (gcBefore is { } b0 && await GcFiguresAsync(client, gatewayPort) is { } b1)
+        {
+            gcNote = $"edgeproxy GC during the measured streams: {b1.Gen0 - b0.Gen0} gen0 / {b1.Gen1 - b0.Gen1} gen1 / {b1.Gen2 - b0.Gen2} gen2 collections, {(b1.PauseSeconds - b0.PauseSeconds) * 1000:0.0} ms paused in total";
+        }
         stop.Cancel();
         await Task.WhenAll(bg);
         var all = samples.SelectMany(s => s).Order().ToArray();
         direct ??= all;
         Console.WriteLine($"{name,-10} {Pct(all, 50),8:0.000} {Pct(all, 99),8:0.000} {all[^1],8:0.000} {Pct(all, 50) - Pct(direct, 50),10:+0.000;-0.000} {Pct(all, 99) - Pct(direct, 99),10:+0.000;-0.000} {all[^1] - direct[^1],10:+0.000;-0.000}");
+    }
+
+    if (gcNote is not null)
+    {
+        Console.WriteLine(gcNote);
     }
 
     // 4. Gateway memory per idle stream.
@@ -254,6 +265,23 @@ static long VmRssKb(int pid)
         }
     }
     return 0;
+}
+
+// The gateway's GC counters from /metrics (edgeproxy_gc_collections_total, edgeproxy_gc_pause_seconds_total).
+static async Task<(long Gen0, long Gen1, long Gen2, double PauseSeconds)?> GcFiguresAsync(HttpClient client, int port)
+{
+    try
+    {
+        var text = await client.GetStringAsync($"http://127.0.0.1:{port}/metrics");
+        double Value(string prefix) => text.Split('\n').Where(l => l.StartsWith(prefix, StringComparison.Ordinal))
+            .Select(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture)).FirstOrDefault();
+        return ((long)Value("edgeproxy_gc_collections_total{generation=\"0\"}"), (long)Value("edgeproxy_gc_collections_total{generation=\"1\"}"),
+            (long)Value("edgeproxy_gc_collections_total{generation=\"2\"}"), Value("edgeproxy_gc_pause_seconds_total"));
+    }
+    catch (HttpRequestException)
+    {
+        return null;
+    }
 }
 
 static Process Start(string file, string arguments, Dictionary<string, string> env)

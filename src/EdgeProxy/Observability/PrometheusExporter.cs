@@ -159,7 +159,28 @@ internal sealed class PrometheusExporter : IDisposable
             }
         }
         RenderBackendGauges(sb);
+        RenderRuntime(sb);
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// The runtime's own figures an operator needs to tell a slow backend from a gateway pause:
+    /// collections per generation, total time the GC held managed threads, heap size and RSS.
+    /// </summary>
+    private static void RenderRuntime(StringBuilder sb)
+    {
+        Header(sb, "edgeproxy_gc_collections_total", "Garbage collections since start, by generation (a gen 1 collection also counts as gen 0).", "counter");
+        for (var generation = 0; generation <= 2; generation++)
+        {
+            sb.Append("edgeproxy_gc_collections_total{generation=\"").Append(generation).Append("\"} ")
+              .Append(GC.CollectionCount(generation)).Append('\n');
+        }
+        Header(sb, "edgeproxy_gc_pause_seconds_total", "Time managed threads were paused by the GC since start.", "counter");
+        sb.Append("edgeproxy_gc_pause_seconds_total ").Append(FormatDouble(GC.GetTotalPauseDuration().TotalSeconds)).Append('\n');
+        Header(sb, "edgeproxy_gc_heap_bytes", "Managed heap size after the last collection.", "gauge");
+        sb.Append("edgeproxy_gc_heap_bytes ").Append(GC.GetGCMemoryInfo().HeapSizeBytes).Append('\n');
+        Header(sb, "process_resident_memory_bytes", "Resident memory of the gateway process.", "gauge");
+        sb.Append("process_resident_memory_bytes ").Append(Environment.WorkingSet).Append('\n');
     }
 
     private void RenderBackendGauges(StringBuilder sb)

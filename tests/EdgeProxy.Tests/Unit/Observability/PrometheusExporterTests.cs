@@ -379,8 +379,26 @@ public sealed partial class PrometheusExporterTests : IDisposable
     public void Without_traffic_only_gauges_are_rendered()
     {
         var families = ParseStrict(_exporter.Render());
-        Assert.Equal(["edgeproxy_backend_ejected", "edgeproxy_backend_in_flight", "edgeproxy_backend_up", "edgeproxy_upstream_in_flight"], families.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(
+            ["edgeproxy_backend_ejected", "edgeproxy_backend_in_flight", "edgeproxy_backend_up", "edgeproxy_gc_collections_total",
+             "edgeproxy_gc_heap_bytes", "edgeproxy_gc_pause_seconds_total", "edgeproxy_upstream_in_flight", "process_resident_memory_bytes"],
+            families.Keys.Order(StringComparer.Ordinal));
         Assert.Equal(0, Assert.Single(families["edgeproxy_upstream_in_flight"].Samples).Value);
+    }
+
+    [Fact]
+    public void Runtime_figures_are_exported()
+    {
+        GC.Collect(1, GCCollectionMode.Forced, blocking: true);
+        var families = ParseStrict(_exporter.Render());
+        Assert.Equal("counter", families["edgeproxy_gc_collections_total"].Type);
+        var collections = families["edgeproxy_gc_collections_total"].Samples;
+        Assert.Equal(["0", "1", "2"], collections.Select(s => s.Label("generation")));
+        Assert.True(collections.Single(s => s.Label("generation") == "1").Value >= 1);
+        Assert.Equal("counter", families["edgeproxy_gc_pause_seconds_total"].Type);
+        Assert.True(Assert.Single(families["edgeproxy_gc_pause_seconds_total"].Samples).Value > 0);
+        Assert.True(Assert.Single(families["edgeproxy_gc_heap_bytes"].Samples).Value > 0);
+        Assert.True(Assert.Single(families["process_resident_memory_bytes"].Samples).Value > 1_000_000);
     }
 
     [Fact]
