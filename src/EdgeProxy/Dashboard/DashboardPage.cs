@@ -38,23 +38,23 @@ internal sealed partial class DashboardPage
 
     public Task ServeAsync(HttpContext context)
     {
-        var (_html, _etag, _csp) = Load();
+        var (html, etag, csp) = Load();
         var response = context.Response;
-        response.Headers.ETag = _etag;
+        response.Headers.ETag = etag;
         response.Headers.CacheControl = "no-cache";
-        response.Headers.ContentSecurityPolicy = _csp;
+        response.Headers.ContentSecurityPolicy = csp;
         response.Headers.XContentTypeOptions = "nosniff";
         response.Headers["Referrer-Policy"] = "no-referrer";
         response.Headers.XFrameOptions = "DENY";
         var ifNoneMatch = context.Request.Headers.IfNoneMatch;
-        if (ifNoneMatch.Count > 0 && (ifNoneMatch.ToString().Contains(_etag, StringComparison.Ordinal) || ifNoneMatch.ToString() == "*"))
+        if (ifNoneMatch.Count > 0 && (ifNoneMatch.ToString().Contains(etag, StringComparison.Ordinal) || ifNoneMatch.ToString() == "*"))
         {
             response.StatusCode = StatusCodes.Status304NotModified;
             return Task.CompletedTask;
         }
         response.ContentType = "text/html; charset=utf-8";
-        response.ContentLength = _html.Length;
-        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(_html).AsTask();
+        response.ContentLength = html.Length;
+        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(html).AsTask();
     }
 
     /// <summary>CSP allowing only the page's own inline script and style, by hash (CSP3 hash-source).</summary>
