@@ -23,6 +23,7 @@ var background = Env("BACKGROUND", 200);
 var measured = Env("MEASURED", 20);
 var events = Env("EVENTS", 100);
 var idle = Env("IDLE", 2000);
+var warmupMs = Env("WARMUP_MS", 500);
 var repo = FindRepo();
 var gatewayBin = Environment.GetEnvironmentVariable("EDGEPROXY_BIN") ?? Path.Combine(repo, "dist", "edgeproxy");
 if (!File.Exists(gatewayBin))
@@ -124,7 +125,7 @@ try
     {
         using var stop = new CancellationTokenSource();
         var bg = Enumerable.Range(0, background).Select(_ => DrainAsync(client, url + "?count=100000&intervalMs=100", null, stop.Token)).ToList();
-        await Task.Delay(500);
+        await Task.Delay(warmupMs);
         var samples = new List<double>[measured];
         var gcBefore = name == "edgeproxy" ? await GcFiguresAsync(client, gatewayPort) : null;
         var runs = Enumerable.Range(0, measured).Select(i => DrainAsync(client, url + $"?count={events}&intervalMs=20", samples[i] = [], CancellationToken.None)).ToList();
