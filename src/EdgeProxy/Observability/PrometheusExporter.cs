@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using System.Text;
 using EdgeProxy.Auth;
 using EdgeProxy.Configuration;
@@ -366,13 +365,7 @@ internal sealed class PrometheusExporter : IDisposable
 
         public override bool Equals(object? obj) => obj is SeriesKey other && Equals(other);
 
-        // Called for every measurement: hashing whole strings (4 tag values) showed in profiles. The
-        // values' lengths and edge characters separate the series this gateway has (service, model,
-        // backend, status class); equal-looking keys are told apart by Equals.
-        public override int GetHashCode() => HashCode.Combine(RuntimeHelpers.GetHashCode(Instrument), Count, Sketch(_v0), Sketch(_v1), Sketch(_v2), Sketch(_v3));
-
-        private static int Sketch(string? value) => value is null || value.Length == 0 ? 0
-            : (value.Length * 31 + value[0]) * 31 + value[^1] + (value.Length > 2 ? value[value.Length / 2] << 16 : 0);
+        public override int GetHashCode() => HashCode.Combine(Instrument, _v0, _v1, _v2, _v3, _n0, _n1);
     }
 
     internal sealed class Series
