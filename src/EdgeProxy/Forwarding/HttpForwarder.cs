@@ -156,7 +156,7 @@ internal sealed partial class HttpForwarder(
             usage = status is >= 200 and < 300 && CarriesUsage(upstream, streamKind) ? new UsageScanner() : null;
             var observer = new ResponseObserver(timeouts, settings.StreamIdleTimeout, time, usage);
             var copy = await StreamCopier.CopyAsync(body, response.Body, flush: false, observer, timeouts.Token, context.RequestAborted,
-                expectedLength: HttpMethods.IsHead(context.Request.Method) ? null : upstream.Content.Headers.ContentLength).ConfigureAwait(false);
+                expectedLength: upstream.Content.Headers.ContentLength).ConfigureAwait(false);
             if (observer.FirstChunkAt != 0)
             {
                 firstByteMs = time.GetElapsedTime(started, observer.FirstChunkAt).TotalMilliseconds;
