@@ -22,5 +22,8 @@ internal readonly struct BackendEntry(BackendState state, string baseUrl, int we
     /// <summary>The header value (`Bearer sk-…` or the bare key). Never logged or returned.</summary>
     public string? AuthHeaderValue { get; } = authHeaderValue;
 
+    /// <summary>The fast path's view of a plain-http backend; null for https (those use the general path).</summary>
+    public Forwarding.Http1Target? Http1 { get; } = Forwarding.Http1Target.TryCreate(baseUrl, authHeaderName, authHeaderValue);
+
     public string Id => State.Config.Id;
 }

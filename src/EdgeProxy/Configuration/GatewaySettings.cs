@@ -57,6 +57,13 @@ internal sealed record GatewaySettings
     /// </summary>
     public bool LeanUpstreamClient { get; init; }
 
+    /// <summary>
+    /// HTTP1_FAST_PATH: "on" (default) or "off". On, plain HTTP/1.1 proxy requests to models whose
+    /// backends are all http:// are relayed on Kestrel's transport without the HTTP object model
+    /// (<see cref="Forwarding.Http1FastPath"/>); everything else is served by the general path either way.
+    /// </summary>
+    public bool Http1FastPath { get; init; } = true;
+
     /// <summary>Idle upstream connections kept per backend (contract default 20).</summary>
     public int MaxKeepAliveConnections { get; init; } = 20;
 

@@ -203,7 +203,7 @@ internal sealed partial class HttpForwarder(
         {
             metrics.StreamAborts.Add(1, new KeyValuePair<string, object?>("reason", ForwarderErrors.Code(outcome)));
         }
-        Complete(context, route, backend.State, status, attempts, outcome, requestId, started, firstByteMs);
+        Complete(context.Request.Method, route, backend.State, status, attempts, outcome, requestId, started, firstByteMs);
     }
 
     private async Task FailBeforeResponseAsync(HttpContext context, ModelRoute route, BackendEntry backend, int attempts, ForwarderError error, string requestId, long started)
@@ -224,7 +224,7 @@ internal sealed partial class HttpForwarder(
                 error = ForwarderError.ClientGone;
             }
         }
-        Complete(context, route, attempts == 0 ? null : backend.State, status, attempts, error, requestId, started, null);
+        Complete(context.Request.Method, route, attempts == 0 ? null : backend.State, status, attempts, error, requestId, started, null);
     }
 
     /// <summary>
@@ -273,7 +273,7 @@ internal sealed partial class HttpForwarder(
     }
 
     /// <param name="backend">The backend that answered (or failed last); null when none was tried.</param>
-    private void Complete(HttpContext context, ModelRoute route, BackendState? backend, int status, int attempts, ForwarderError outcome, string requestId, long started, double? firstByteMs)
+    private void Complete(string method, ModelRoute route, BackendState? backend, int status, int attempts, ForwarderError outcome, string requestId, long started, double? firstByteMs)
     {
         var elapsed = time.GetElapsedTime(started);
         var backendId = backend?.Config.Id ?? "-";
@@ -288,7 +288,7 @@ internal sealed partial class HttpForwarder(
         backend?.Stats.Record(elapsed.TotalMilliseconds, firstByteMs, error: status >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
         if (logger.IsEnabled(LogLevel.Information))
         {
-            LogRequest(logger, requestId, context.Request.Method, route.RouteLabel, backendId, status, elapsed.TotalMilliseconds, attempts, ForwarderErrors.Code(outcome));
+            LogRequest(logger, requestId, method, route.RouteLabel, backendId, status, elapsed.TotalMilliseconds, attempts, ForwarderErrors.Code(outcome));
         }
     }
 
@@ -326,14 +326,17 @@ internal sealed partial class HttpForwarder(
     }
 
     private static ForwarderError Classify(Exception ex, HttpContext context, StreamingRequestContent? content)
+        => Classify(ex, context.RequestAborted.IsCancellationRequested, content?.ClientReadError);
+
+    private static ForwarderError Classify(Exception ex, bool clientAborted, Exception? clientReadError)
     {
-        if (content?.ClientReadError is { } readError)
+        if (clientReadError is { } readError)
         {
             return readError is BadHttpRequestException { StatusCode: 413 } ? ForwarderError.RequestBodyTooLarge
-                : context.RequestAborted.IsCancellationRequested ? ForwarderError.ClientGone
+                : clientAborted ? ForwarderError.ClientGone
                 : ForwarderError.ClientRequestBody;
         }
-        if (context.RequestAborted.IsCancellationRequested)
+        if (clientAborted)
         {
             return ForwarderError.ClientGone;
         }

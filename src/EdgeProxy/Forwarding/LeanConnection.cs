@@ -60,6 +60,14 @@ internal sealed class LeanConnection : IDisposable
 
     internal Socket Socket => _socket;
 
+    /// <summary>Marks the start of an exchange; true when the connection already carried one (so it may be stale).</summary>
+    internal bool BeginExchange()
+    {
+        var reused = _reused;
+        _reused = true;
+        return reused;
+    }
+
     internal int Buffered => _end - _start;
 
     /// <summary>An idle keep-alive connection is readable only when the backend closed it (or sent garbage).</summary>
@@ -245,7 +253,7 @@ internal sealed class LeanConnection : IDisposable
     }
 
     /// <summary>Reads until the buffer holds a complete head; returns its length including the blank line.</summary>
-    private async ValueTask<int> ReadHeadAsync(bool mayBeStale, CancellationToken cancellationToken)
+    internal async ValueTask<int> ReadHeadAsync(bool mayBeStale, CancellationToken cancellationToken)
     {
         var scanned = 0;
         while (true)

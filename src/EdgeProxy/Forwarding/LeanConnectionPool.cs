@@ -72,6 +72,29 @@ internal sealed class LeanConnectionPool : IDisposable
         }
     }
 
+    /// <summary>
+    /// A connection for one raw exchange (the HTTP/1.1 fast path writes and reads it itself): an
+    /// idle one when there is one, else a new one. It holds a slot until
+    /// <see cref="LeanConnection.Release"/> or <see cref="LeanConnection.Abandon"/>.
+    /// </summary>
+    public async ValueTask<LeanConnection> RentAsync(bool checkAlive, bool fresh, CancellationToken cancellationToken)
+    {
+        if (!_slots.Wait(0))
+        {
+            await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        try
+        {
+            return (fresh ? null : TakeIdle(checkAlive))
+                ?? new LeanConnection(this, await LeanHttpHandler.ConnectAsync(_endPoint, _connectTimeout, cancellationToken).ConfigureAwait(false));
+        }
+        catch
+        {
+            _slots.Release();
+            throw;
+        }
+    }
+
     private LeanConnection? TakeIdle(bool checkAlive)
     {
         while (true)

@@ -24,6 +24,15 @@ internal static class ErrorResponses
         {
             return Task.CompletedTask;
         }
+        var requestId = response.Headers[RequestIds.HeaderName];
+        var body = Body(status, code, message, requestId.Count == 1 ? requestId[0] : null);
+        response.ContentLength = body.Length;
+        return response.Body.WriteAsync(body).AsTask();
+    }
+
+    /// <summary>The JSON body of an error (also written by the HTTP/1.1 fast path, which has no HttpContext).</summary>
+    public static byte[] Body(int status, string code, string message, string? requestId)
+    {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
         using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
@@ -34,15 +43,13 @@ internal static class ErrorResponses
             writer.WriteString("code", code);
             writer.WriteEndObject();
             writer.WriteString("detail", message);
-            var requestId = response.Headers[RequestIds.HeaderName];
-            if (requestId.Count == 1)
+            if (requestId is not null)
             {
-                writer.WriteString("request_id", requestId[0]);
+                writer.WriteString("request_id", requestId);
             }
             writer.WriteEndObject();
         }
-        response.ContentLength = buffer.WrittenCount;
-        return response.Body.WriteAsync(buffer.WrittenMemory).AsTask();
+        return buffer.WrittenSpan.ToArray();
     }
 
     private static string TypeFor(int status) => status switch

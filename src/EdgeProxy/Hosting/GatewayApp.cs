@@ -204,6 +204,8 @@ internal static partial class GatewayApp
             // inline socket completions set in Program.cs; same safety argument: nothing blocks).
             builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = true);
         }
+        // The fast path exists once the services do; Kestrel builds the connection pipeline at start.
+        Http1FastPath? fastPath = null;
         builder.WebHost.ConfigureKestrel(options =>
         {
             options.AddServerHeader = false;
@@ -211,7 +213,13 @@ internal static partial class GatewayApp
             options.Limits.MinRequestBodyDataRate = null;
             options.Limits.MinResponseDataRate = null;
             var address = settings.Host is "0.0.0.0" or "*" ? IPAddress.Any : settings.Host == "::" ? IPAddress.IPv6Any : IPAddress.Parse(settings.Host);
-            options.Listen(address, settings.Port);
+            options.Listen(address, settings.Port, listen =>
+            {
+                if (settings.Http1FastPath)
+                {
+                    listen.Use(next => fastPath is null ? next : fastPath.Wrap(next));
+                }
+            });
             if (settings.Http2Port > 0)
             {
                 options.Listen(address, settings.Http2Port, listen => listen.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2);
@@ -265,6 +273,10 @@ internal static partial class GatewayApp
             time,
             app.Services.GetRequiredService<ILogger<RequestDispatcher>>());
         app.Run(dispatcher.InvokeAsync);
+        if (settings.Http1FastPath)
+        {
+            fastPath = new Http1FastPath(settings, routes, authenticator, app.Services.GetRequiredService<HttpForwarder>(), app.Services.GetRequiredService<ILogger<Http1FastPath>>());
+        }
         app.Lifetime.ApplicationStopped.Register(() =>
         {
             forwardingClient.Dispose();

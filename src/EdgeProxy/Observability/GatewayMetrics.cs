@@ -18,6 +18,8 @@ internal sealed class GatewayMetrics : IDisposable
 
     private long _inFlight;
 
+    private long _fastPathRequests;
+
     public GatewayMetrics()
     {
         _meter = new Meter(MeterName, "1.0.0");
@@ -29,6 +31,8 @@ internal sealed class GatewayMetrics : IDisposable
         // Observed at scrape time from a plain counter: two measurement callbacks per request
         // (start, end) through the listener cost more than the whole in-flight bookkeeping.
         InFlight = _meter.CreateObservableUpDownCounter("edgeproxy_upstream_in_flight", () => Volatile.Read(ref _inFlight), description: "Upstream requests in flight.");
+        FastPathRequests = _meter.CreateObservableCounter("edgeproxy_fast_path_requests", () => Volatile.Read(ref _fastPathRequests),
+            description: "Proxied requests relayed by the HTTP/1.1 fast path (the rest took Kestrel's HTTP stack).");
         Ejections = _meter.CreateCounter<long>("edgeproxy_backend_ejections", description: "Passive-health ejections.");
         Retries = _meter.CreateCounter<long>("edgeproxy_failovers", description: "Attempts retried on another backend before the response started.");
         StreamAborts = _meter.CreateCounter<long>("edgeproxy_stream_aborts", description: "Responses that ended abnormally, by reason.");
@@ -49,6 +53,10 @@ internal sealed class GatewayMetrics : IDisposable
     public void UpstreamStarted() => Interlocked.Increment(ref _inFlight);
 
     public void UpstreamEnded() => Interlocked.Decrement(ref _inFlight);
+
+    public ObservableCounter<long> FastPathRequests { get; }
+
+    public void FastPathRequest() => Interlocked.Increment(ref _fastPathRequests);
 
     public Counter<long> Ejections { get; }
 

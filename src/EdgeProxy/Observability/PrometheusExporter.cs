@@ -126,7 +126,7 @@ internal sealed class PrometheusExporter : IDisposable
             var help = instrument.Description ?? name;
             switch (instrument)
             {
-                case Counter<long>:
+                case Counter<long> or ObservableCounter<long>:
                     Header(sb, name + "_total", help, "counter");
                     foreach (var s in Ordered(group))
                     {

@@ -1,0 +1,236 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Text;
+using EdgeProxy.Auth;
+using EdgeProxy.Configuration;
+using EdgeProxy.Routing;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.Extensions.Logging;
+
+namespace EdgeProxy.Forwarding;
+
+/// <summary>
+/// The HTTP/1.1 proxy fast path (issue #6): a Kestrel connection middleware in front of Kestrel's
+/// HTTP stack. For each request on a connection it reads the head straight off the transport and,
+/// when the request is a plain authorised proxy request to a model whose backends are all plain
+/// http, relays it itself — request head written once into the upstream connection's buffer, body
+/// and response copied between the two sockets — with no HttpContext, no header dictionaries and
+/// no HttpRequestMessage/HttpResponseMessage. Anything else (dashboard, health, metrics, CORS,
+/// errors the dispatcher words, unusual HTTP) is handed, unconsumed, to Kestrel together with the
+/// rest of the connection, so every behaviour outside the hot path stays Kestrel's and
+/// <see cref="Hosting.RequestDispatcher"/>'s. HTTP1_FAST_PATH=off turns it off.
+/// Why: a bare Kestrel + HttpClient proxy costs 1.6–1.8× nginx's CPU per request on the benchmark;
+/// the same relay on the transport costs 1.15–1.2× (bench/README.md).
+/// </summary>
+internal sealed partial class Http1FastPath(
+    GatewaySettings settings,
+    RouteTableProvider routes,
+    GatewayKeyAuthenticator authenticator,
+    HttpForwarder forwarder,
+    ILogger<Http1FastPath> logger)
+{
+    /// <summary>Kestrel's defaults (KestrelServerLimits.KeepAliveTimeout / RequestHeadersTimeout), applied here while the fast path owns the connection.</summary>
+    internal static readonly TimeSpan KeepAliveTimeout = TimeSpan.FromSeconds(130);
+
+    internal static readonly TimeSpan RequestHeadersTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>GET/HEAD paths the dispatcher serves itself; a proxy route never starts with them.</summary>
+    private static ReadOnlySpan<byte> ApiPrefix => "/api/"u8;
+
+    public ConnectionDelegate Wrap(ConnectionDelegate next) => connection => RunAsync(connection, next);
+
+    private async Task RunAsync(ConnectionContext connection, ConnectionDelegate next)
+    {
+        var peer = (connection.RemoteEndPoint as IPEndPoint)?.Address;
+        if (peer is null || (settings.TrustedProxies.Count > 0 && ClientAddress.IsTrusted(Normalize(peer), settings.TrustedProxies)))
+        {
+            // Client addresses from X-Forwarded-For: the general path's job.
+            await next(connection).ConfigureAwait(false);
+            return;
+        }
+        peer = Normalize(peer);
+        var input = connection.Transport.Input;
+        var buffer = ArrayPool<byte>.Shared.Rent(Http1RequestHead.MaxHeadBytes);
+        var handedOver = false;
+        try
+        {
+            var head = new Http1RequestHead(buffer);
+            var exchange = new Http1Exchange(connection, peer);
+            using var idle = new CancellationTokenSource();
+            using var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested
+                .UnsafeRegister(static s => ((PipeReader)s!).CancelPendingRead(), input);
+            while (true)
+            {
+                // 1. A complete head, under Kestrel's keep-alive and header timeouts.
+                ReadResult result;
+                Http1HeadStatus status;
+                SequencePosition consumed;
+                var waitingForFirstByte = true;
+                while (true)
+                {
+                    idle.CancelAfter(waitingForFirstByte ? KeepAliveTimeout : RequestHeadersTimeout);
+                    try
+                    {
+                        result = await input.ReadAsync(idle.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;   // idle too long, or a head that never completes: close, as Kestrel does
+                    }
+                    if (result.IsCanceled)
+                    {
+                        // Server shutdown: an idle connection closes now; a started head is Kestrel's.
+                        if (result.Buffer.IsEmpty)
+                        {
+                            input.AdvanceTo(result.Buffer.End);
+                            return;
+                        }
+                        status = Http1HeadStatus.NotFast;
+                        consumed = result.Buffer.Start;
+                        break;
+                    }
+                    status = head.TryRead(result.Buffer, out consumed);
+                    if (status != Http1HeadStatus.Incomplete)
+                    {
+                        break;
+                    }
+                    if (result.IsCompleted)
+                    {
+                        input.AdvanceTo(result.Buffer.End);
+                        return;   // the client closed (possibly mid-head)
+                    }
+                    waitingForFirstByte = result.Buffer.IsEmpty;
+                    input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+                }
+                idle.CancelAfter(Timeout.InfiniteTimeSpan);
+
+                // 2. Ours, or Kestrel's from here on (the head stays unread for it).
+                var route = status == Http1HeadStatus.Fast ? Admit(head) : null;
+                if (route is null)
+                {
+                    input.AdvanceTo(result.Buffer.Start, result.Buffer.Start);
+                    break;
+                }
+                input.AdvanceTo(consumed);
+
+                // 3. Relay; a connection that cannot carry another request ends here.
+                if (!await forwarder.ForwardHttp1Async(exchange, head, route).ConfigureAwait(false) || head.Close)
+                {
+                    return;
+                }
+            }
+            handedOver = true;
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or ConnectionResetException or ConnectionAbortedException)
+        {
+            return;
+        }
+        catch (Exception ex)
+        {
+            LogConnectionFailed(logger, ex.GetType().Name, ex.Message);
+            connection.Abort();
+            return;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        if (handedOver)
+        {
+            await next(connection).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The route when the request is a proxy request the fast path relays: not a dispatcher
+    /// endpoint, a well-formed route, authorised, with only plain-http backends and no
+    /// header-based affinity. Null sends it to Kestrel, which answers errors in the usual words.
+    /// </summary>
+    private ModelRoute? Admit(Http1RequestHead head)
+    {
+        if (head.HasForwardingHeaders && settings.TrustedProxies.Count > 0)
+        {
+            return null;
+        }
+        if (head.ContentLength > settings.MaxRequestBodySize)
+        {
+            return null;   // Kestrel's 413
+        }
+        var target = head.Target;
+        if (target.StartsWith(ApiPrefix) || target.Length > 2048)
+        {
+            return null;
+        }
+        Span<char> chars = stackalloc char[target.Length];
+        Encoding.ASCII.GetChars(target, chars);
+        if (!GatewayPath.TryParse(chars, out var path) || path.Service.Contains('%') || path.Model.Contains('%')
+            || GatewayPath.HasDotSegment(path.Remainder) || !IsAuthorized(head))
+        {
+            return null;
+        }
+        if (!routes.Current.TryGetModel(path.Service, path.Model, out var route) || route.AffinityConfig.Kind == AffinityKind.Header)
+        {
+            return null;
+        }
+        head.RemainderOffset = target.Length - path.Remainder.Length;
+        foreach (var backend in route.Backends)
+        {
+            if (backend.Http1 is null)
+            {
+                return null;
+            }
+        }
+        return route;
+    }
+
+    /// <summary>The same rule as <see cref="GatewayKeyAuthenticator.IsAuthorized"/>, on raw header bytes.</summary>
+    private bool IsAuthorized(Http1RequestHead head)
+    {
+        if (!authenticator.Enabled)
+        {
+            return true;
+        }
+        var authorized = false;
+        Span<char> chars = stackalloc char[512];
+        if (head.Authorization >= 0)
+        {
+            var value = head.Value(head.Authorization);
+            if (value.Length > 7 && value.Length <= chars.Length && Ascii.EqualsIgnoreCase(value[..7], "Bearer "u8))
+            {
+                var key = chars[..Encoding.ASCII.GetChars(value[7..], chars)].Trim();
+                authorized |= authenticator.Matches(key);
+            }
+        }
+        if (head.ApiKey >= 0)
+        {
+            var value = head.Value(head.ApiKey);
+            if (value.Length <= chars.Length)
+            {
+                authorized |= authenticator.Matches(chars[..Encoding.ASCII.GetChars(value, chars)]);
+            }
+        }
+        return authorized;
+    }
+
+    private static IPAddress Normalize(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+
+    [ZLogger.ZLoggerMessage(LogLevel.Warning, "fast path: connection failed ({exceptionType}: {detail})")]
+    private static partial void LogConnectionFailed(ILogger logger, string exceptionType, string detail);
+}
+
+/// <summary>The client side of the fast path's exchanges on one connection.</summary>
+internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer)
+{
+    public ConnectionContext Connection { get; } = connection;
+
+    public IPAddress Peer { get; } = peer;
+
+    /// <summary>The peer as written in X-Forwarded-For / X-Real-IP, formatted once per connection.</summary>
+    public byte[] PeerBytes { get; } = Encoding.ASCII.GetBytes(peer.ToString());
+
+    public PipeReader Input => Connection.Transport.Input;
+
+    public PipeWriter Output => Connection.Transport.Output;
+}

@@ -1,0 +1,275 @@
+using System.Buffers;
+using System.Buffers.Text;
+using System.Collections.Frozen;
+using System.Text;
+
+namespace EdgeProxy.Forwarding;
+
+/// <summary>
+/// One HTTP/1.1 request head as the fast path (<see cref="Http1FastPath"/>) sees it: copied out of
+/// the connection's input into a per-connection buffer and parsed strictly (RFC 9112 §3, §5). The
+/// parser accepts only the plain, common shape; anything else — another version, an absolute-form
+/// target, obs-fold, a non-ASCII byte, Transfer-Encoding, Expect, Upgrade, a CORS request,
+/// repeated credentials — is <see cref="Http1HeadStatus.NotFast"/>, and Kestrel's own parser takes
+/// the request (it owns every 4xx for malformed input).
+/// </summary>
+internal sealed class Http1RequestHead
+{
+    /// <summary>Heads larger than this go to Kestrel (its MaxRequestHeadersTotalSize is 32 KiB).</summary>
+    public const int MaxHeadBytes = 16 * 1024;
+
+    /// <summary>More header fields than this go to Kestrel (typical SDK requests send 8–15).</summary>
+    public const int MaxFields = 64;
+
+    private static readonly SearchValues<byte> TokenBytes = SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"u8);
+
+    /// <summary>Field names that send a request to Kestrel: semantics the fast path does not implement.</summary>
+    private static readonly FrozenSet<string> NotFastNames = FrozenSet.ToFrozenSet(
+    [
+        "Transfer-Encoding", "Expect", "Upgrade", "TE", "Origin", "Access-Control-Request-Method", "HTTP2-Settings",
+    ], StringComparer.OrdinalIgnoreCase);
+
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> NotFastLookup = NotFastNames.GetAlternateLookup<ReadOnlySpan<char>>();
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> HopByHopLookup = HeaderRules.HopByHop.GetAlternateLookup<ReadOnlySpan<char>>();
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> ReplacedLookup = HeaderRules.RequestReplaced.GetAlternateLookup<ReadOnlySpan<char>>();
+
+    private readonly Field[] _fields = new Field[MaxFields];
+
+    public Http1RequestHead(byte[] buffer)
+    {
+        Buffer = buffer;
+    }
+
+    /// <summary>The head bytes (request line, fields, empty line) at [0, Length).</summary>
+    public byte[] Buffer { get; }
+
+    public int Length { get; private set; }
+
+    public string Method { get; private set; } = "GET";
+
+    public int TargetStart { get; private set; }
+
+    public int TargetLength { get; private set; }
+
+    public ReadOnlySpan<byte> Target => Buffer.AsSpan(TargetStart, TargetLength);
+
+    /// <summary>Where the part after `/{service}/{model}` starts in <see cref="Target"/> (set by routing).</summary>
+    public int RemainderOffset { get; set; }
+
+    /// <summary>-1 without a Content-Length field.</summary>
+    public long ContentLength { get; private set; }
+
+    /// <summary>The client asked to close the connection after this exchange (`Connection: close`).</summary>
+    public bool Close { get; private set; }
+
+    public int FieldCount { get; private set; }
+
+    /// <summary>Field indexes (or -1): the credentials, the client's request id, Host, the forwarding headers.</summary>
+    public int Authorization { get; private set; }
+
+    public int ApiKey { get; private set; }
+
+    public int RequestId { get; private set; }
+
+    public int Host { get; private set; }
+
+    public bool HasForwardingHeaders { get; private set; }
+
+    public ReadOnlySpan<byte> Value(int field) => Buffer.AsSpan(_fields[field].ValueStart, _fields[field].ValueLength);
+
+    public ReadOnlySpan<byte> Name(int field) => Buffer.AsSpan(_fields[field].NameStart, _fields[field].NameLength);
+
+    /// <summary>The whole `name: value` line without CRLF, to be copied upstream as sent.</summary>
+    public ReadOnlySpan<byte> Line(int field) => Buffer.AsSpan(_fields[field].NameStart, _fields[field].LineLength);
+
+    /// <summary>False for hop-by-hop fields and the ones the gateway replaces (<see cref="HeaderRules"/>).</summary>
+    public bool Forwarded(int field) => _fields[field].Forward;
+
+    /// <summary>A `Content-*` field: forwarded only with a body, as on the general path.</summary>
+    public bool IsContentField(int field) => _fields[field].Content;
+
+    /// <summary>
+    /// Finds a complete head at the start of <paramref name="input"/>, copies and parses it.
+    /// <paramref name="consumed"/> is the head's end when the result is <see cref="Http1HeadStatus.Fast"/>.
+    /// </summary>
+    public Http1HeadStatus TryRead(in ReadOnlySequence<byte> input, out SequencePosition consumed)
+    {
+        consumed = input.Start;
+        var reader = new SequenceReader<byte>(input);
+        if (!reader.TryReadTo(out ReadOnlySequence<byte> head, "\r\n\r\n"u8, advancePastDelimiter: true))
+        {
+            return input.Length >= MaxHeadBytes ? Http1HeadStatus.NotFast : Http1HeadStatus.Incomplete;
+        }
+        var length = (int)head.Length + 4;
+        if (length > MaxHeadBytes || length > Buffer.Length)
+        {
+            return Http1HeadStatus.NotFast;
+        }
+        input.Slice(0, length).CopyTo(Buffer);
+        Length = length;
+        consumed = reader.Position;
+        return Parse() ? Http1HeadStatus.Fast : Http1HeadStatus.NotFast;
+    }
+
+    private bool Parse()
+    {
+        ContentLength = -1;
+        Close = false;
+        FieldCount = 0;
+        Authorization = ApiKey = RequestId = Host = -1;
+        HasForwardingHeaders = false;
+        var head = Buffer.AsSpan(0, Length - 2);
+
+        // request-line = method SP request-target SP HTTP-version CRLF   (RFC 9112 §3)
+        var lineEnd = head.IndexOf("\r\n"u8);
+        var line = head[..lineEnd];
+        var space = line.IndexOf((byte)' ');
+        if (space <= 0 || KnownMethod(line[..space]) is not { } method)
+        {
+            return false;
+        }
+        Method = method;
+        var target = line[(space + 1)..];
+        var space2 = target.IndexOf((byte)' ');
+        if (space2 <= 0 || target[0] != (byte)'/' || !target[(space2 + 1)..].SequenceEqual("HTTP/1.1"u8)
+            || target[..space2].IndexOfAnyExceptInRange((byte)0x21, (byte)0x7E) >= 0)
+        {
+            return false;
+        }
+        TargetStart = space + 1;
+        TargetLength = space2;
+
+        // field-line = field-name ":" OWS field-value OWS   (RFC 9112 §5)
+        var offset = lineEnd + 2;
+        Span<char> nameChars = stackalloc char[64];
+        while (offset < head.Length)
+        {
+            var rest = head[offset..];
+            lineEnd = rest.IndexOf("\r\n"u8);
+            line = lineEnd < 0 ? rest : rest[..lineEnd];
+            var colon = line.IndexOf((byte)':');
+            if (colon <= 0 || colon > nameChars.Length || line[..colon].IndexOfAnyExcept(TokenBytes) >= 0 || FieldCount == MaxFields)
+            {
+                return false;
+            }
+            var rawValue = line[(colon + 1)..];
+            // Visible ASCII, SP and HTAB only: no obs-text, no control bytes (Kestrel's default is ASCII too).
+            foreach (var b in rawValue)
+            {
+                if ((b < 0x20 && b != (byte)'\t') || b >= 0x7F)
+                {
+                    return false;
+                }
+            }
+            var value = rawValue.Trim(" \t"u8);
+            var valueStart = offset + colon + 1 + (rawValue.Length - rawValue.TrimStart(" \t"u8).Length);
+            var name = nameChars[..Encoding.ASCII.GetChars(line[..colon], nameChars)];
+            var index = FieldCount;
+            if (NotFastLookup.Contains(name) || !Classify(name, value, index))
+            {
+                return false;
+            }
+            _fields[index] = new Field(offset, colon, valueStart, value.Length, line.Length,
+                Forward: !HopByHopLookup.Contains(name) && !ReplacedLookup.Contains(name),
+                Content: name.StartsWith("Content-", StringComparison.OrdinalIgnoreCase));
+            FieldCount++;
+            offset += line.Length + 2;
+        }
+        return Host >= 0;
+    }
+
+    /// <summary>Notes the fields the fast path acts on; false when one makes the request Kestrel's.</summary>
+    private bool Classify(ReadOnlySpan<char> name, ReadOnlySpan<byte> value, int index)
+    {
+        switch (name.Length)
+        {
+            case 4 when name.Equals("Host", StringComparison.OrdinalIgnoreCase):
+                if (Host >= 0 || value.IsEmpty)
+                {
+                    return false;
+                }
+                Host = index;
+                return true;
+            case 9 when name.Equals("X-API-Key", StringComparison.OrdinalIgnoreCase):
+                if (ApiKey >= 0)
+                {
+                    return false;
+                }
+                ApiKey = index;
+                return true;
+            case 9 when name.Equals("X-Real-IP", StringComparison.OrdinalIgnoreCase):
+            case 15 when name.Equals("X-Forwarded-For", StringComparison.OrdinalIgnoreCase):
+            case 16 when name.Equals("X-Forwarded-Host", StringComparison.OrdinalIgnoreCase):
+            case 17 when name.Equals("X-Forwarded-Proto", StringComparison.OrdinalIgnoreCase):
+                HasForwardingHeaders = true;
+                return true;
+            case 10 when name.Equals("Connection", StringComparison.OrdinalIgnoreCase):
+                // Only the options that change nothing but the connection's life; a Connection that
+                // names other fields (RFC 9110 §7.6.1) goes to the general path.
+                foreach (var range in value.Split((byte)','))
+                {
+                    var token = value[range].Trim(" \t"u8);
+                    if (Ascii.EqualsIgnoreCase(token, "close"u8))
+                    {
+                        Close = true;
+                    }
+                    else if (!token.IsEmpty && !Ascii.EqualsIgnoreCase(token, "keep-alive"u8))
+                    {
+                        return false;
+                    }
+                }
+                return true;
+            case 12 when name.Equals("X-Request-ID", StringComparison.OrdinalIgnoreCase):
+                if (RequestId >= 0)
+                {
+                    return false;
+                }
+                RequestId = index;
+                return true;
+            case 13 when name.Equals("Authorization", StringComparison.OrdinalIgnoreCase):
+                if (Authorization >= 0)
+                {
+                    return false;
+                }
+                Authorization = index;
+                return true;
+            case 14 when name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase):
+                // RFC 9112 §6.3: one valid decimal length; anything else is Kestrel's 400.
+                if (ContentLength >= 0 || value.IsEmpty || value.Length > 18
+                    || !Utf8Parser.TryParse(value, out long length, out var used) || used != value.Length || length < 0)
+                {
+                    return false;
+                }
+                ContentLength = length;
+                return true;
+            default:
+                return true;
+        }
+    }
+
+    private static string? KnownMethod(ReadOnlySpan<byte> method) => method.Length switch
+    {
+        3 when method.SequenceEqual("GET"u8) => "GET",
+        3 when method.SequenceEqual("PUT"u8) => "PUT",
+        4 when method.SequenceEqual("POST"u8) => "POST",
+        4 when method.SequenceEqual("HEAD"u8) => "HEAD",
+        5 when method.SequenceEqual("PATCH"u8) => "PATCH",
+        6 when method.SequenceEqual("DELETE"u8) => "DELETE",
+        7 when method.SequenceEqual("OPTIONS"u8) => "OPTIONS",
+        _ => null,
+    };
+
+    private readonly record struct Field(int NameStart, int NameLength, int ValueStart, int ValueLength, int LineLength, bool Forward, bool Content);
+}
+
+internal enum Http1HeadStatus
+{
+    /// <summary>No complete head buffered yet.</summary>
+    Incomplete,
+
+    /// <summary>Parsed; the fast path may take it (routing and auth still decide).</summary>
+    Fast,
+
+    /// <summary>Kestrel's HTTP stack takes this request and the rest of the connection.</summary>
+    NotFast,
+}

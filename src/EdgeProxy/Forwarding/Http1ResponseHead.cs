@@ -1,0 +1,168 @@
+using System.Buffers.Text;
+using System.Text;
+using Microsoft.AspNetCore.WebUtilities;
+
+namespace EdgeProxy.Forwarding;
+
+/// <summary>
+/// What the fast path needs from a backend's response head (RFC 9112 §4–§6): the status, how the
+/// body is framed upstream and towards the client, and what kind of stream it is. Parsed with the
+/// lean client's rules (<see cref="LeanConnection"/>): one Content-Length, chunked as the final
+/// coding, `Connection: close`, no obs-fold.
+/// </summary>
+internal readonly record struct Http1ResponseHead(
+    int Status,
+    LeanFraming Framing,
+    long BodyLength,
+    bool KeepAlive,
+    StreamKind Kind,
+    bool CarriesUsage,
+    bool HasDate,
+    bool DropContentLength,
+    bool BodyAllowed,
+    string? ConnectionOptions)
+{
+    private static readonly byte[]?[] StatusLines = new byte[]?[600];
+
+    /// <summary>The body goes to the client chunked when its length is not known up front.</summary>
+    public bool ChunkedToClient => BodyAllowed && Framing != LeanFraming.Length;
+
+    /// <summary>The status code of a head whose status line is not yet validated (0 when malformed).</summary>
+    public static int StatusOf(ReadOnlySpan<byte> head)
+        => head.Length >= 12 && head.StartsWith("HTTP/1."u8) && Utf8Parser.TryParse(head.Slice(9, 3), out int status, out var used) && used == 3 ? status : 0;
+
+    /// <param name="head">The whole head including the final empty line.</param>
+    /// <param name="headRequest">The request was HEAD: no body follows whatever the fields say (RFC 9110 §9.3.2).</param>
+    public static Http1ResponseHead Parse(ReadOnlySpan<byte> head, bool headRequest)
+    {
+        var lineEnd = head.IndexOf("\r\n"u8);
+        var line = head[..lineEnd];
+        var status = StatusOf(line);
+        if (status < 200 || status > 599 || line[8] != (byte)' ' || (line.Length > 12 && line[12] != (byte)' '))
+        {
+            throw Invalid("malformed status line");
+        }
+        var http10 = line[7] == (byte)'0';
+        var keepAlive = !http10;
+        long bodyLength = -1;
+        var chunked = false;
+        var hasDate = false;
+        string? contentType = null;
+        string? connectionOptions = null;
+        var fields = head[(lineEnd + 2)..^2];
+        while (!fields.IsEmpty)
+        {
+            lineEnd = fields.IndexOf("\r\n"u8);
+            line = lineEnd < 0 ? fields : fields[..lineEnd];
+            fields = lineEnd < 0 ? default : fields[(lineEnd + 2)..];
+            var colon = line.IndexOf((byte)':');
+            if (colon <= 0 || line[0] is (byte)' ' or (byte)'\t' || line[colon - 1] is (byte)' ' or (byte)'\t' || line.IndexOfAny((byte)'\0', (byte)'\r', (byte)'\n') >= 0)
+            {
+                throw Invalid("malformed header field");
+            }
+            var name = line[..colon];
+            var value = line[(colon + 1)..].Trim(" \t"u8);
+            if (Ascii.EqualsIgnoreCase(name, "Content-Length"u8))
+            {
+                if (!Utf8Parser.TryParse(value, out long parsed, out var used) || used != value.Length || parsed < 0 || (bodyLength >= 0 && bodyLength != parsed))
+                {
+                    throw Invalid("invalid Content-Length");
+                }
+                bodyLength = parsed;
+            }
+            else if (Ascii.EqualsIgnoreCase(name, "Transfer-Encoding"u8))
+            {
+                chunked = value.Length >= 7 && Ascii.EqualsIgnoreCase(value[^7..], "chunked"u8);
+            }
+            else if (Ascii.EqualsIgnoreCase(name, "Connection"u8))
+            {
+                var text = Encoding.ASCII.GetString(value);
+                foreach (var range in text.AsSpan().Split(','))
+                {
+                    var token = text.AsSpan(range).Trim();
+                    if (token.Equals("close", StringComparison.OrdinalIgnoreCase))
+                    {
+                        keepAlive = false;
+                    }
+                    else if (http10 && token.Equals("keep-alive", StringComparison.OrdinalIgnoreCase))
+                    {
+                        keepAlive = true;
+                    }
+                }
+                connectionOptions = HeaderRules.ExtraConnectionOptions(text);
+            }
+            else if (Ascii.EqualsIgnoreCase(name, "Content-Type"u8))
+            {
+                contentType = Encoding.ASCII.GetString(value);
+            }
+            else if (Ascii.EqualsIgnoreCase(name, "Date"u8))
+            {
+                hasDate = true;
+            }
+        }
+
+        var hasLength = bodyLength >= 0;
+        var dropLength = false;
+        LeanFraming framing;
+        if (chunked)
+        {
+            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the connection must not be reused.
+            framing = LeanFraming.Chunked;
+            if (hasLength)
+            {
+                keepAlive = false;
+                dropLength = true;
+            }
+            bodyLength = -1;
+        }
+        else if (hasLength)
+        {
+            framing = LeanFraming.Length;
+        }
+        else
+        {
+            framing = LeanFraming.UntilClose;
+            keepAlive = false;
+        }
+        var bodyAllowed = !headRequest && status is not (204 or 304);
+        if (!bodyAllowed)
+        {
+            framing = LeanFraming.Length;
+            bodyLength = 0;
+        }
+
+        var kind = StreamKind.None;
+        if (contentType is not null && contentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase))
+        {
+            kind = StreamKind.Sse;
+        }
+        else if (contentType is not null && (contentType.StartsWith("application/x-ndjson", StringComparison.OrdinalIgnoreCase)
+            || contentType.StartsWith("application/ndjson", StringComparison.OrdinalIgnoreCase)
+            || contentType.StartsWith("application/jsonl", StringComparison.OrdinalIgnoreCase)))
+        {
+            kind = StreamKind.Ndjson;
+        }
+        else if (!hasLength && chunked)
+        {
+            kind = StreamKind.Chunked;
+        }
+        var carriesUsage = kind is StreamKind.Sse or StreamKind.Ndjson
+            || (contentType is not null && contentType.Contains("json", StringComparison.OrdinalIgnoreCase));
+        return new Http1ResponseHead(status, framing, bodyLength, keepAlive, kind, carriesUsage, hasDate, dropLength, bodyAllowed, connectionOptions);
+    }
+
+    /// <summary>`HTTP/1.1 {status} {reason}\r\n`, built once per status code.</summary>
+    public static byte[] StatusLine(int status)
+    {
+        var line = StatusLines[status];
+        if (line is null)
+        {
+            line = Encoding.ASCII.GetBytes("HTTP/1.1 " + status.ToString(System.Globalization.CultureInfo.InvariantCulture) + " " + ReasonPhrases.GetReasonPhrase(status) + "\r\n");
+            StatusLines[status] = line;
+        }
+        return line;
+    }
+
+    private static HttpRequestException Invalid(string what)
+        => new(HttpRequestError.InvalidResponse, "Invalid upstream response: " + what + ".");
+}

@@ -1,0 +1,723 @@
+using System.Buffers;
+using System.Buffers.Text;
+using System.Collections.Frozen;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Text;
+using EdgeProxy.Balancing;
+using EdgeProxy.Configuration;
+using EdgeProxy.Health;
+using EdgeProxy.Hosting;
+using EdgeProxy.Observability;
+using EdgeProxy.Routing;
+
+namespace EdgeProxy.Forwarding;
+
+/// <summary>
+/// The fast path's relay (<see cref="Http1FastPath"/>): the same exchange as
+/// <see cref="ForwardAsync"/> — pick, fail over while nothing was delivered, passive health,
+/// timers, usage, metrics, error frames — with the client side on the raw connection and the
+/// upstream side on a <see cref="LeanConnection"/>, bytes in and bytes out.
+/// </summary>
+internal sealed partial class HttpForwarder
+{
+    /// <summary>Request bodies up to this size that arrived with the head go upstream in the head's send, and can be re-sent on failover.</summary>
+    private const int InlineBodyLimit = 64 * 1024;
+
+    /// <summary>Largest body slice relayed per read (the general path's copy buffer is 64 KiB too).</summary>
+    private const int RelayChunk = 64 * 1024;
+
+    /// <summary>A chunk header with a fixed-width size (RFC 9112 §7.1 allows leading zeros): "0000abcd\r\n".</summary>
+    private const int ChunkPrefix = 10;
+
+    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> ResponseDropLookup = FrozenSet.ToFrozenSet(
+        HeaderRules.HopByHop.Concat(HeaderRules.ResponseReplaced), StringComparer.OrdinalIgnoreCase).GetAlternateLookup<ReadOnlySpan<char>>();
+
+    private static readonly ConcurrentPools Pools = new();
+
+    /// <summary>Relays one request the fast path admitted; false when the client connection must close.</summary>
+    internal async Task<bool> ForwardHttp1Async(Http1Exchange exchange, Http1RequestHead head, ModelRoute route)
+    {
+        var started = time.GetTimestamp();
+        metrics.FastPathRequest();
+        var method = head.Method;
+        var requestId = RequestIdOf(head);
+        var affinityKey = route.AffinityConfig.Kind == AffinityKind.None ? (ulong?)null : StableHash.Hash(exchange.Peer);
+        var hasBody = head.ContentLength > 0;
+        var clientGone = exchange.Connection.ConnectionClosed;
+        using var timeouts = CancellationTokenSource.CreateLinkedTokenSource(clientGone);
+        var input = exchange.Input;
+
+        // The body, when it came with the head and is small: taken now, so failover can send it again.
+        byte[]? inlineBody = null;
+        var bodyLength = (int)Math.Min(head.ContentLength, int.MaxValue);
+        if (hasBody && head.ContentLength <= InlineBodyLimit && input.TryRead(out var buffered))
+        {
+            if (buffered.Buffer.Length >= head.ContentLength)
+            {
+                inlineBody = ArrayPool<byte>.Shared.Rent(bodyLength);
+                var body = buffered.Buffer.Slice(0, bodyLength);
+                body.CopyTo(inlineBody);
+                input.AdvanceTo(body.End);
+            }
+            else
+            {
+                input.AdvanceTo(buffered.Buffer.Start);
+            }
+        }
+        var bodyConsumed = !hasBody || inlineBody is not null;
+
+        // 1. Pick a backend and send; fail over while nothing has been delivered.
+        ulong tried = 0;
+        var attempts = 0;
+        var error = ForwarderError.None;
+        LeanConnection? connection = null;
+        BackendEntry backend = default;
+        var admission = Admission.Refused;
+        var bodyStarted = false;
+        Exception? clientReadError = null;
+        var responseHeadLength = 0;
+        Http1ResponseHead response = default;
+        try
+        {
+            while (true)
+            {
+                var pick = BackendSelector.Select(route, affinityKey, tried, time.GetTimestamp(), allowPanic: !settings.FailFastWhenAllUnhealthy);
+                if (!pick.Found)
+                {
+                    error = attempts == 0 ? ForwarderError.NoHealthyBackend : error;
+                    break;
+                }
+                attempts++;
+                backend = route.Backends[pick.Index];
+                admission = pick.Admission;
+                if (pick.Panic)
+                {
+                    LogPanic(logger, requestId, route.RouteLabel, backend.Id);
+                }
+                var target = backend.Http1!;
+                var requestHead = ArrayPool<byte>.Shared.Rent(head.Length + head.Value(head.Host).Length + 512 + requestId.Length
+                    + target.PathPrefix.Length + target.HostLine.Length + target.AuthLine.Length + (inlineBody is null ? 0 : bodyLength));
+                var length = WriteRequestHead(requestHead, head, target, exchange.PeerBytes, requestId, inlineBody, bodyLength);
+                backend.State.OnRequestStart();
+                metrics.UpstreamStarted();
+                timeouts.CancelAfter(settings.FirstByteTimeout);
+                try
+                {
+                    try
+                    {
+                        connection = await SendHeadAsync(Pools.For(target, settings), requestHead.AsMemory(0, length), checkAlive: hasBody, timeouts.Token).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(requestHead);
+                    }
+                    bodyStarted = hasBody;
+                    if (!bodyConsumed)
+                    {
+                        clientReadError = await CopyRequestBodyAsync(input, connection, head.ContentLength, timeouts.Token).ConfigureAwait(false);
+                        bodyConsumed = clientReadError is null;
+                        if (clientReadError is not null)
+                        {
+                            throw new IOException("Reading the client's request body failed.", clientReadError);
+                        }
+                    }
+                    responseHeadLength = await ReadResponseHeadAsync(connection, timeouts.Token).ConfigureAwait(false);
+                    response = Http1ResponseHead.Parse(connection.BufferedSpan[..responseHeadLength], method == "HEAD");
+                    break;
+                }
+                catch (Exception ex)
+                {
+                    connection?.Abandon();
+                    connection = null;
+                    error = Classify(ex is HttpRequestException || ex is OperationCanceledException || clientReadError is not null ? ex : Wrap(ex), clientGone.IsCancellationRequested, clientReadError);
+                    backend.State.OnRequestEnd(error: error is not (ForwarderError.ClientGone or ForwarderError.ClientRequestBody or ForwarderError.RequestBodyTooLarge));
+                    metrics.UpstreamEnded();
+                    ReportPassive(route, backend, admission, error);
+                    var retryable = error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout && !bodyStarted;
+                    var dropped = !retryable && error == ForwarderError.UpstreamRequestFailed && !hasBody
+                        && IsIdempotent(method) && ConnectionDropped(Wrap(ex));
+                    if (dropped)
+                    {
+                        LogDroppedRetry(logger, requestId, route.RouteLabel, backend.Id, method, ex.InnerException?.Message ?? ex.Message);
+                    }
+                    else if (retryable)
+                    {
+                        LogFailover(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.Message);
+                    }
+                    if (retryable || dropped)
+                    {
+                        metrics.Retries.Add(1, new KeyValuePair<string, object?>("service", route.Service), new KeyValuePair<string, object?>("model", route.Model));
+                        tried |= 1UL << pick.Index;
+                        continue;
+                    }
+                    if (error == ForwarderError.ClientGone)
+                    {
+                        LogClientGoneBeforeResponse(logger, requestId, route.RouteLabel, backend.Id);
+                    }
+                    else
+                    {
+                        LogUpstreamError(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.GetType().Name, ex.Message);
+                    }
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            if (inlineBody is not null)
+            {
+                ArrayPool<byte>.Shared.Return(inlineBody);
+            }
+        }
+
+        if (connection is null)
+        {
+            var status = ForwarderErrors.StatusCode(error);
+            if (error == ForwarderError.NoHealthyBackend)
+            {
+                LogNoBackend(logger, requestId, route.RouteLabel);
+            }
+            var keep = bodyConsumed && error != ForwarderError.ClientGone && !clientGone.IsCancellationRequested;
+            if (error != ForwarderError.ClientGone && !clientGone.IsCancellationRequested)
+            {
+                keep &= await WriteErrorAsync(exchange.Output, head, status, error, requestId, close: !keep).ConfigureAwait(false);
+            }
+            Complete(method, route, attempts == 0 ? null : backend.State, status, attempts, error, requestId, started, null);
+            return keep;
+        }
+
+        // 2. The response head: what reaches the client, then the body framing.
+        var responseHead = ArrayPool<byte>.Shared.Rent(responseHeadLength + 512);
+        var headLength = WriteResponseHead(responseHead, connection.BufferedSpan[..responseHeadLength], response, requestId, head.Close);
+        connection.Consume(responseHeadLength);
+        var statusCode = response.Status;
+        if (statusCode >= 500)
+        {
+            ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
+        }
+        else
+        {
+            if (admission == Admission.Trial)
+            {
+                LogReadmitted(logger, route.RouteLabel, backend.Id);
+                healthChanged.Notify();
+            }
+            backend.State.ReportSuccess(admission == Admission.Trial);
+        }
+        var stream = new LeanResponseStream(connection, response.Framing, response.BodyLength, response.KeepAlive);
+        stream.CompleteIfEmpty();
+        var usage = statusCode is >= 200 and < 300 && response.CarriesUsage ? new UsageScanner() : null;
+        var outcome = ForwarderError.None;
+        double? firstByteMs = null;
+        var keepClient = !head.Close;
+        try
+        {
+            var relay = await RelayBodyAsync(exchange.Output, stream, response, responseHead.AsMemory(0, headLength), usage, timeouts, clientGone).ConfigureAwait(false);
+            if (relay.FirstChunkAt != 0)
+            {
+                firstByteMs = time.GetElapsedTime(started, relay.FirstChunkAt).TotalMilliseconds;
+            }
+            if (relay.Outcome != StreamCopyOutcome.Completed)
+            {
+                outcome = relay.Outcome == StreamCopyOutcome.WriteFailed || clientGone.IsCancellationRequested
+                    ? ForwarderError.ClientGone
+                    : timeouts.IsCancellationRequested
+                        ? (relay.FirstChunkAt == 0 ? ForwarderError.FirstByteTimeout : ForwarderError.StreamIdleTimeout)
+                        : ForwarderError.UpstreamReset;
+                if (outcome != ForwarderError.ClientGone)
+                {
+                    ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
+                }
+                LogStreamFailed(logger, requestId, ForwarderErrors.Code(outcome), relay.Exception?.GetType().Name ?? "-");
+                if (outcome == ForwarderError.ClientGone)
+                {
+                    keepClient = false;
+                }
+                else if (!relay.Started)
+                {
+                    // Nothing reached the client yet: a proper error status is still possible.
+                    statusCode = ForwarderErrors.StatusCode(outcome);
+                    keepClient &= await WriteErrorAsync(exchange.Output, head, statusCode, outcome, requestId, close: head.Close).ConfigureAwait(false);
+                }
+                else
+                {
+                    await FailStartedHttp1Async(exchange, response, outcome, requestId).ConfigureAwait(false);
+                    keepClient = false;
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(responseHead);
+            timeouts.Cancel();
+            await stream.DisposeAsync().ConfigureAwait(false);
+            usage?.Release();
+            backend.State.OnRequestEnd(error: statusCode >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
+            metrics.UpstreamEnded();
+        }
+
+        if (usage is { Found: true })
+        {
+            RecordUsage(route, backend.Id, usage);
+        }
+        if (outcome != ForwarderError.None)
+        {
+            metrics.StreamAborts.Add(1, new KeyValuePair<string, object?>("reason", ForwarderErrors.Code(outcome)));
+        }
+        Complete(method, route, backend.State, statusCode, attempts, outcome, requestId, started, firstByteMs);
+        return keepClient;
+    }
+
+    private static string RequestIdOf(Http1RequestHead head)
+    {
+        if (head.RequestId >= 0)
+        {
+            var value = head.Value(head.RequestId);
+            if (value.Length is > 0 and <= RequestIds.MaxLength)
+            {
+                Span<char> chars = stackalloc char[value.Length];
+                Encoding.ASCII.GetChars(value, chars);
+                if (RequestIds.IsWellFormed(chars))
+                {
+                    return new string(chars);
+                }
+            }
+        }
+        return RequestIds.NewId();
+    }
+
+    /// <summary>Socket failures while sending, as the lean client reports them (so Classify and ConnectionDropped read them alike).</summary>
+    private static Exception Wrap(Exception ex) => ex is SocketException or IOException
+        ? new HttpRequestException(HttpRequestError.Unknown, "Sending the request upstream failed: " + ex.Message, ex)
+        : ex;
+
+    /// <summary>
+    /// An idle pooled connection, or a new one; a reused connection the backend had already closed
+    /// fails the send or yields no response byte, and then the same head goes out once more on a
+    /// fresh connection (what SocketsHttpHandler does; nothing of the request was consumed).
+    /// </summary>
+    private static async ValueTask<LeanConnection> SendHeadAsync(LeanConnectionPool pool, ReadOnlyMemory<byte> head, bool checkAlive, CancellationToken cancellationToken)
+    {
+        var fresh = false;
+        while (true)
+        {
+            var connection = await pool.RentAsync(checkAlive, fresh, cancellationToken).ConfigureAwait(false);
+            var reused = connection.BeginExchange();
+            try
+            {
+                await connection.SendAllAsync(head, cancellationToken).ConfigureAwait(false);
+                return connection;
+            }
+            catch (SocketException) when (reused)
+            {
+                connection.Abandon();
+                fresh = true;
+            }
+            catch
+            {
+                connection.Abandon();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Streams a body that did not come with the head; the error is the client's side failing (null when all was sent).</summary>
+    private static async ValueTask<Exception?> CopyRequestBodyAsync(PipeReader input, LeanConnection connection, long length, CancellationToken cancellationToken)
+    {
+        var remaining = length;
+        while (remaining > 0)
+        {
+            ReadResult result;
+            try
+            {
+                result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                return ex;
+            }
+            var buffer = result.Buffer;
+            if (buffer.IsEmpty && (result.IsCompleted || result.IsCanceled))
+            {
+                return new IOException($"The client's request body ended {remaining} bytes before its Content-Length.");
+            }
+            var slice = buffer.Slice(0, Math.Min(buffer.Length, remaining));
+            foreach (var segment in slice)
+            {
+                await connection.SendAllAsync(segment, cancellationToken).ConfigureAwait(false);
+            }
+            remaining -= slice.Length;
+            input.AdvanceTo(slice.End);
+        }
+        return null;
+    }
+
+    /// <summary>The response head's length; interim 1xx responses are skipped (RFC 9110 §15.2).</summary>
+    private static async ValueTask<int> ReadResponseHeadAsync(LeanConnection connection, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var length = await connection.ReadHeadAsync(mayBeStale: false, cancellationToken).ConfigureAwait(false);
+            var status = Http1ResponseHead.StatusOf(connection.BufferedSpan[..length]);
+            if (status is >= 100 and < 200 and not 101)
+            {
+                connection.Consume(length);
+                continue;
+            }
+            return length;
+        }
+    }
+
+    /// <summary>The upstream request head (RFC 9112 §3): the client's fields minus hop-by-hop and replaced ones, then the gateway's.</summary>
+    private static int WriteRequestHead(byte[] buffer, Http1RequestHead head, Http1Target target, byte[] peer, string requestId, byte[]? inlineBody, int bodyLength)
+    {
+        var w = new ByteWriter(buffer);
+        w.Ascii(head.Method);
+        w.Byte((byte)' ');
+        w.Bytes(target.PathPrefix);
+        var remainder = head.Target[head.RemainderOffset..];
+        if (remainder.IsEmpty || remainder[0] == (byte)'?')
+        {
+            w.Byte((byte)'/');
+        }
+        w.Bytes(remainder);
+        w.Bytes(" HTTP/1.1\r\n"u8);
+        w.Bytes(target.HostLine);
+        var hasBody = head.ContentLength > 0;
+        for (var i = 0; i < head.FieldCount; i++)
+        {
+            if (head.Forwarded(i) && (hasBody || !head.IsContentField(i)))
+            {
+                w.Bytes(head.Line(i));
+                w.Bytes("\r\n"u8);
+            }
+        }
+        if (hasBody)
+        {
+            w.Bytes("Content-Length: "u8);
+            w.Number(head.ContentLength);
+            w.Bytes("\r\n"u8);
+        }
+        else if (head.Method is "POST" or "PUT")
+        {
+            // RFC 9110 §8.6: a body-expecting method without a body says so.
+            w.Bytes("Content-Length: 0\r\n"u8);
+        }
+        w.Bytes("X-Forwarded-For: "u8);
+        w.Bytes(peer);
+        w.Bytes("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "u8);
+        w.Bytes(head.Value(head.Host));
+        w.Bytes("\r\nX-Real-IP: "u8);
+        w.Bytes(peer);
+        w.Bytes("\r\nX-Request-ID: "u8);
+        w.Ascii(requestId);
+        w.Bytes("\r\n"u8);
+        w.Bytes(target.AuthLine);
+        w.Bytes("\r\n"u8);
+        if (inlineBody is not null)
+        {
+            w.Bytes(inlineBody.AsSpan(0, bodyLength));
+        }
+        return w.Length;
+    }
+
+    /// <summary>The client's response head: status line, the backend's fields minus hop-by-hop ones, then the gateway's.</summary>
+    private static int WriteResponseHead(byte[] buffer, ReadOnlySpan<byte> raw, in Http1ResponseHead response, string requestId, bool close)
+    {
+        var w = new ByteWriter(buffer);
+        w.Bytes(Http1ResponseHead.StatusLine(response.Status));
+        if (!response.HasDate)
+        {
+            w.Bytes(HttpDateLine.Current);
+        }
+        var offset = raw.IndexOf("\r\n"u8) + 2;
+        Span<char> name = stackalloc char[64];
+        string? connectionOptions = response.ConnectionOptions;
+        while (offset < raw.Length - 2)
+        {
+            var line = raw[offset..];
+            line = line[..line.IndexOf("\r\n"u8)];
+            offset += line.Length + 2;
+            var colon = line.IndexOf((byte)':');
+            if (colon > name.Length)
+            {
+                continue;
+            }
+            var chars = name[..Encoding.ASCII.GetChars(line[..colon], name)];
+            if (ResponseDropLookup.Contains(chars)
+                || (response.Kind != StreamKind.None && (chars.Equals("Cache-Control", StringComparison.OrdinalIgnoreCase) || chars.Equals("X-Accel-Buffering", StringComparison.OrdinalIgnoreCase)))
+                || (response.DropContentLength && chars.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
+                || (connectionOptions is not null && HeaderRules.IsListedInConnection(chars.ToString(), connectionOptions)))
+            {
+                continue;
+            }
+            w.Bytes(line);
+            w.Bytes("\r\n"u8);
+        }
+        w.Bytes("X-Request-ID: "u8);
+        w.Ascii(requestId);
+        w.Bytes("\r\n"u8);
+        if (response.Kind != StreamKind.None)
+        {
+            // Event streams: no buffering anywhere, including an nginx in front of us.
+            w.Bytes("X-Accel-Buffering: no\r\nCache-Control: no-cache\r\n"u8);
+        }
+        if (response.ChunkedToClient)
+        {
+            w.Bytes("Transfer-Encoding: chunked\r\n"u8);
+        }
+        if (close)
+        {
+            w.Bytes("Connection: close\r\n"u8);
+        }
+        w.Bytes("\r\n"u8);
+        return w.Length;
+    }
+
+    private readonly record struct RelayResult(StreamCopyOutcome Outcome, bool Started, long FirstChunkAt, Exception? Exception);
+
+    /// <summary>
+    /// Copies the body to the client as it arrives, each read flushed at once; the head goes out with
+    /// the first chunk (or at once for event streams, or at the end of an empty body), so a failure
+    /// before any body byte can still become an error status. The first read runs under the
+    /// first-byte timer, every later one re-arms the idle timer.
+    /// </summary>
+    private async ValueTask<RelayResult> RelayBodyAsync(PipeWriter output, LeanResponseStream stream, Http1ResponseHead response, ReadOnlyMemory<byte> head, UsageScanner? usage, CancellationTokenSource timeouts, CancellationToken clientGone)
+    {
+        var started = false;
+        long firstChunkAt = 0;
+        var chunked = response.ChunkedToClient;
+        var remaining = response.Framing == LeanFraming.Length ? response.BodyLength : -1;
+        try
+        {
+            if (response.Kind != StreamKind.None || remaining == 0 || !response.BodyAllowed)
+            {
+                Write(output, head.Span);
+                started = true;
+                if (remaining == 0 || !response.BodyAllowed)
+                {
+                    if (chunked)
+                    {
+                        Write(output, "0\r\n\r\n"u8);
+                    }
+                    var done = await output.FlushAsync(clientGone).ConfigureAwait(false);
+                    return new RelayResult(done.IsCompleted ? StreamCopyOutcome.WriteFailed : StreamCopyOutcome.Completed, true, time.GetTimestamp(), null);
+                }
+                var flushed = await output.FlushAsync(clientGone).ConfigureAwait(false);
+                if (flushed.IsCompleted)
+                {
+                    return new RelayResult(StreamCopyOutcome.WriteFailed, true, 0, null);
+                }
+            }
+            while (true)
+            {
+                if (started && response.Kind != StreamKind.None)
+                {
+                    // Idle streams wait without holding a buffer (zero-byte read).
+                    await stream.ReadAsync(Memory<byte>.Empty, timeouts.Token).ConfigureAwait(false);
+                }
+                var headPart = started ? 0 : head.Length;
+                var prefix = chunked ? ChunkPrefix : 0;
+                var memory = output.GetMemory(headPart + prefix + 8192 + 2);
+                var room = Math.Min(memory.Length - headPart - prefix - 2, RelayChunk);
+                int read;
+                try
+                {
+                    read = await stream.ReadAsync(memory.Slice(headPart + prefix, room), timeouts.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is IOException or OperationCanceledException or SocketException)
+                {
+                    return new RelayResult(StreamCopyOutcome.ReadFailed, started, firstChunkAt, ex);
+                }
+                if (read == 0)
+                {
+                    if (!started)
+                    {
+                        Write(output, head.Span);
+                        started = true;
+                    }
+                    if (chunked)
+                    {
+                        Write(output, "0\r\n\r\n"u8);
+                    }
+                    var end = await output.FlushAsync(clientGone).ConfigureAwait(false);
+                    return new RelayResult(end.IsCompleted ? StreamCopyOutcome.WriteFailed : StreamCopyOutcome.Completed, true, firstChunkAt, null);
+                }
+                if (firstChunkAt == 0)
+                {
+                    firstChunkAt = time.GetTimestamp();
+                }
+                timeouts.CancelAfter(settings.StreamIdleTimeout);
+                var span = memory.Span;
+                usage?.Observe(span.Slice(headPart + prefix, read));
+                head.Span[..headPart].CopyTo(span);
+                var total = headPart + prefix + read;
+                if (chunked)
+                {
+                    WriteChunkSize(span.Slice(headPart, ChunkPrefix), read);
+                    "\r\n"u8.CopyTo(span[total..]);
+                    total += 2;
+                }
+                remaining -= read;
+                if (remaining == 0 && chunked)
+                {
+                    // Cannot happen (a length-framed body is never re-chunked); kept for clarity of the end rule below.
+                    remaining = -1;
+                }
+                output.Advance(total);
+                started = true;
+                var result = await output.FlushAsync(clientGone).ConfigureAwait(false);
+                if (result.IsCompleted)
+                {
+                    return new RelayResult(StreamCopyOutcome.WriteFailed, true, firstChunkAt, null);
+                }
+                if (remaining == 0)
+                {
+                    return new RelayResult(StreamCopyOutcome.Completed, true, firstChunkAt, null);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
+        {
+            return new RelayResult(StreamCopyOutcome.WriteFailed, started, firstChunkAt, ex);
+        }
+    }
+
+    private static void Write(PipeWriter output, ReadOnlySpan<byte> bytes)
+    {
+        var span = output.GetSpan(bytes.Length);
+        bytes.CopyTo(span);
+        output.Advance(bytes.Length);
+    }
+
+    private static void WriteChunkSize(Span<byte> destination, int size)
+    {
+        for (var i = 7; i >= 0; i--)
+        {
+            destination[i] = (byte)"0123456789abcdef"[size & 0xF];
+            size >>= 4;
+        }
+        destination[8] = (byte)'\r';
+        destination[9] = (byte)'\n';
+    }
+
+    /// <summary>
+    /// The response already reached the client: make the failure unmistakable (the general path's
+    /// <see cref="FailAfterResponseAsync"/>): an error event or line for streams, then an abortive end.
+    /// </summary>
+    private async Task FailStartedHttp1Async(Http1Exchange exchange, Http1ResponseHead response, ForwarderError error, string requestId)
+    {
+        var frame = response.Kind switch
+        {
+            StreamKind.Sse => StreamErrorFrames.Sse(error, requestId),
+            StreamKind.Ndjson => StreamErrorFrames.Ndjson(error, requestId),
+            _ => null,
+        };
+        if (frame is not null)
+        {
+            try
+            {
+                var output = exchange.Output;
+                if (response.ChunkedToClient)
+                {
+                    var prefix = output.GetSpan(ChunkPrefix);
+                    WriteChunkSize(prefix, frame.Length);
+                    output.Advance(ChunkPrefix);
+                    Write(output, frame);
+                    Write(output, "\r\n"u8);
+                }
+                else
+                {
+                    Write(output, frame);
+                }
+                await output.FlushAsync(exchange.Connection.ConnectionClosed).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
+            {
+                // The client is gone too.
+            }
+        }
+        // An abort resets the connection, and a reset discards bytes still in flight: give the frame a moment.
+        await Task.Delay(AbortGrace, time).ConfigureAwait(false);
+        exchange.Connection.Abort();
+    }
+
+    /// <summary>An error answer in the gateway's JSON shape (<see cref="ErrorResponses"/>); false when the client is gone.</summary>
+    private static async ValueTask<bool> WriteErrorAsync(PipeWriter output, Http1RequestHead head, int status, ForwarderError error, string requestId, bool close)
+    {
+        var body = ErrorResponses.Body(status, ForwarderErrors.Code(error), ForwarderErrors.Message(error), requestId);
+        var buffer = ArrayPool<byte>.Shared.Rent(512 + requestId.Length);
+        try
+        {
+            var w = new ByteWriter(buffer);
+            w.Bytes(Http1ResponseHead.StatusLine(status));
+            w.Bytes(HttpDateLine.Current);
+            w.Bytes("Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\nX-Request-ID: "u8);
+            w.Ascii(requestId);
+            w.Bytes("\r\nContent-Length: "u8);
+            w.Number(head.Method == "HEAD" ? 0 : body.Length);
+            w.Bytes(close ? "\r\nConnection: close\r\n\r\n"u8 : "\r\n\r\n"u8);
+            Write(output, buffer.AsSpan(0, w.Length));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        if (head.Method != "HEAD")
+        {
+            Write(output, body);
+        }
+        try
+        {
+            var result = await output.FlushAsync().ConfigureAwait(false);
+            return !result.IsCompleted;
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>One <see cref="LeanConnectionPool"/> per backend host and port, shared across config snapshots.</summary>
+    private sealed class ConcurrentPools
+    {
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Host, int Port), LeanConnectionPool> _pools = new();
+
+        public LeanConnectionPool For(Http1Target target, Configuration.GatewaySettings settings)
+        {
+            if (target.Pool is { } pool)
+            {
+                return pool;
+            }
+            pool = _pools.GetOrAdd((target.Host, target.Port), static (key, s) =>
+                new LeanConnectionPool(key.Host, key.Port, s.MaxConnections, s.MaxKeepAliveConnections, s.ConnectTimeout), settings);
+            target.Pool = pool;
+            return pool;
+        }
+    }
+
+    /// <summary>Appends ASCII into a buffer sized by the caller (heads are bounded: 16 KiB in, 64 KiB from a backend).</summary>
+    private ref struct ByteWriter(byte[] buffer)
+    {
+        private readonly Span<byte> _buffer = buffer;
+
+        public int Length { get; private set; }
+
+        public void Bytes(scoped ReadOnlySpan<byte> bytes)
+        {
+            bytes.CopyTo(_buffer[Length..]);
+            Length += bytes.Length;
+        }
+
+        public void Byte(byte b) => _buffer[Length++] = b;
+
+        public void Ascii(string text) => Length += Encoding.ASCII.GetBytes(text, _buffer[Length..]);
+
+        public void Number(long value)
+        {
+            Utf8Formatter.TryFormat(value, _buffer[Length..], out var written);
+            Length += written;
+        }
+    }
+}
