@@ -79,7 +79,7 @@ internal sealed class Http1RequestHead
 
     public ReadOnlySpan<byte> Name(int field) => Buffer.AsSpan(_fields[field].NameStart, _fields[field].NameLength);
 
-    /// <summary>The whole `name: value` line without CRLF, to be copied upstream as sent.</summary>
+    /// <summary>The `name: value` line as sent, without trailing whitespace and CRLF, to be copied upstream.</summary>
     public ReadOnlySpan<byte> Line(int field) => Buffer.AsSpan(_fields[field].NameStart, _fields[field].LineLength);
 
     /// <summary>False for hop-by-hop fields and the ones the gateway replaces (<see cref="HeaderRules"/>).</summary>
@@ -98,7 +98,8 @@ internal sealed class Http1RequestHead
         var reader = new SequenceReader<byte>(input);
         if (!reader.TryReadTo(out ReadOnlySequence<byte> head, "\r\n\r\n"u8, advancePastDelimiter: true))
         {
-            return input.Length >= MaxHeadBytes ? Http1HeadStatus.NotFast : Http1HeadStatus.Incomplete;
+            // A bare LF (RFC 9112 §2.2) never ends a head here: Kestrel decides what such a request is.
+            return input.Length >= MaxHeadBytes || HasBareLineFeed(input) ? Http1HeadStatus.NotFast : Http1HeadStatus.Incomplete;
         }
         var length = (int)head.Length + 4;
         if (length > MaxHeadBytes || length > Buffer.Length)
@@ -111,6 +112,30 @@ internal sealed class Http1RequestHead
         return Parse() ? Http1HeadStatus.Fast : Http1HeadStatus.NotFast;
     }
 
+    private static bool HasBareLineFeed(in ReadOnlySequence<byte> input)
+    {
+        var previous = (byte)0;
+        foreach (var segment in input)
+        {
+            var span = segment.Span;
+            var index = span.IndexOf((byte)'\n');
+            while (index >= 0)
+            {
+                if ((index == 0 ? previous : span[index - 1]) != (byte)'\r')
+                {
+                    return true;
+                }
+                var next = span[(index + 1)..].IndexOf((byte)'\n');
+                index = next < 0 ? -1 : index + 1 + next;
+            }
+            if (!span.IsEmpty)
+            {
+                previous = span[^1];
+            }
+        }
+        return false;
+    }
+
     private bool Parse()
     {
         ContentLength = -1;
@@ -118,6 +143,7 @@ internal sealed class Http1RequestHead
         FieldCount = 0;
         Authorization = ApiKey = RequestId = Host = -1;
         HasForwardingHeaders = false;
+        _connectionOptions = null;
         var head = Buffer.AsSpan(0, Length - 2);
 
         // request-line = method SP request-target SP HTTP-version CRLF   (RFC 9112 §3)
@@ -169,14 +195,27 @@ internal sealed class Http1RequestHead
             {
                 return false;
             }
-            _fields[index] = new Field(offset, colon, valueStart, value.Length, line.Length,
+            _fields[index] = new Field(offset, colon, valueStart, value.Length, valueStart - offset + value.Length,
                 Forward: !HopByHopLookup.Contains(name) && !ReplacedLookup.Contains(name),
                 Content: name.StartsWith("Content-", StringComparison.OrdinalIgnoreCase));
             FieldCount++;
             offset += line.Length + 2;
         }
+        if (_connectionOptions is not null)
+        {
+            for (var i = 0; i < FieldCount; i++)
+            {
+                var field = _fields[i];
+                if (field.Forward && HeaderRules.IsListedInConnection(Encoding.ASCII.GetString(Name(i)), _connectionOptions))
+                {
+                    _fields[i] = field with { Forward = false };
+                }
+            }
+        }
         return Host >= 0;
     }
+
+    private string? _connectionOptions;
 
     /// <summary>Notes the fields the fast path acts on; false when one makes the request Kestrel's.</summary>
     private bool Classify(ReadOnlySpan<char> name, ReadOnlySpan<byte> value, int index)
@@ -204,8 +243,9 @@ internal sealed class Http1RequestHead
                 HasForwardingHeaders = true;
                 return true;
             case 10 when name.Equals("Connection", StringComparison.OrdinalIgnoreCase):
-                // Only the options that change nothing but the connection's life; a Connection that
-                // names other fields (RFC 9110 §7.6.1) goes to the general path.
+                // Fields the Connection header names are hop-by-hop too (RFC 9110 §7.6.1). Read from
+                // the raw bytes here, `Connection: keep-alive, X-Foo` is honoured (Kestrel's parser
+                // keeps only the keep-alive token, so the general path cannot).
                 foreach (var range in value.Split((byte)','))
                 {
                     var token = value[range].Trim(" \t"u8);
@@ -215,7 +255,7 @@ internal sealed class Http1RequestHead
                     }
                     else if (!token.IsEmpty && !Ascii.EqualsIgnoreCase(token, "keep-alive"u8))
                     {
-                        return false;
+                        _connectionOptions = _connectionOptions is null ? Encoding.ASCII.GetString(value) : _connectionOptions + "," + Encoding.ASCII.GetString(value);
                     }
                 }
                 return true;

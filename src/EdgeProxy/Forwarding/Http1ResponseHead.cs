@@ -103,8 +103,15 @@ internal readonly record struct Http1ResponseHead(
 
         var hasLength = bodyLength >= 0;
         var dropLength = false;
+        var bodyAllowed = !headRequest && status is not (204 or 304);
         LeanFraming framing;
-        if (chunked)
+        if (!bodyAllowed)
+        {
+            // RFC 9110 §6.4.1: no body follows, whatever the framing fields say; the connection stays usable.
+            framing = LeanFraming.Length;
+            bodyLength = 0;
+        }
+        else if (chunked)
         {
             // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the connection must not be reused.
             framing = LeanFraming.Chunked;
@@ -123,12 +130,6 @@ internal readonly record struct Http1ResponseHead(
         {
             framing = LeanFraming.UntilClose;
             keepAlive = false;
-        }
-        var bodyAllowed = !headRequest && status is not (204 or 304);
-        if (!bodyAllowed)
-        {
-            framing = LeanFraming.Length;
-            bodyLength = 0;
         }
 
         var kind = StreamKind.None;

@@ -34,12 +34,14 @@ internal static class RawHttp
         }
         var isHead = text.StartsWith("HEAD ", StringComparison.Ordinal);
         var closing = text.Contains("\r\nConnection: close\r\n", StringComparison.OrdinalIgnoreCase);
-        return await ReadResponseAsync(stream, isHead, closing, cancel.Token);
+        return await ReadResponseAsync(new BufferedReader(stream), isHead, closing, cancel.Token);
     }
 
-    private static async Task<RawResponse> ReadResponseAsync(NetworkStream stream, bool isHead, bool closing, CancellationToken token)
+    /// <summary>A request head as sent on the wire: "\n" line ends become CRLF and the blank line is added.</summary>
+    public static byte[] Head(string head) => Encoding.Latin1.GetBytes(head.Replace("\r\n", "\n").TrimEnd('\n').Replace("\n", "\r\n") + "\r\n\r\n");
+
+    internal static async Task<RawResponse> ReadResponseAsync(BufferedReader reader, bool isHead, bool closing, CancellationToken token)
     {
-        var reader = new BufferedReader(stream);
         var statusLine = await reader.ReadLineAsync(token) ?? throw new IOException("connection closed before a status line");
         var parts = statusLine.Split(' ', 3);
         var status = int.Parse(parts[1]);
@@ -92,7 +94,7 @@ internal static class RawHttp
     }
 
     /// <summary>Line and block reads over a stream without over-reading into the caller's hands.</summary>
-    private sealed class BufferedReader(Stream stream)
+    internal sealed class BufferedReader(Stream stream)
     {
         private readonly byte[] _buffer = new byte[16 * 1024];
         private int _start;
@@ -162,6 +164,50 @@ internal static class RawHttp
             while (await FillAsync(token));
             return all.ToArray();
         }
+    }
+}
+
+/// <summary>
+/// One kept-alive client connection for several exchanges (sequential or pipelined): responses are
+/// read with one persistent buffer, so bytes of the next response are never lost.
+/// </summary>
+internal sealed class RawConnection : IAsyncDisposable
+{
+    private readonly TcpClient _client;
+    private readonly NetworkStream _stream;
+    private readonly RawHttp.BufferedReader _reader;
+    private readonly CancellationTokenSource _timeout;
+
+    private RawConnection(TcpClient client, TimeSpan timeout)
+    {
+        _client = client;
+        _stream = client.GetStream();
+        _reader = new RawHttp.BufferedReader(_stream);
+        _timeout = new CancellationTokenSource(timeout);
+    }
+
+    public static async Task<RawConnection> OpenAsync(int port, TimeSpan? timeout = null)
+    {
+        var client = new TcpClient(AddressFamily.InterNetwork) { NoDelay = true };
+        await client.ConnectAsync(IPAddress.Loopback, port);
+        return new RawConnection(client, timeout ?? TimeSpan.FromSeconds(20));
+    }
+
+    public Task WriteAsync(byte[] bytes) => _stream.WriteAsync(bytes, _timeout.Token).AsTask();
+
+    public Task WriteAsync(string head, byte[]? body = null)
+        => WriteAsync(body is null ? RawHttp.Head(head) : [.. RawHttp.Head(head), .. body]);
+
+    public Task<RawResponse> ReadResponseAsync(bool isHead = false) => RawHttp.ReadResponseAsync(_reader, isHead, closing: false, _timeout.Token);
+
+    /// <summary>Everything until the server closes the connection (empty when it closed right after the last response).</summary>
+    public Task<byte[]> ReadToEndAsync() => _reader.ReadToEndAsync(_timeout.Token);
+
+    public ValueTask DisposeAsync()
+    {
+        _timeout.Dispose();
+        _client.Dispose();
+        return ValueTask.CompletedTask;
     }
 }
 

@@ -376,14 +376,16 @@ public sealed partial class PrometheusExporterTests : IDisposable
     }
 
     [Fact]
-    public void Without_traffic_only_gauges_are_rendered()
+    public void Without_traffic_only_gauges_and_the_fast_path_count_are_rendered()
     {
         var families = ParseStrict(_exporter.Render());
         Assert.Equal(
-            ["edgeproxy_backend_ejected", "edgeproxy_backend_in_flight", "edgeproxy_backend_up", "edgeproxy_gc_collections_total",
-             "edgeproxy_gc_heap_bytes", "edgeproxy_gc_pause_seconds_total", "edgeproxy_upstream_in_flight", "process_resident_memory_bytes"],
+            ["edgeproxy_backend_ejected", "edgeproxy_backend_in_flight", "edgeproxy_backend_up", "edgeproxy_fast_path_requests_total",
+             "edgeproxy_gc_collections_total", "edgeproxy_gc_heap_bytes", "edgeproxy_gc_pause_seconds_total", "edgeproxy_upstream_in_flight", "process_resident_memory_bytes"],
             families.Keys.Order(StringComparer.Ordinal));
         Assert.Equal(0, Assert.Single(families["edgeproxy_upstream_in_flight"].Samples).Value);
+        Assert.Equal("counter", families["edgeproxy_fast_path_requests_total"].Type);
+        Assert.Equal(0, Assert.Single(families["edgeproxy_fast_path_requests_total"].Samples).Value);
     }
 
     [Fact]

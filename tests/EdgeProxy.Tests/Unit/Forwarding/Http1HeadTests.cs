@@ -1,0 +1,194 @@
+using System.Buffers;
+using System.Text;
+using EdgeProxy.Forwarding;
+
+namespace EdgeProxy.Tests.Unit.Forwarding;
+
+/// <summary>
+/// The fast path's head parsers: which request heads it takes (everything else is Kestrel's), what
+/// it forwards, and how it reads a backend's response head (RFC 9112 §3–§7).
+/// </summary>
+public sealed class Http1HeadTests
+{
+    private const string Base = "GET /svc/m/v1/x?a=1 HTTP/1.1\r\nHost: gw\r\n";
+
+    [Theory]
+    [InlineData(Base + "\r\n", "Fast")]
+    [InlineData("POST /svc/m HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\n", "Fast")]
+    [InlineData("OPTIONS /svc/m HTTP/1.1\r\nHost: gw\r\n\r\n", "Fast")]
+    [InlineData(Base + "Connection: keep-alive, X-Foo\r\nX-Foo: 1\r\n\r\n", "Fast")]
+    [InlineData(Base + "X-Empty:\r\n\r\n", "Fast")]
+    [InlineData("GET /svc/m HTTP/1.1\r\nHost: gw\r\n", "Incomplete")]
+    [InlineData("GET /svc/m HTT", "Incomplete")]
+    [InlineData("", "Incomplete")]
+    [InlineData("GET /svc/m HTTP/1.0\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("GET http://gw/svc/m HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("TRACE /svc/m HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("get /svc/m HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m HTTP/1.1\r\n\r\n", "NotFast")]
+    [InlineData(Base + "Host: again\r\n\r\n", "NotFast")]
+    [InlineData(Base + "Transfer-Encoding: chunked\r\n\r\n", "NotFast")]
+    [InlineData(Base + "Expect: 100-continue\r\n\r\n", "NotFast")]
+    [InlineData(Base + "Upgrade: websocket\r\n\r\n", "NotFast")]
+    [InlineData(Base + "TE: trailers\r\n\r\n", "NotFast")]
+    [InlineData(Base + "Origin: http://app\r\n\r\n", "NotFast")]
+    [InlineData(Base + "Content-Length: 1\r\nContent-Length: 1\r\n\r\n", "NotFast")]
+    [InlineData(Base + "Content-Length: -1\r\n\r\n", "NotFast")]
+    [InlineData(Base + "Content-Length: 1e3\r\n\r\n", "NotFast")]
+    [InlineData(Base + "Authorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n", "NotFast")]
+    [InlineData(Base + "X-API-Key: a\r\nx-api-key: b\r\n\r\n", "NotFast")]
+    [InlineData(Base + "X-A : 1\r\n\r\n", "NotFast")]
+    [InlineData(Base + " X-A: 1\r\n\r\n", "NotFast")]
+    [InlineData(Base + "X-A: 1\r\n folded\r\n\r\n", "NotFast")]
+    [InlineData(Base + "X-A: a\u0000b\r\n\r\n", "NotFast")]
+    [InlineData(Base + "X-A: caf\u00e9\r\n\r\n", "NotFast")]
+    [InlineData(Base + "X-A: 1\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m HTTP/1.1\nHost: gw\n\n", "NotFast")]
+    [InlineData("GET /svc/m\u00e4 HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m  HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    public void Request_heads_the_fast_path_takes(string raw, string expected)
+    {
+        var head = new Http1RequestHead(new byte[Http1RequestHead.MaxHeadBytes]);
+
+        Assert.Equal(expected, head.TryRead(new ReadOnlySequence<byte>(Encoding.Latin1.GetBytes(raw)), out _).ToString());
+    }
+
+    [Fact]
+    public void A_head_split_over_segments_parses_and_consumes_exactly_the_head()
+    {
+        var raw = Encoding.ASCII.GetBytes("POST /svc/m/v1/chat?x=%2F HTTP/1.1\r\nHost: gw:8000\r\nAuthorization: Bearer k\r\nContent-Length: 4\r\nConnection: close\r\nX-Request-ID: abc\r\n\r\nbody");
+        var sequence = Segments(raw, 7);
+        var head = new Http1RequestHead(new byte[Http1RequestHead.MaxHeadBytes]);
+
+        Assert.Equal(Http1HeadStatus.Fast, head.TryRead(sequence, out var consumed));
+
+        Assert.Equal("body", Encoding.ASCII.GetString(sequence.Slice(consumed).ToArray()));
+        Assert.Equal("POST", head.Method);
+        Assert.Equal("/svc/m/v1/chat?x=%2F", Encoding.ASCII.GetString(head.Target));
+        Assert.Equal(4, head.ContentLength);
+        Assert.True(head.Close);
+        Assert.Equal("gw:8000", Encoding.ASCII.GetString(head.Value(head.Host)));
+        Assert.Equal("Bearer k", Encoding.ASCII.GetString(head.Value(head.Authorization)));
+        Assert.Equal("abc", Encoding.ASCII.GetString(head.Value(head.RequestId)));
+        Assert.Equal(-1, head.ApiKey);
+    }
+
+    [Fact]
+    public void Only_end_to_end_fields_are_marked_for_forwarding()
+    {
+        var raw = Base + "Authorization: Bearer k\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n"
+            + "Proxy-Authorization: Basic x\r\nX-Forwarded-For: 6.6.6.6\r\nX-Request-ID: r1\r\nContent-Type: text/plain\r\nX-Kept:  spaced value  \r\n\r\n";
+        var head = new Http1RequestHead(new byte[Http1RequestHead.MaxHeadBytes]);
+        Assert.Equal(Http1HeadStatus.Fast, head.TryRead(new ReadOnlySequence<byte>(Encoding.ASCII.GetBytes(raw)), out _));
+
+        var forwarded = new List<string>();
+        for (var i = 0; i < head.FieldCount; i++)
+        {
+            if (head.Forwarded(i))
+            {
+                forwarded.Add(Encoding.ASCII.GetString(head.Line(i)));
+            }
+        }
+
+        Assert.Equal(["Content-Type: text/plain", "X-Kept:  spaced value"], forwarded);
+        Assert.True(head.HasForwardingHeaders);
+        Assert.True(head.IsContentField(head.FieldCount - 2));
+        Assert.Equal("spaced value", Encoding.ASCII.GetString(head.Value(head.FieldCount - 1)));
+    }
+
+    [Fact]
+    public void A_head_larger_than_the_limit_is_left_to_kestrel()
+    {
+        var raw = Base + "X-Big: " + new string('a', Http1RequestHead.MaxHeadBytes) + "\r\n\r\n";
+        var head = new Http1RequestHead(new byte[Http1RequestHead.MaxHeadBytes]);
+
+        Assert.Equal(Http1HeadStatus.NotFast, head.TryRead(new ReadOnlySequence<byte>(Encoding.ASCII.GetBytes(raw)), out _));
+        Assert.Equal(Http1HeadStatus.NotFast, head.TryRead(new ReadOnlySequence<byte>(Encoding.ASCII.GetBytes(raw[..^4])), out _));
+    }
+
+    [Theory]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, "Length", 5L, true, "None", false)]
+    [InlineData("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, "Chunked", -1L, true, "Chunked", true)]
+    [InlineData("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 9\r\n\r\n", false, "Chunked", -1L, false, "None", true)]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n", false, "Chunked", -1L, true, "Sse", true)]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n", false, "UntilClose", -1L, false, "Ndjson", true)]
+    [InlineData("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", false, "Length", 2L, false, "None", false)]
+    [InlineData("HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n", false, "Length", 2L, true, "None", false)]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n", false, "Length", 2L, false, "None", false)]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n", true, "Length", 0L, true, "None", false)]
+    [InlineData("HTTP/1.1 204 No Content\r\n\r\n", false, "Length", 0L, true, "None", false)]
+    [InlineData("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", false, "Length", 0L, true, "Chunked", false)]
+    public void Response_heads_give_framing_and_stream_kind(string raw, bool headRequest, string framing, long length, bool keepAlive, string kind, bool chunkedToClient)
+    {
+        var head = Http1ResponseHead.Parse(Encoding.ASCII.GetBytes(raw), headRequest);
+
+        Assert.Equal(framing, head.Framing.ToString());
+        Assert.Equal(length, head.BodyLength);
+        Assert.Equal(keepAlive, head.KeepAlive);
+        Assert.Equal(kind, head.Kind.ToString());
+        Assert.Equal(chunkedToClient, head.ChunkedToClient);
+    }
+
+    [Theory]
+    [InlineData("HTTP/1.1 2000 OK\r\n\r\n")]
+    [InlineData("HTTP/2 200 OK\r\n\r\n")]
+    [InlineData("HTTP/1.1 200OK\r\n\r\n")]
+    [InlineData("HTTP/1.1 101 Switching Protocols\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nX-A : 1\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\n folded\r\n\r\n")]
+    public void Invalid_response_heads_are_upstream_failures(string raw)
+    {
+        var error = Assert.Throws<HttpRequestException>(() => Http1ResponseHead.Parse(Encoding.ASCII.GetBytes(raw), headRequest: false));
+
+        Assert.Equal(HttpRequestError.InvalidResponse, error.HttpRequestError);
+    }
+
+    [Fact]
+    public void Response_fields_that_shape_the_relay_are_noted()
+    {
+        var head = Http1ResponseHead.Parse("HTTP/1.1 200 OK\r\nDate: Sun, 29 Nov 2026 10:00:00 GMT\r\nConnection: X-Hop\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"u8, headRequest: false);
+
+        Assert.True(head.HasDate);
+        Assert.Equal("X-Hop", head.ConnectionOptions);
+        Assert.True(head.CarriesUsage);
+        Assert.Equal("HTTP/1.1 404 Not Found\r\n", Encoding.ASCII.GetString(Http1ResponseHead.StatusLine(404)));
+    }
+
+    private static ReadOnlySequence<byte> Segments(byte[] bytes, int size)
+    {
+        Segment? first = null;
+        Segment? last = null;
+        for (var offset = 0; offset < bytes.Length; offset += size)
+        {
+            var segment = new Segment(bytes.AsMemory(offset, Math.Min(size, bytes.Length - offset)), last?.RunningIndex + last?.Memory.Length ?? 0);
+            if (last is null)
+            {
+                first = segment;
+            }
+            else
+            {
+                last.Next = segment;
+            }
+            last = segment;
+        }
+        return new ReadOnlySequence<byte>(first!, 0, last!, last!.Memory.Length);
+    }
+
+    private sealed class Segment : ReadOnlySequenceSegment<byte>
+    {
+        public Segment(ReadOnlyMemory<byte> memory, long runningIndex)
+        {
+            Memory = memory;
+            RunningIndex = runningIndex;
+        }
+
+        public new Segment? Next
+        {
+            get => (Segment?)base.Next;
+            set => base.Next = value;
+        }
+    }
+}
