@@ -52,11 +52,10 @@ internal sealed partial class Http1FastPath(
         }
         peer = Normalize(peer);
         var input = connection.Transport.Input;
-        var buffer = ArrayPool<byte>.Shared.Rent(Http1RequestHead.MaxHeadBytes);
+        var head = new Http1RequestHead();
         var handedOver = false;
         try
         {
-            var head = new Http1RequestHead(buffer);
             var exchange = new Http1Exchange(connection, peer);
             using var idle = new CancellationTokenSource();
             using var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested
@@ -116,7 +115,9 @@ internal sealed partial class Http1FastPath(
                 input.AdvanceTo(consumed);
 
                 // 3. Relay; a connection that cannot carry another request ends here.
-                if (!await forwarder.ForwardHttp1Async(exchange, head, route).ConfigureAwait(false) || head.Close)
+                var keepAlive = await forwarder.ForwardHttp1Async(exchange, head, route).ConfigureAwait(false);
+                head.Release();
+                if (!keepAlive || head.Close)
                 {
                     return;
                 }
@@ -135,7 +136,7 @@ internal sealed partial class Http1FastPath(
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            head.Release();
         }
         if (handedOver)
         {

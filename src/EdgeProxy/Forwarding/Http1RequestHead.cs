@@ -33,15 +33,24 @@ internal sealed class Http1RequestHead
     private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> HopByHopLookup = HeaderRules.HopByHop.GetAlternateLookup<ReadOnlySpan<char>>();
     private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> ReplacedLookup = HeaderRules.RequestReplaced.GetAlternateLookup<ReadOnlySpan<char>>();
 
-    private readonly Field[] _fields = new Field[MaxFields];
+    private Field[] _fields = new Field[16];
 
-    public Http1RequestHead(byte[] buffer)
+    /// <summary>
+    /// The head bytes (request line, fields, empty line) at [0, Length): rented per request and
+    /// given back by <see cref="Release"/> once the upstream request is written, so neither an idle
+    /// keep-alive connection nor a long event stream holds one.
+    /// </summary>
+    public byte[] Buffer { get; private set; } = [];
+
+    public void Release()
     {
-        Buffer = buffer;
+        var buffer = Buffer;
+        Buffer = [];
+        if (buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
-
-    /// <summary>The head bytes (request line, fields, empty line) at [0, Length).</summary>
-    public byte[] Buffer { get; }
 
     public int Length { get; private set; }
 
@@ -102,9 +111,14 @@ internal sealed class Http1RequestHead
             return input.Length >= MaxHeadBytes || HasBareLineFeed(input) ? Http1HeadStatus.NotFast : Http1HeadStatus.Incomplete;
         }
         var length = (int)head.Length + 4;
-        if (length > MaxHeadBytes || length > Buffer.Length)
+        if (length > MaxHeadBytes)
         {
             return Http1HeadStatus.NotFast;
+        }
+        if (Buffer.Length < length)
+        {
+            Release();
+            Buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1024));
         }
         input.Slice(0, length).CopyTo(Buffer);
         Length = length;
@@ -177,6 +191,10 @@ internal sealed class Http1RequestHead
             if (colon <= 0 || colon > nameChars.Length || line[..colon].IndexOfAnyExcept(TokenBytes) >= 0 || FieldCount == MaxFields)
             {
                 return false;
+            }
+            if (FieldCount == _fields.Length)
+            {
+                Array.Resize(ref _fields, Math.Min(_fields.Length * 2, MaxFields));
             }
             var rawValue = line[(colon + 1)..];
             // Visible ASCII, SP and HTAB only: no obs-text, no control bytes (Kestrel's default is ASCII too).

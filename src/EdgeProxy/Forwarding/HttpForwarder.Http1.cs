@@ -165,6 +165,8 @@ internal sealed partial class HttpForwarder
         }
         finally
         {
+            // The head is written upstream: its bytes are not needed any more (a long stream holds none).
+            head.Release();
             if (inlineBody is not null)
             {
                 ArrayPool<byte>.Shared.Return(inlineBody);

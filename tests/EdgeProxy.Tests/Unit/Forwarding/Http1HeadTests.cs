@@ -49,7 +49,7 @@ public sealed class Http1HeadTests
     [InlineData("GET /svc/m  HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
     public void Request_heads_the_fast_path_takes(string raw, string expected)
     {
-        var head = new Http1RequestHead(new byte[Http1RequestHead.MaxHeadBytes]);
+        var head = new Http1RequestHead();
 
         Assert.Equal(expected, head.TryRead(new ReadOnlySequence<byte>(Encoding.Latin1.GetBytes(raw)), out _).ToString());
     }
@@ -59,7 +59,7 @@ public sealed class Http1HeadTests
     {
         var raw = Encoding.ASCII.GetBytes("POST /svc/m/v1/chat?x=%2F HTTP/1.1\r\nHost: gw:8000\r\nAuthorization: Bearer k\r\nContent-Length: 4\r\nConnection: close\r\nX-Request-ID: abc\r\n\r\nbody");
         var sequence = Segments(raw, 7);
-        var head = new Http1RequestHead(new byte[Http1RequestHead.MaxHeadBytes]);
+        var head = new Http1RequestHead();
 
         Assert.Equal(Http1HeadStatus.Fast, head.TryRead(sequence, out var consumed));
 
@@ -79,7 +79,7 @@ public sealed class Http1HeadTests
     {
         var raw = Base + "Authorization: Bearer k\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n"
             + "Proxy-Authorization: Basic x\r\nX-Forwarded-For: 6.6.6.6\r\nX-Request-ID: r1\r\nContent-Type: text/plain\r\nX-Kept:  spaced value  \r\n\r\n";
-        var head = new Http1RequestHead(new byte[Http1RequestHead.MaxHeadBytes]);
+        var head = new Http1RequestHead();
         Assert.Equal(Http1HeadStatus.Fast, head.TryRead(new ReadOnlySequence<byte>(Encoding.ASCII.GetBytes(raw)), out _));
 
         var forwarded = new List<string>();
@@ -101,7 +101,7 @@ public sealed class Http1HeadTests
     public void A_head_larger_than_the_limit_is_left_to_kestrel()
     {
         var raw = Base + "X-Big: " + new string('a', Http1RequestHead.MaxHeadBytes) + "\r\n\r\n";
-        var head = new Http1RequestHead(new byte[Http1RequestHead.MaxHeadBytes]);
+        var head = new Http1RequestHead();
 
         Assert.Equal(Http1HeadStatus.NotFast, head.TryRead(new ReadOnlySequence<byte>(Encoding.ASCII.GetBytes(raw)), out _));
         Assert.Equal(Http1HeadStatus.NotFast, head.TryRead(new ReadOnlySequence<byte>(Encoding.ASCII.GetBytes(raw[..^4])), out _));
