@@ -56,7 +56,7 @@ internal sealed partial class Http1FastPath(
         var handedOver = false;
         try
         {
-            var exchange = new Http1Exchange(connection, peer);
+            using var exchange = new Http1Exchange(connection, peer);
             using var idle = new CancellationTokenSource();
             using var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested
                 .UnsafeRegister(static s => ((PipeReader)s!).CancelPendingRead(), input);
@@ -222,8 +222,37 @@ internal sealed partial class Http1FastPath(
 }
 
 /// <summary>The client side of the fast path's exchanges on one connection.</summary>
-internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer)
+internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer) : IDisposable
 {
+    private CancellationTokenSource? _timeouts;
+
+    /// <summary>
+    /// The request's timer source, linked to the client connection closing: one per connection,
+    /// reset between requests (a fresh linked source per request cost an allocation, a
+    /// registration on the connection's token and its removal, every time).
+    /// </summary>
+    public CancellationTokenSource RentTimeouts()
+    {
+        var timeouts = _timeouts ?? CancellationTokenSource.CreateLinkedTokenSource(Connection.ConnectionClosed);
+        _timeouts = null;
+        return timeouts;
+    }
+
+    /// <summary>Back for the next request unless it fired (a cancelled source cannot be reset).</summary>
+    public void ReturnTimeouts(CancellationTokenSource timeouts)
+    {
+        if (timeouts.TryReset())
+        {
+            _timeouts = timeouts;
+        }
+        else
+        {
+            timeouts.Dispose();
+        }
+    }
+
+    public void Dispose() => _timeouts?.Dispose();
+
     public ConnectionContext Connection { get; } = connection;
 
     public IPAddress Peer { get; } = peer;

@@ -3,6 +3,7 @@ using System.Buffers.Text;
 using System.Collections.Frozen;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Text;
 using EdgeProxy.Balancing;
 using EdgeProxy.Configuration;
@@ -36,7 +37,8 @@ internal sealed partial class HttpForwarder
     private static readonly ConcurrentPools Pools = new();
 
     /// <summary>Relays one request the fast path admitted; false when the client connection must close.</summary>
-    internal async Task<bool> ForwardHttp1Async(Http1Exchange exchange, Http1RequestHead head, ModelRoute route)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    internal async ValueTask<bool> ForwardHttp1Async(Http1Exchange exchange, Http1RequestHead head, ModelRoute route)
     {
         var started = time.GetTimestamp();
         metrics.FastPathRequest();
@@ -45,7 +47,7 @@ internal sealed partial class HttpForwarder
         var affinityKey = route.AffinityConfig.Kind == AffinityKind.None ? (ulong?)null : StableHash.Hash(exchange.Peer);
         var hasBody = head.ContentLength > 0;
         var clientGone = exchange.Connection.ConnectionClosed;
-        using var timeouts = CancellationTokenSource.CreateLinkedTokenSource(clientGone);
+        var timeouts = exchange.RentTimeouts();
         var input = exchange.Input;
 
         // The body, when it came with the head and is small: taken now, so failover can send it again.
@@ -185,6 +187,7 @@ internal sealed partial class HttpForwarder
             {
                 keep &= await WriteErrorAsync(exchange.Output, head, status, error, requestId, close: !keep).ConfigureAwait(false);
             }
+            exchange.ReturnTimeouts(timeouts);
             Complete(method, route, attempts == 0 ? null : backend.State, status, attempts, error, requestId, started, null);
             return keep;
         }
@@ -252,7 +255,7 @@ internal sealed partial class HttpForwarder
         finally
         {
             ArrayPool<byte>.Shared.Return(responseHead);
-            timeouts.Cancel();
+            exchange.ReturnTimeouts(timeouts);
             await stream.DisposeAsync().ConfigureAwait(false);
             usage?.Release();
             backend.State.OnRequestEnd(error: statusCode >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
@@ -299,6 +302,7 @@ internal sealed partial class HttpForwarder
     /// fails the send or yields no response byte, and then the same head goes out once more on a
     /// fresh connection (what SocketsHttpHandler does; nothing of the request was consumed).
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private static async ValueTask<LeanConnection> SendHeadAsync(LeanConnectionPool pool, ReadOnlyMemory<byte> head, bool checkAlive, CancellationToken cancellationToken)
     {
         var fresh = false;
@@ -325,6 +329,7 @@ internal sealed partial class HttpForwarder
     }
 
     /// <summary>Streams a body that did not come with the head; the error is the client's side failing (null when all was sent).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private static async ValueTask<Exception?> CopyRequestBodyAsync(PipeReader input, LeanConnection connection, long length, CancellationToken cancellationToken)
     {
         var remaining = length;
@@ -356,6 +361,7 @@ internal sealed partial class HttpForwarder
     }
 
     /// <summary>The response head's length; interim 1xx responses are skipped (RFC 9110 §15.2).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private static async ValueTask<int> ReadResponseHeadAsync(LeanConnection connection, CancellationToken cancellationToken)
     {
         while (true)
@@ -485,6 +491,7 @@ internal sealed partial class HttpForwarder
     /// before any body byte can still become an error status. The first read runs under the
     /// first-byte timer, every later one re-arms the idle timer.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<RelayResult> RelayBodyAsync(PipeWriter output, LeanResponseStream stream, Http1ResponseHead response, ReadOnlyMemory<byte> head, UsageScanner? usage, CancellationTokenSource timeouts, CancellationToken clientGone)
     {
         var started = false;
@@ -646,6 +653,7 @@ internal sealed partial class HttpForwarder
     }
 
     /// <summary>An error answer in the gateway's JSON shape (<see cref="ErrorResponses"/>); false when the client is gone.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private static async ValueTask<bool> WriteErrorAsync(PipeWriter output, Http1RequestHead head, int status, ForwarderError error, string requestId, bool close)
     {
         var body = ErrorResponses.Body(status, ForwarderErrors.Code(error), ForwarderErrors.Message(error), requestId);

@@ -4,6 +4,7 @@ using System.Collections.Frozen;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace EdgeProxy.Forwarding;
@@ -253,6 +254,7 @@ internal sealed class LeanConnection : IDisposable
     }
 
     /// <summary>Reads until the buffer holds a complete head; returns its length including the blank line.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     internal async ValueTask<int> ReadHeadAsync(bool mayBeStale, CancellationToken cancellationToken)
     {
         var scanned = 0;
@@ -458,6 +460,7 @@ internal sealed class LeanConnection : IDisposable
     private static HttpRequestException Invalid(string what)
         => new(HttpRequestError.InvalidResponse, "Invalid upstream response: " + what + ".");
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     internal async ValueTask SendAllAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         while (!data.IsEmpty)
@@ -481,6 +484,7 @@ internal sealed class LeanConnection : IDisposable
     internal void Consume(int count) => _start += count;
 
     /// <summary>Receives more bytes into the connection buffer; 0 at end of stream.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     internal async ValueTask<int> FillAsync(CancellationToken cancellationToken)
     {
         MakeRoom();

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 
 namespace EdgeProxy.Forwarding;
 
@@ -77,6 +78,7 @@ internal sealed class LeanConnectionPool : IDisposable
     /// idle one when there is one, else a new one. It holds a slot until
     /// <see cref="LeanConnection.Release"/> or <see cref="LeanConnection.Abandon"/>.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<LeanConnection> RentAsync(bool checkAlive, bool fresh, CancellationToken cancellationToken)
     {
         if (!_slots.Wait(0))

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 
 namespace EdgeProxy.Forwarding;
 
@@ -40,6 +41,7 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public override async ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken = default)
     {
         if (_done)
@@ -71,6 +73,7 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> ReadLengthAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
         var want = (int)Math.Min(destination.Length, _remaining);
@@ -89,6 +92,7 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
         return n;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> ReadUntilCloseAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
         var n = connection.Buffered > 0
@@ -102,6 +106,7 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
         return n;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> ReadChunkedAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
         while (true)
@@ -160,6 +165,7 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
     }
 
     /// <summary>Waits until the buffer starts with a whole line; returns its length without CRLF (consumes nothing, except an empty CRLF for DataCrlf).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> ReadLineAsync(CancellationToken cancellationToken)
     {
         while (true)

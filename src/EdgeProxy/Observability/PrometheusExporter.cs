@@ -176,6 +176,8 @@ internal sealed class PrometheusExporter : IDisposable
         }
         Header(sb, "edgeproxy_gc_pause_seconds_total", "Time managed threads were paused by the GC since start.", "counter");
         sb.Append("edgeproxy_gc_pause_seconds_total ").Append(FormatDouble(GC.GetTotalPauseDuration().TotalSeconds)).Append('\n');
+        Header(sb, "edgeproxy_gc_allocated_bytes_total", "Bytes allocated on the managed heap since start (divided by requests: allocation per request).", "counter");
+        sb.Append("edgeproxy_gc_allocated_bytes_total ").Append(GC.GetTotalAllocatedBytes(precise: false)).Append('\n');
         Header(sb, "edgeproxy_gc_heap_bytes", "Managed heap size after the last collection.", "gauge");
         sb.Append("edgeproxy_gc_heap_bytes ").Append(GC.GetGCMemoryInfo().HeapSizeBytes).Append('\n');
         Header(sb, "process_resident_memory_bytes", "Resident memory of the gateway process.", "gauge");

@@ -381,7 +381,7 @@ public sealed partial class PrometheusExporterTests : IDisposable
         var families = ParseStrict(_exporter.Render());
         Assert.Equal(
             ["edgeproxy_backend_ejected", "edgeproxy_backend_in_flight", "edgeproxy_backend_up", "edgeproxy_fast_path_requests_total",
-             "edgeproxy_gc_collections_total", "edgeproxy_gc_heap_bytes", "edgeproxy_gc_pause_seconds_total", "edgeproxy_upstream_in_flight", "process_resident_memory_bytes"],
+             "edgeproxy_gc_allocated_bytes_total", "edgeproxy_gc_collections_total", "edgeproxy_gc_heap_bytes", "edgeproxy_gc_pause_seconds_total", "edgeproxy_upstream_in_flight", "process_resident_memory_bytes"],
             families.Keys.Order(StringComparer.Ordinal));
         Assert.Equal(0, Assert.Single(families["edgeproxy_upstream_in_flight"].Samples).Value);
         Assert.Equal("counter", families["edgeproxy_fast_path_requests_total"].Type);
@@ -400,6 +400,8 @@ public sealed partial class PrometheusExporterTests : IDisposable
         Assert.Equal("counter", families["edgeproxy_gc_pause_seconds_total"].Type);
         Assert.True(Assert.Single(families["edgeproxy_gc_pause_seconds_total"].Samples).Value > 0);
         Assert.True(Assert.Single(families["edgeproxy_gc_heap_bytes"].Samples).Value > 0);
+        Assert.Equal("counter", families["edgeproxy_gc_allocated_bytes_total"].Type);
+        Assert.True(Assert.Single(families["edgeproxy_gc_allocated_bytes_total"].Samples).Value > 0);
         Assert.True(Assert.Single(families["process_resident_memory_bytes"].Samples).Value > 1_000_000);
     }
 
