@@ -51,78 +51,11 @@ internal sealed partial class Http1FastPath(
             return;
         }
         peer = Normalize(peer);
-        var input = connection.Transport.Input;
-        var head = new Http1RequestHead();
-        var handedOver = false;
+        bool handOver;
+        var exchange = new Http1Exchange(connection, peer);
         try
         {
-            using var exchange = new Http1Exchange(connection, peer);
-            using var idle = new CancellationTokenSource();
-            using var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested
-                .UnsafeRegister(static s => ((PipeReader)s!).CancelPendingRead(), input);
-            while (true)
-            {
-                // 1. A complete head, under Kestrel's keep-alive and header timeouts.
-                ReadResult result;
-                Http1HeadStatus status;
-                SequencePosition consumed;
-                var waitingForFirstByte = true;
-                while (true)
-                {
-                    idle.CancelAfter(waitingForFirstByte ? KeepAliveTimeout : RequestHeadersTimeout);
-                    try
-                    {
-                        result = await input.ReadAsync(idle.Token).ConfigureAwait(false);
-                    }
-                    catch (OperationCanceledException)
-                    {
-                        return;   // idle too long, or a head that never completes: close, as Kestrel does
-                    }
-                    if (result.IsCanceled)
-                    {
-                        // Server shutdown: an idle connection closes now; a started head is Kestrel's.
-                        if (result.Buffer.IsEmpty)
-                        {
-                            input.AdvanceTo(result.Buffer.End);
-                            return;
-                        }
-                        status = Http1HeadStatus.NotFast;
-                        consumed = result.Buffer.Start;
-                        break;
-                    }
-                    status = head.TryRead(result.Buffer, out consumed);
-                    if (status != Http1HeadStatus.Incomplete)
-                    {
-                        break;
-                    }
-                    if (result.IsCompleted)
-                    {
-                        input.AdvanceTo(result.Buffer.End);
-                        return;   // the client closed (possibly mid-head)
-                    }
-                    waitingForFirstByte = result.Buffer.IsEmpty;
-                    input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
-                }
-                idle.CancelAfter(Timeout.InfiniteTimeSpan);
-
-                // 2. Ours, or Kestrel's from here on (the head stays unread for it).
-                var route = status == Http1HeadStatus.Fast ? Admit(head) : null;
-                if (route is null)
-                {
-                    input.AdvanceTo(result.Buffer.Start, result.Buffer.Start);
-                    break;
-                }
-                input.AdvanceTo(consumed);
-
-                // 3. Relay; a connection that cannot carry another request ends here.
-                var keepAlive = await forwarder.ForwardHttp1Async(exchange, head, route).ConfigureAwait(false);
-                head.Release();
-                if (!keepAlive || head.Close)
-                {
-                    return;
-                }
-            }
-            handedOver = true;
+            handOver = await forwarder.ServeHttp1Async(exchange, this).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ConnectionResetException or ConnectionAbortedException)
         {
@@ -136,9 +69,9 @@ internal sealed partial class Http1FastPath(
         }
         finally
         {
-            head.Release();
+            exchange.Dispose();
         }
-        if (handedOver)
+        if (handOver)
         {
             await next(connection).ConfigureAwait(false);
         }
@@ -149,7 +82,7 @@ internal sealed partial class Http1FastPath(
     /// endpoint, a well-formed route, authorised, with only plain-http backends and no
     /// header-based affinity. Null sends it to Kestrel, which answers errors in the usual words.
     /// </summary>
-    private ModelRoute? Admit(Http1RequestHead head)
+    internal ModelRoute? Admit(Http1RequestHead head)
     {
         if (head.HasForwardingHeaders && settings.TrustedProxies.Count > 0)
         {
@@ -251,7 +184,27 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
         }
     }
 
-    public void Dispose() => _timeouts?.Dispose();
+    private Observability.UsageScanner? _usage;
+
+    /// <summary>The connection's usage scanner, reset for the request that asks (one request at a time per connection).</summary>
+    public Observability.UsageScanner Usage
+    {
+        get
+        {
+            var usage = _usage ??= new Observability.UsageScanner();
+            usage.Reset();
+            return usage;
+        }
+    }
+
+    /// <summary>The current request's head (its buffer is rented per request).</summary>
+    public Http1RequestHead Head { get; } = new();
+
+    public void Dispose()
+    {
+        _timeouts?.Dispose();
+        Head.Release();
+    }
 
     public ConnectionContext Connection { get; } = connection;
 

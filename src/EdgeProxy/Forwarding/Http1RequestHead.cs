@@ -48,7 +48,7 @@ internal sealed class Http1RequestHead
         Buffer = [];
         if (buffer.Length > 0)
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            HeadBuffers.Pool.Return(buffer);
         }
     }
 
@@ -118,7 +118,7 @@ internal sealed class Http1RequestHead
         if (Buffer.Length < length)
         {
             Release();
-            Buffer = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1024));
+            Buffer = HeadBuffers.Pool.Rent(Math.Max(length, 1024));
         }
         input.Slice(0, length).CopyTo(Buffer);
         Length = length;

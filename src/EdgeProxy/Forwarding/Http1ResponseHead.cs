@@ -47,7 +47,7 @@ internal readonly record struct Http1ResponseHead(
         long bodyLength = -1;
         var chunked = false;
         var hasDate = false;
-        string? contentType = null;
+        var contentType = default(ReadOnlySpan<byte>);
         string? connectionOptions = null;
         var fields = head[(lineEnd + 2)..^2];
         while (!fields.IsEmpty)
@@ -76,24 +76,32 @@ internal readonly record struct Http1ResponseHead(
             }
             else if (Ascii.EqualsIgnoreCase(name, "Connection"u8))
             {
-                var text = Encoding.ASCII.GetString(value);
-                foreach (var range in text.AsSpan().Split(','))
+                var extra = false;
+                foreach (var range in value.Split((byte)','))
                 {
-                    var token = text.AsSpan(range).Trim();
-                    if (token.Equals("close", StringComparison.OrdinalIgnoreCase))
+                    var token = value[range].Trim(" \t"u8);
+                    if (Ascii.EqualsIgnoreCase(token, "close"u8))
                     {
                         keepAlive = false;
                     }
-                    else if (http10 && token.Equals("keep-alive", StringComparison.OrdinalIgnoreCase))
+                    else if (Ascii.EqualsIgnoreCase(token, "keep-alive"u8))
                     {
-                        keepAlive = true;
+                        keepAlive |= http10;
+                    }
+                    else if (!token.IsEmpty)
+                    {
+                        extra = true;
                     }
                 }
-                connectionOptions = HeaderRules.ExtraConnectionOptions(text);
+                // Almost always just keep-alive or close: a string only when it names other fields.
+                if (extra)
+                {
+                    connectionOptions = HeaderRules.ExtraConnectionOptions(Encoding.ASCII.GetString(value));
+                }
             }
             else if (Ascii.EqualsIgnoreCase(name, "Content-Type"u8))
             {
-                contentType = Encoding.ASCII.GetString(value);
+                contentType = value;
             }
             else if (Ascii.EqualsIgnoreCase(name, "Date"u8))
             {
@@ -133,13 +141,12 @@ internal readonly record struct Http1ResponseHead(
         }
 
         var kind = StreamKind.None;
-        if (contentType is not null && contentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase))
+        if (StartsWithIgnoreCase(contentType, "text/event-stream"u8))
         {
             kind = StreamKind.Sse;
         }
-        else if (contentType is not null && (contentType.StartsWith("application/x-ndjson", StringComparison.OrdinalIgnoreCase)
-            || contentType.StartsWith("application/ndjson", StringComparison.OrdinalIgnoreCase)
-            || contentType.StartsWith("application/jsonl", StringComparison.OrdinalIgnoreCase)))
+        else if (StartsWithIgnoreCase(contentType, "application/x-ndjson"u8) || StartsWithIgnoreCase(contentType, "application/ndjson"u8)
+            || StartsWithIgnoreCase(contentType, "application/jsonl"u8))
         {
             kind = StreamKind.Ndjson;
         }
@@ -147,9 +154,23 @@ internal readonly record struct Http1ResponseHead(
         {
             kind = StreamKind.Chunked;
         }
-        var carriesUsage = kind is StreamKind.Sse or StreamKind.Ndjson
-            || (contentType is not null && contentType.Contains("json", StringComparison.OrdinalIgnoreCase));
+        var carriesUsage = kind is StreamKind.Sse or StreamKind.Ndjson || ContainsJson(contentType);
         return new Http1ResponseHead(status, framing, bodyLength, keepAlive, kind, carriesUsage, hasDate, dropLength, bodyAllowed, connectionOptions);
+    }
+
+    private static bool StartsWithIgnoreCase(ReadOnlySpan<byte> value, ReadOnlySpan<byte> prefix)
+        => value.Length >= prefix.Length && Ascii.EqualsIgnoreCase(value[..prefix.Length], prefix);
+
+    private static bool ContainsJson(ReadOnlySpan<byte> contentType)
+    {
+        for (var i = 0; i + 4 <= contentType.Length; i++)
+        {
+            if (Ascii.EqualsIgnoreCase(contentType.Slice(i, 4), "json"u8))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>`HTTP/1.1 {status} {reason}\r\n`, built once per status code.</summary>

@@ -64,10 +64,46 @@ internal sealed class LeanConnection : IDisposable
     /// <summary>Marks the start of an exchange; true when the connection already carried one (so it may be stale).</summary>
     internal bool BeginExchange()
     {
-        var reused = _reused;
+        _handedBack = 0;
+        Reused = _reused;
         _reused = true;
-        return reused;
+        return Reused;
     }
+
+    /// <summary>The current exchange runs on a connection that carried one before (set by <see cref="BeginExchange"/>).</summary>
+    internal bool Reused { get; private set; }
+
+    /// <summary>
+    /// True when a complete response head is buffered; <paramref name="scanned"/> carries how far
+    /// earlier calls looked. The fast path's non-allocating counterpart of <see cref="ReadHeadAsync"/>.
+    /// </summary>
+    internal bool TryFindHead(ref int scanned, out int length)
+    {
+        var window = _buffer.AsSpan(_start, _end - _start);
+        var from = Math.Max(0, scanned - 3);
+        var end = window[from..].IndexOf("\r\n\r\n"u8);
+        if (end >= 0)
+        {
+            length = from + end + 4;
+            return true;
+        }
+        scanned = window.Length;
+        if (window.Length >= MaxHeadBytes)
+        {
+            throw new HttpRequestException(HttpRequestError.ConfigurationLimitExceeded, "The upstream response head exceeds 64 KiB.");
+        }
+        length = 0;
+        return false;
+    }
+
+    /// <summary>Receives into the buffer's free space (the socket's own reusable awaitable: no allocation); pass the count to <see cref="Received"/>.</summary>
+    internal ValueTask<int> ReceiveAsync(CancellationToken cancellationToken)
+    {
+        MakeRoom();
+        return _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken);
+    }
+
+    internal void Received(int count) => _end += count;
 
     internal int Buffered => _end - _start;
 
@@ -86,8 +122,7 @@ internal sealed class LeanConnection : IDisposable
 
     public async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        var reused = _reused;
-        _reused = true;
+        var reused = BeginExchange();
         var content = request.Content;
         var method = request.Method;
         var chunkedBody = content is not null && content.Headers.ContentLength is null;
@@ -496,6 +531,10 @@ internal sealed class LeanConnection : IDisposable
     /// <summary>The body ended cleanly: back to the pool when the connection can carry another exchange.</summary>
     internal void Release(bool keepAlive)
     {
+        if (Interlocked.Exchange(ref _handedBack, 1) != 0)
+        {
+            return;   // already back (each exchange frees its pool slot exactly once)
+        }
         if (keepAlive && _start == _end)
         {
             _start = _end = 0;
@@ -508,7 +547,15 @@ internal sealed class LeanConnection : IDisposable
         }
     }
 
-    internal void Abandon() => _pool.Discard(this);
+    internal void Abandon()
+    {
+        if (Interlocked.Exchange(ref _handedBack, 1) == 0)
+        {
+            _pool.Discard(this);
+        }
+    }
+
+    private int _handedBack;
 
     public void Dispose()
     {

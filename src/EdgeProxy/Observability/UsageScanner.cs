@@ -44,6 +44,18 @@ internal sealed class UsageScanner
         }
     }
 
+    /// <summary>Ready for another response (the fast path keeps one scanner per client connection).</summary>
+    public void Reset()
+    {
+        Release();
+        _tailLength = 0;
+        _state = State.Searching;
+        _objectLength = 0;
+        _depth = 0;
+        PromptTokens = null;
+        CompletionTokens = null;
+    }
+
     public void Observe(ReadOnlySpan<byte> chunk)
     {
         var position = 0;
