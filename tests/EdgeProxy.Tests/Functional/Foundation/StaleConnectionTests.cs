@@ -1,0 +1,134 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using EdgeProxy.Tests.Infrastructure;
+
+namespace EdgeProxy.Tests.Functional.Foundation;
+
+/// <summary>
+/// Backends close idle keep-alive connections on their own schedule (uvicorn after 5 s, others
+/// sooner), without a `Connection: close`. A pooled connection the backend already closed must
+/// cost no failed request: a request without a body is sent again on a fresh connection, and one
+/// with a body is only ever sent on a connection checked to be open.
+/// </summary>
+public sealed class StaleConnectionTests : IAsyncLifetime
+{
+    private readonly ClosingBackend _backend = new();
+    private GatewayProcess _gateway = null!;
+
+    public async Task InitializeAsync()
+    {
+        _gateway = await GatewayProcess.StartAsync(BackendsJson.For("svc", "m", ("closing", _backend.Url, 1)),
+            new Dictionary<string, string> { ["BACKEND_API_KEY"] = "k-stale", ["HEALTH_CHECK_INTERVAL"] = "3600" });
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _gateway.DisposeAsync();
+        _backend.Dispose();
+    }
+
+    [Theory]
+    [InlineData("GET", null)]
+    [InlineData("POST", "{\"prompt\":\"hi\"}")]
+    public async Task Requests_after_the_backend_closed_its_idle_connections_all_succeed(string method, string? body)
+    {
+        var statuses = new List<int>();
+        for (var i = 0; i < 4; i++)
+        {
+            var head = $"{method} /svc/m/v1/x{i} HTTP/1.1\nHost: gw\nAuthorization: Bearer k-stale" + (body is null ? "" : $"\nContent-Length: {body.Length}");
+            var response = await RawHttp.SendAsync(_gateway.Port, head, body is null ? null : Encoding.ASCII.GetBytes(body));
+            statuses.Add(response.Status);
+            Assert.True(response.Status == 200, response.ToString());
+            Assert.Equal("ok", response.BodyText);
+            // Past the backend's idle close (50 ms): the gateway's pooled connection is now stale.
+            await Task.Delay(250);
+        }
+
+        Assert.Equal([200, 200, 200, 200], statuses);
+        Assert.True(_backend.Requests >= 4, $"backend answered {_backend.Requests} requests");
+    }
+
+    /// <summary>A real HTTP/1.1 server on loopback that answers every request and closes each connection 50 ms later, unannounced.</summary>
+    private sealed class ClosingBackend : IDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly CancellationTokenSource _stop = new();
+        private int _requests;
+
+        public ClosingBackend()
+        {
+            _listener.Start();
+            _ = AcceptLoopAsync();
+        }
+
+        public string Url => $"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
+
+        public int Requests => Volatile.Read(ref _requests);
+
+        private async Task AcceptLoopAsync()
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                TcpClient client;
+                try
+                {
+                    client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                }
+                catch (Exception)
+                {
+                    return;
+                }
+                _ = ServeAsync(client);
+            }
+        }
+
+        private async Task ServeAsync(TcpClient client)
+        {
+            using (client)
+            {
+                try
+                {
+                    var stream = client.GetStream();
+                    var buffer = new byte[16 * 1024];
+                    var filled = 0;
+                    while (true)
+                    {
+                        var read = await stream.ReadAsync(buffer.AsMemory(filled), _stop.Token);
+                        if (read == 0)
+                        {
+                            return;
+                        }
+                        filled += read;
+                        var text = Encoding.ASCII.GetString(buffer, 0, filled);
+                        var end = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+                        if (end < 0)
+                        {
+                            continue;
+                        }
+                        var lengthLine = text[..end].Split("\r\n").FirstOrDefault(l => l.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase));
+                        var length = lengthLine is null ? 0 : int.Parse(lengthLine["Content-Length:".Length..].Trim());
+                        if (filled < end + 4 + length)
+                        {
+                            continue;
+                        }
+                        break;
+                    }
+                    Interlocked.Increment(ref _requests);
+                    await stream.WriteAsync("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), _stop.Token);
+                    await Task.Delay(50, _stop.Token);
+                }
+                catch (Exception)
+                {
+                    // stopping, or the gateway went away
+                }
+            }
+        }
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _listener.Stop();
+        }
+    }
+}
