@@ -40,28 +40,48 @@ internal static class ClientAddress
         var forwarded = context.Request.Headers["X-Forwarded-For"];
         for (var v = forwarded.Count - 1; v >= 0; v--)
         {
-            var value = forwarded[v].AsSpan();
-            while (!value.IsEmpty)
+            if (!WalkChain(forwarded[v].AsSpan(), settings.TrustedProxies, ref peer))
             {
-                var comma = value.LastIndexOf(',');
-                var item = (comma < 0 ? value : value[(comma + 1)..]).Trim();
-                value = comma < 0 ? default : value[..comma];
-                if (!IPAddress.TryParse(item, out var address))
-                {
-                    // Garbage in the chain: stop trusting it here and use what we know.
-                    return peer;
-                }
-                if (address.IsIPv4MappedToIPv6)
-                {
-                    address = address.MapToIPv4();
-                }
-                if (!IsTrusted(address, settings.TrustedProxies))
-                {
-                    return address;
-                }
-                peer = address;
+                return peer;
             }
         }
         return peer;
+    }
+
+    /// <summary>
+    /// The client behind a trusted <paramref name="peer"/>, from one X-Forwarded-For value (the fast
+    /// path allows one such field; the general path walks every one, last first).
+    /// </summary>
+    public static IPAddress ResolveChain(IPAddress peer, ReadOnlySpan<char> forwardedFor, IReadOnlyList<IPNetwork> trusted)
+    {
+        WalkChain(forwardedFor, trusted, ref peer);
+        return peer;
+    }
+
+    /// <summary>Walks one value right to left; false when it ended the walk (an untrusted hop found, or garbage).</summary>
+    private static bool WalkChain(ReadOnlySpan<char> value, IReadOnlyList<IPNetwork> trusted, ref IPAddress peer)
+    {
+        while (!value.IsEmpty)
+        {
+            var comma = value.LastIndexOf(',');
+            var item = (comma < 0 ? value : value[(comma + 1)..]).Trim();
+            value = comma < 0 ? default : value[..comma];
+            if (!IPAddress.TryParse(item, out var address))
+            {
+                // Garbage in the chain: stop trusting it here and use what we know.
+                return false;
+            }
+            if (address.IsIPv4MappedToIPv6)
+            {
+                address = address.MapToIPv4();
+            }
+            if (!IsTrusted(address, trusted))
+            {
+                peer = address;
+                return false;
+            }
+            peer = address;
+        }
+        return true;
     }
 }

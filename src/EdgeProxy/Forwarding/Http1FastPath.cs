@@ -44,15 +44,14 @@ internal sealed partial class Http1FastPath(
     private async Task RunAsync(ConnectionContext connection, ConnectionDelegate next)
     {
         var peer = (connection.RemoteEndPoint as IPEndPoint)?.Address;
-        if (peer is null || (settings.TrustedProxies.Count > 0 && ClientAddress.IsTrusted(Normalize(peer), settings.TrustedProxies)))
+        if (peer is null)
         {
-            // Client addresses from X-Forwarded-For: the general path's job.
             await next(connection).ConfigureAwait(false);
             return;
         }
         peer = Normalize(peer);
         bool handOver;
-        var exchange = new Http1Exchange(connection, peer);
+        var exchange = new Http1Exchange(connection, peer, settings.TrustedProxies.Count > 0 && ClientAddress.IsTrusted(peer, settings.TrustedProxies));
         try
         {
             handOver = await forwarder.ServeHttp1Async(exchange, this).ConfigureAwait(false);
@@ -84,10 +83,6 @@ internal sealed partial class Http1FastPath(
     /// </summary>
     internal ModelRoute? Admit(Http1RequestHead head)
     {
-        if (head.HasForwardingHeaders && settings.TrustedProxies.Count > 0)
-        {
-            return null;
-        }
         if (head.ContentLength > settings.MaxRequestBodySize)
         {
             return null;   // Kestrel's 413
@@ -155,8 +150,11 @@ internal sealed partial class Http1FastPath(
 }
 
 /// <summary>The client side of the fast path's exchanges on one connection.</summary>
-internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer) : IDisposable
+internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer, bool peerTrusted) : IDisposable
 {
+    /// <summary>The peer is a configured trusted proxy: its X-Forwarded-* fields are believed (<see cref="ClientAddress"/>).</summary>
+    public bool PeerTrusted { get; } = peerTrusted;
+
     private CancellationTokenSource? _timeouts;
 
     /// <summary>

@@ -84,6 +84,13 @@ internal sealed class Http1RequestHead
 
     public bool HasForwardingHeaders { get; private set; }
 
+    /// <summary>Field indexes (or -1) of X-Forwarded-For / -Proto / -Host, believed only from a trusted proxy.</summary>
+    public int ForwardedFor { get; private set; }
+
+    public int ForwardedProto { get; private set; }
+
+    public int ForwardedHost { get; private set; }
+
     public ReadOnlySpan<byte> Value(int field) => Buffer.AsSpan(_fields[field].ValueStart, _fields[field].ValueLength);
 
     public ReadOnlySpan<byte> Name(int field) => Buffer.AsSpan(_fields[field].NameStart, _fields[field].NameLength);
@@ -157,6 +164,7 @@ internal sealed class Http1RequestHead
         FieldCount = 0;
         Authorization = ApiKey = RequestId = Host = -1;
         HasForwardingHeaders = false;
+        ForwardedFor = ForwardedProto = ForwardedHost = -1;
         _connectionOptions = null;
         var head = Buffer.AsSpan(0, Length - 2);
 
@@ -255,11 +263,17 @@ internal sealed class Http1RequestHead
                 ApiKey = index;
                 return true;
             case 9 when name.Equals("X-Real-IP", StringComparison.OrdinalIgnoreCase):
-            case 15 when name.Equals("X-Forwarded-For", StringComparison.OrdinalIgnoreCase):
-            case 16 when name.Equals("X-Forwarded-Host", StringComparison.OrdinalIgnoreCase):
-            case 17 when name.Equals("X-Forwarded-Proto", StringComparison.OrdinalIgnoreCase):
                 HasForwardingHeaders = true;
                 return true;
+            case 15 when name.Equals("X-Forwarded-For", StringComparison.OrdinalIgnoreCase):
+                HasForwardingHeaders = true;
+                return Once(ForwardedFor, ForwardedFor = index);
+            case 16 when name.Equals("X-Forwarded-Host", StringComparison.OrdinalIgnoreCase):
+                HasForwardingHeaders = true;
+                return Once(ForwardedHost, ForwardedHost = index);
+            case 17 when name.Equals("X-Forwarded-Proto", StringComparison.OrdinalIgnoreCase):
+                HasForwardingHeaders = true;
+                return Once(ForwardedProto, ForwardedProto = index);
             case 10 when name.Equals("Connection", StringComparison.OrdinalIgnoreCase):
                 // Fields the Connection header names are hop-by-hop too (RFC 9110 §7.6.1). Read from
                 // the raw bytes here, `Connection: keep-alive, X-Foo` is honoured (Kestrel's parser
@@ -304,6 +318,9 @@ internal sealed class Http1RequestHead
                 return true;
         }
     }
+
+    /// <summary>A forwarding field may appear once here (several lines of one are the general path's to join).</summary>
+    private static bool Once(int previous, int _) => previous < 0;
 
     private static string? KnownMethod(ReadOnlySpan<byte> method) => method.Length switch
     {

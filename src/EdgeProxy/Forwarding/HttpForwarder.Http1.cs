@@ -111,7 +111,10 @@ internal sealed partial class HttpForwarder
             metrics.FastPathRequest();
             var method = head.Method;
             var requestId = RequestIdOf(head);
-            var affinityKey = route.AffinityConfig.Kind == AffinityKind.None ? (ulong?)null : StableHash.Hash(exchange.Peer);
+            var clientIp = exchange.PeerTrusted && head.ForwardedFor >= 0
+                ? ClientAddress.ResolveChain(exchange.Peer, Encoding.ASCII.GetString(head.Value(head.ForwardedFor)), settings.TrustedProxies)
+                : exchange.Peer;
+            var affinityKey = route.AffinityConfig.Kind == AffinityKind.None ? (ulong?)null : StableHash.Hash(clientIp);
             var hasBody = head.ContentLength > 0;
             var timeouts = exchange.RentTimeouts();
             bool keepAlive;
@@ -163,9 +166,9 @@ internal sealed partial class HttpForwarder
                         LogPanic(logger, requestId, route.RouteLabel, backend.Id);
                     }
                     var target = backend.Http1!;
-                    byte[]? requestHead = HeadBuffers.Pool.Rent(head.Length + head.Value(head.Host).Length + 512 + requestId.Length
+                    byte[]? requestHead = HeadBuffers.Pool.Rent(2 * head.Length + 512 + requestId.Length
                         + target.PathPrefix.Length + target.HostLine.Length + target.AuthLine.Length + (inlineBody is null ? 0 : bodyLength));
-                    var length = WriteRequestHead(requestHead, head, target, exchange.PeerBytes, requestId, inlineBody, bodyLength);
+                    var length = WriteRequestHead(requestHead, head, target, exchange, clientIp, requestId, inlineBody, bodyLength);
                     backend.State.OnRequestStart();
                     metrics.UpstreamStarted();
                     timeouts.CancelAfter(settings.FirstByteTimeout);
@@ -475,7 +478,7 @@ internal sealed partial class HttpForwarder
     }
 
     /// <summary>The upstream request head (RFC 9112 §3): the client's fields minus hop-by-hop and replaced ones, then the gateway's.</summary>
-    private static int WriteRequestHead(byte[] buffer, Http1RequestHead head, Http1Target target, byte[] peer, string requestId, byte[]? inlineBody, int bodyLength)
+    private static int WriteRequestHead(byte[] buffer, Http1RequestHead head, Http1Target target, Http1Exchange exchange, System.Net.IPAddress clientIp, string requestId, byte[]? inlineBody, int bodyLength)
     {
         var w = new ByteWriter(buffer);
         w.Ascii(head.Method);
@@ -509,12 +512,28 @@ internal sealed partial class HttpForwarder
             // RFC 9110 §8.6: a body-expecting method without a body says so.
             w.Bytes("Content-Length: 0\r\n"u8);
         }
+        // Forwarding headers: recomputed, the client's values believed only from a trusted proxy (as CreateRequest does).
+        var trusted = exchange.PeerTrusted;
         w.Bytes("X-Forwarded-For: "u8);
-        w.Bytes(peer);
-        w.Bytes("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "u8);
-        w.Bytes(head.Value(head.Host));
+        if (trusted && head.ForwardedFor >= 0)
+        {
+            w.Bytes(head.Value(head.ForwardedFor));
+            w.Bytes(", "u8);
+        }
+        w.Bytes(exchange.PeerBytes);
+        w.Bytes("\r\nX-Forwarded-Proto: "u8);
+        w.Bytes(trusted && head.ForwardedProto >= 0 ? head.Value(head.ForwardedProto) : "http"u8);
+        w.Bytes("\r\nX-Forwarded-Host: "u8);
+        w.Bytes(head.Value(trusted && head.ForwardedHost >= 0 ? head.ForwardedHost : head.Host));
         w.Bytes("\r\nX-Real-IP: "u8);
-        w.Bytes(peer);
+        if (clientIp.Equals(exchange.Peer))
+        {
+            w.Bytes(exchange.PeerBytes);
+        }
+        else
+        {
+            w.Ascii(clientIp.ToString());
+        }
         w.Bytes("\r\nX-Request-ID: "u8);
         w.Ascii(requestId);
         w.Bytes("\r\n"u8);

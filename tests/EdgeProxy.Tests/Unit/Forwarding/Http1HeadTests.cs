@@ -38,6 +38,8 @@ public sealed class Http1HeadTests
     [InlineData(Base + "Content-Length: 1e3\r\n\r\n", "NotFast")]
     [InlineData(Base + "Authorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n", "NotFast")]
     [InlineData(Base + "X-API-Key: a\r\nx-api-key: b\r\n\r\n", "NotFast")]
+    [InlineData(Base + "X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n\r\n", "NotFast")]
+    [InlineData(Base + "X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: api\r\nX-Real-IP: 1.2.3.4\r\n\r\n", "Fast")]
     [InlineData(Base + "X-A : 1\r\n\r\n", "NotFast")]
     [InlineData(Base + " X-A: 1\r\n\r\n", "NotFast")]
     [InlineData(Base + "X-A: 1\r\n folded\r\n\r\n", "NotFast")]
