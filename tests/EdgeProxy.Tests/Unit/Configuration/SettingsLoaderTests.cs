@@ -67,6 +67,7 @@ public sealed class SettingsLoaderTests
         using var dir = new UnitFixtures.TempDir();
         var s = SettingsLoader.Load(NoEnv, dir.Path);
         Assert.Equal(8000, s.Port);
+        Assert.True(s.Http1FastPath);
         Assert.Equal(LogLevel.Information, s.LogLevel);
         Assert.Equal("./config/backends.json", s.BackendsConfigPath);
         Assert.False(s.BackendsConfigPathExplicit);
@@ -160,6 +161,15 @@ public sealed class SettingsLoaderTests
         Assert.Equal(["10.0.0.0/8", "192.168.1.7/32", "::1/128", "fd00::/8"], s.TrustedProxies.Select(n => n.ToString()));
     }
 
+    [Theory]
+    [InlineData("on", true)]
+    [InlineData("off", false)]
+    public void HTTP1_FAST_PATH_switches_the_fast_path(string value, bool expected)
+    {
+        using var dir = new UnitFixtures.TempDir();
+        Assert.Equal(expected, SettingsLoader.Load(new Dictionary<string, string> { ["HTTP1_FAST_PATH"] = value }, dir.Path).Http1FastPath);
+    }
+
     /// <summary>One row per bad variable: the error names the variable.</summary>
     [Theory]
     [InlineData("PORT", "eighty", "not an integer")]
@@ -179,6 +189,7 @@ public sealed class SettingsLoaderTests
     [InlineData("TRUSTED_PROXIES", "10.0.0.0/33", "not an IP address or CIDR")]
     [InlineData("TRUSTED_PROXIES", "10.0.0.1,proxy.local", "not an IP address or CIDR")]
     [InlineData("ON_ALL_UNHEALTHY", "maybe", "not one of")]
+    [InlineData("HTTP1_FAST_PATH", "fast", "not one of")]
     [InlineData("EJECTION_MAX_SECONDS", "1", "at least EJECTION_BASE_SECONDS")]
     [InlineData("HEALTH_CHECK_UNHEALTHY_THRESHOLD", "0", "out of range")]
     [InlineData("METRICS_PORT", "70000", "out of range")]
