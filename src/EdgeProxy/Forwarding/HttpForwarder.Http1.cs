@@ -58,10 +58,13 @@ internal sealed partial class HttpForwarder
             ReadResult result;
             Http1HeadStatus status;
             SequencePosition consumed;
-            var waitingForFirstByte = true;
+            // Kestrel's rules: the keep-alive timeout until a request's first byte, then the headers
+            // timeout from that byte on, armed once (re-arming it per read would let a client
+            // that sends a byte every 29 s hold the connection for ever).
+            var headTimerArmed = false;
+            idle.CancelAfter(Http1FastPath.KeepAliveTimeout);
             while (true)
             {
-                idle.CancelAfter(waitingForFirstByte ? Http1FastPath.KeepAliveTimeout : Http1FastPath.RequestHeadersTimeout);
                 try
                 {
                     result = await input.ReadAsync(idle.Token).ConfigureAwait(false);
@@ -92,7 +95,11 @@ internal sealed partial class HttpForwarder
                     input.AdvanceTo(result.Buffer.End);
                     return false;   // the client closed (possibly mid-head)
                 }
-                waitingForFirstByte = result.Buffer.IsEmpty;
+                if (!headTimerArmed && !result.Buffer.IsEmpty)
+                {
+                    idle.CancelAfter(Http1FastPath.RequestHeadersTimeout);
+                    headTimerArmed = true;
+                }
                 input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
             }
             idle.CancelAfter(Timeout.InfiniteTimeSpan);
@@ -684,12 +691,7 @@ internal sealed partial class HttpForwarder
                     "\r\n"u8.CopyTo(span[total..]);
                     total += 2;
                 }
-                remaining -= read;
-                if (remaining == 0 && chunked)
-                {
-                    // Cannot happen (a length-framed body is never re-chunked); kept for clarity of the end rule below.
-                    remaining = -1;
-                }
+                remaining -= read;   // only a length-framed body counts down to 0; the others stay negative
                 output.Advance(total);
                 started = true;
                 var result = await output.FlushAsync(clientGone).ConfigureAwait(false);
