@@ -248,33 +248,10 @@ internal sealed partial class HttpForwarder
                         connection?.Abandon();
                         connection = null;
                         error = Classify(ex is HttpRequestException || ex is OperationCanceledException || clientReadError is not null ? ex : Wrap(ex), clientGone.IsCancellationRequested, clientReadError);
-                        backend.State.OnRequestEnd(error: error is not (ForwarderError.ClientGone or ForwarderError.ClientRequestBody or ForwarderError.RequestBodyTooLarge));
-                        metrics.UpstreamEnded();
-                        ReportPassive(route, backend, admission, error);
-                        var retryable = error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout && !bodyStarted;
-                        var dropped = !retryable && error == ForwarderError.UpstreamRequestFailed && !hasBody
-                            && IsIdempotent(method) && ConnectionDropped(Wrap(ex));
-                        if (dropped)
+                        if (RetryAfterFailedAttempt(route, backend, admission, error, Wrap(ex), bodyStarted, hasBody, method, requestId))
                         {
-                            LogDroppedRetry(logger, requestId, route.RouteLabel, backend.Id, method, ex.InnerException?.Message ?? ex.Message);
-                        }
-                        else if (retryable)
-                        {
-                            LogFailover(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.Message);
-                        }
-                        if (retryable || dropped)
-                        {
-                            metrics.Retries.Add(1, new KeyValuePair<string, object?>("service", route.Service), new KeyValuePair<string, object?>("model", route.Model));
                             tried |= 1UL << pick.Index;
                             continue;
-                        }
-                        if (error == ForwarderError.ClientGone)
-                        {
-                            LogClientGoneBeforeResponse(logger, requestId, route.RouteLabel, backend.Id);
-                        }
-                        else
-                        {
-                            LogUpstreamError(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.GetType().Name, ex.Message);
                         }
                         break;
                     }
@@ -314,19 +291,7 @@ internal sealed partial class HttpForwarder
             var headLength = WriteResponseHead(responseHead, connection.BufferedSpan[..responseHeadLength], response, requestId, head.Close);
             connection.Consume(responseHeadLength);
             var statusCode = response.Status;
-            if (statusCode >= 500)
-            {
-                ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
-            }
-            else
-            {
-                if (admission == Admission.Trial)
-                {
-                    LogReadmitted(logger, route.RouteLabel, backend.Id);
-                    healthChanged.Notify();
-                }
-                backend.State.ReportSuccess(admission == Admission.Trial);
-            }
+            ReportResponseStatus(route, backend, admission, statusCode);
             var stream = new LeanResponseStream(connection, response.Framing, response.BodyLength, response.KeepAlive);
             stream.CompleteIfEmpty();
             var usage = statusCode is >= 200 and < 300 && response.CarriesUsage ? exchange.Usage : null;
@@ -342,15 +307,8 @@ internal sealed partial class HttpForwarder
                 }
                 if (relay.Outcome != StreamCopyOutcome.Completed)
                 {
-                    outcome = relay.Outcome == StreamCopyOutcome.WriteFailed || clientGone.IsCancellationRequested
-                        ? ForwarderError.ClientGone
-                        : timeouts.IsCancellationRequested
-                            ? (relay.FirstChunkAt == 0 ? ForwarderError.FirstByteTimeout : ForwarderError.StreamIdleTimeout)
-                            : ForwarderError.UpstreamReset;
-                    if (outcome != ForwarderError.ClientGone)
-                    {
-                        ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
-                    }
+                    outcome = CopyFailure(route, backend, admission, relay.Outcome == StreamCopyOutcome.WriteFailed || clientGone.IsCancellationRequested,
+                        timeouts.IsCancellationRequested, relay.FirstChunkAt != 0);
                     LogStreamFailed(logger, requestId, ForwarderErrors.Code(outcome), relay.Exception?.GetType().Name ?? "-");
                     if (outcome == ForwarderError.ClientGone)
                     {
@@ -379,15 +337,7 @@ internal sealed partial class HttpForwarder
                 metrics.UpstreamEnded();
             }
 
-            if (usage is { Found: true })
-            {
-                RecordUsage(route, backend.Id, usage);
-            }
-            if (outcome != ForwarderError.None)
-            {
-                metrics.StreamAborts.Add(1, new KeyValuePair<string, object?>("reason", ForwarderErrors.Code(outcome)));
-            }
-            Complete(method, route, backend.State, statusCode, attempts, outcome, requestId, started, firstByteMs);
+            CompleteResponse(method, route, backend, statusCode, attempts, outcome, usage, requestId, started, firstByteMs);
             keepAlive = keepClient;
             }
 

@@ -77,35 +77,10 @@ internal sealed partial class HttpForwarder(
             catch (Exception ex)
             {
                 error = Classify(ex, context, content);
-                backend.State.OnRequestEnd(error: error is not (ForwarderError.ClientGone or ForwarderError.ClientRequestBody or ForwarderError.RequestBodyTooLarge));
-                metrics.UpstreamEnded();
-                ReportPassive(route, backend, admission, error);
-                var retryable = error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout
-                    && (content is null || !content.Started);
-                var dropped = !retryable && error == ForwarderError.UpstreamRequestFailed && content is null
-                    && IsIdempotent(context.Request.Method) && ConnectionDropped(ex);
-                if (dropped)
+                if (RetryAfterFailedAttempt(route, backend, admission, error, ex, bodyStarted: content is { Started: true }, hasBody: content is not null, context.Request.Method, requestId))
                 {
-                    LogDroppedRetry(logger, requestId, route.RouteLabel, backend.Id, context.Request.Method, ex.InnerException?.Message ?? ex.Message);
-                }
-                else if (retryable)
-                {
-                    LogFailover(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.Message);
-                }
-                if (retryable || dropped)
-                {
-                    metrics.Retries.Add(1, new KeyValuePair<string, object?>("service", route.Service), new KeyValuePair<string, object?>("model", route.Model));
                     tried |= 1UL << pick.Index;
                     continue;
-                }
-                if (error == ForwarderError.ClientGone)
-                {
-                    // Not the backend's failure: say who went away (issue #4: the log names the client).
-                    LogClientGoneBeforeResponse(logger, requestId, route.RouteLabel, backend.Id);
-                }
-                else
-                {
-                    LogUpstreamError(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.GetType().Name, ex.Message);
                 }
                 break;
             }
@@ -128,19 +103,7 @@ internal sealed partial class HttpForwarder(
         {
             response.StatusCode = status;
             CopyResponseHeaders(upstream, response);
-            if (status >= 500)
-            {
-                ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
-            }
-            else
-            {
-                if (admission == Admission.Trial)
-                {
-                    LogReadmitted(logger, route.RouteLabel, backend.Id);
-                    healthChanged.Notify();
-                }
-                backend.State.ReportSuccess(admission == Admission.Trial);
-            }
+            ReportResponseStatus(route, backend, admission, status);
             if (streamKind != StreamKind.None)
             {
                 // Event streams: no buffering anywhere, including an nginx in front of us.
@@ -163,15 +126,8 @@ internal sealed partial class HttpForwarder(
             }
             if (copy.Outcome != StreamCopyOutcome.Completed)
             {
-                outcome = copy.Outcome == StreamCopyOutcome.WriteFailed || context.RequestAborted.IsCancellationRequested
-                    ? ForwarderError.ClientGone
-                    : timeouts.IsCancellationRequested
-                        ? (observer.FirstChunkAt == 0 ? ForwarderError.FirstByteTimeout : ForwarderError.StreamIdleTimeout)
-                        : ForwarderError.UpstreamReset;
-                if (outcome != ForwarderError.ClientGone)
-                {
-                    ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
-                }
+                outcome = CopyFailure(route, backend, admission, copy.Outcome == StreamCopyOutcome.WriteFailed || context.RequestAborted.IsCancellationRequested,
+                    timeouts.IsCancellationRequested, observer.FirstChunkAt != 0);
                 await FailAfterResponseAsync(context, outcome, streamKind, requestId, copy.Exception).ConfigureAwait(false);
                 if (!response.HasStarted)
                 {
@@ -195,6 +151,79 @@ internal sealed partial class HttpForwarder(
             metrics.UpstreamEnded();
         }
 
+        CompleteResponse(context.Request.Method, route, backend, status, attempts, outcome, usage, requestId, started, firstByteMs);
+    }
+
+    /// <summary>
+    /// Bookkeeping for an attempt that failed before a response (both paths): the backend's
+    /// in-flight count and passive health, then the retry rule — fail over after a connect failure
+    /// while no body byte was sent, or re-send an idempotent body-less request the backend dropped
+    /// unanswered (issue #3) — with its log line. True when the caller should try another backend.
+    /// </summary>
+    private bool RetryAfterFailedAttempt(ModelRoute route, BackendEntry backend, Admission admission, ForwarderError error, Exception ex, bool bodyStarted, bool hasBody, string method, string requestId)
+    {
+        backend.State.OnRequestEnd(error: error is not (ForwarderError.ClientGone or ForwarderError.ClientRequestBody or ForwarderError.RequestBodyTooLarge));
+        metrics.UpstreamEnded();
+        ReportPassive(route, backend, admission, error);
+        var retryable = error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout && !bodyStarted;
+        var dropped = !retryable && error == ForwarderError.UpstreamRequestFailed && !hasBody && IsIdempotent(method) && ConnectionDropped(ex);
+        if (dropped)
+        {
+            LogDroppedRetry(logger, requestId, route.RouteLabel, backend.Id, method, ex.InnerException?.Message ?? ex.Message);
+        }
+        else if (retryable)
+        {
+            LogFailover(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.Message);
+        }
+        if (retryable || dropped)
+        {
+            metrics.Retries.Add(1, new KeyValuePair<string, object?>("service", route.Service), new KeyValuePair<string, object?>("model", route.Model));
+            return true;
+        }
+        if (error == ForwarderError.ClientGone)
+        {
+            // Not the backend's failure: say who went away (issue #4: the log names the client).
+            LogClientGoneBeforeResponse(logger, requestId, route.RouteLabel, backend.Id);
+        }
+        else
+        {
+            LogUpstreamError(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.GetType().Name, ex.Message);
+        }
+        return false;
+    }
+
+    /// <summary>Passive health from the response status: a 5xx counts as a failure, anything else as a success (and ends a half-open trial).</summary>
+    private void ReportResponseStatus(ModelRoute route, BackendEntry backend, Admission admission, int status)
+    {
+        if (status >= 500)
+        {
+            ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
+            return;
+        }
+        if (admission == Admission.Trial)
+        {
+            LogReadmitted(logger, route.RouteLabel, backend.Id);
+            healthChanged.Notify();
+        }
+        backend.State.ReportSuccess(admission == Admission.Trial);
+    }
+
+    /// <summary>Why a started response's copy failed; anything but the client leaving counts against the backend.</summary>
+    private ForwarderError CopyFailure(ModelRoute route, BackendEntry backend, Admission admission, bool clientGone, bool timedOut, bool bodyStarted)
+    {
+        var outcome = clientGone ? ForwarderError.ClientGone
+            : timedOut ? (bodyStarted ? ForwarderError.StreamIdleTimeout : ForwarderError.FirstByteTimeout)
+            : ForwarderError.UpstreamReset;
+        if (outcome != ForwarderError.ClientGone)
+        {
+            ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
+        }
+        return outcome;
+    }
+
+    /// <summary>After a response: token usage, the abort counter, then <see cref="Complete"/>.</summary>
+    private void CompleteResponse(string method, ModelRoute route, BackendEntry backend, int status, int attempts, ForwarderError outcome, UsageScanner? usage, string requestId, long started, double? firstByteMs)
+    {
         if (usage is { Found: true })
         {
             RecordUsage(route, backend.Id, usage);
@@ -203,7 +232,7 @@ internal sealed partial class HttpForwarder(
         {
             metrics.StreamAborts.Add(1, new KeyValuePair<string, object?>("reason", ForwarderErrors.Code(outcome)));
         }
-        Complete(context.Request.Method, route, backend.State, status, attempts, outcome, requestId, started, firstByteMs);
+        Complete(method, route, backend.State, status, attempts, outcome, requestId, started, firstByteMs);
     }
 
     private async Task FailBeforeResponseAsync(HttpContext context, ModelRoute route, BackendEntry backend, int attempts, ForwarderError error, string requestId, long started)
