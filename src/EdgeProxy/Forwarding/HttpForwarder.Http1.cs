@@ -435,7 +435,7 @@ internal sealed partial class HttpForwarder
     }
 
     /// <summary>The upstream request head (RFC 9112 §3): the client's fields minus hop-by-hop and replaced ones, then the gateway's.</summary>
-    private static int WriteRequestHead(byte[] buffer, Http1RequestHead head, Http1Target target, Http1Exchange exchange, System.Net.IPAddress clientIp, string requestId, byte[]? inlineBody, int bodyLength)
+    internal static int WriteRequestHead(byte[] buffer, Http1RequestHead head, Http1Target target, Http1Exchange exchange, System.Net.IPAddress clientIp, string requestId, byte[]? inlineBody, int bodyLength)
     {
         var w = new ByteWriter(buffer);
         w.Ascii(head.Method);
@@ -504,7 +504,7 @@ internal sealed partial class HttpForwarder
     }
 
     /// <summary>The client's response head: status line, the backend's fields minus hop-by-hop ones, then the gateway's.</summary>
-    private static int WriteResponseHead(byte[] buffer, ReadOnlySpan<byte> raw, in Http1ResponseHead response, string requestId, bool close)
+    internal static int WriteResponseHead(byte[] buffer, ReadOnlySpan<byte> raw, in Http1ResponseHead response, string requestId, bool close)
     {
         var w = new ByteWriter(buffer);
         w.Bytes(Http1ResponseHead.StatusLine(response.Status));
