@@ -10,6 +10,8 @@
 #   kestrel   bench/KestrelFloor       (/bench/m/ -> upstream /): the floor -- a bare Native AOT
 #             Kestrel + HttpClient proxy with no gateway features, same runtime settings
 #   edgeproxy dist/edgeproxy           (/bench/m/ -> upstream /)
+#   general   dist/edgeproxy with HTTP1_FAST_PATH=off (optional target: the general path only,
+#             i.e. what the HTTP/1.1 fast path saves, in the same run)
 # then, per target, warms up and runs `wrk --latency` against GET /bench/m/v1/ping
 # (GET /v1/ping for the direct baseline), and reports req/s, p50, p99, the proxy's
 # CPU time per request (utime+stime of all its processes from /proc/PID/stat) and
@@ -23,7 +25,8 @@
 #   ROUNDS=3           measured runs per target, round-robin over targets; the table shows medians
 #   QUIET_MAX=15       a round is "quiet" when other processes used <= this % of one core during
 #                      it; medians are taken over quiet rounds only (all rounds, flagged, if none)
-#   ONLY=direct,nginx,haproxy,kestrel,edgeproxy   subset / order of targets
+#   ONLY=direct,nginx,haproxy,kestrel,edgeproxy   subset / order of targets (add ",general" for the
+#                      general-path row)
 #   EDGEPROXY_BIN=<repo>/dist/edgeproxy
 #   KESTREL_FLOOR_BIN=<repo>/bench/KestrelFloor/out/kestrel-floor   (published on first use)
 #   RESULTS_DIR=<repo>/bench/results
@@ -66,7 +69,7 @@ CLK_TCK=$(getconf CLK_TCK)
 TS=$(date +%Y%m%d-%H%M%S)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/edgeproxy-bench.XXXXXX")
 chmod 755 "$TMP"   # nginx workers run as 'nobody' when started by root
-mkdir -p "$TMP/up" "$TMP/nginx" "$TMP/haproxy" "$TMP/kestrel" "$TMP/edgeproxy"
+mkdir -p "$TMP/up" "$TMP/nginx" "$TMP/haproxy" "$TMP/kestrel" "$TMP/edgeproxy" "$TMP/general"
 
 STARTED_PIDS=()
 cleanup() {
@@ -123,8 +126,8 @@ PY
     printf '%s\n' "${got[@]}"
   fi
 }
-mapfile -t PORTS < <(free_ports 5)
-UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} EDGE_PORT=${PORTS[3]} KESTREL_PORT=${PORTS[4]}
+mapfile -t PORTS < <(free_ports 6)
+UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} EDGE_PORT=${PORTS[3]} KESTREL_PORT=${PORTS[4]} GENERAL_PORT=${PORTS[5]}
 
 # ---------------------------------------------------------------- /proc helpers
 children_of() {  # direct children of a pid, by scanning /proc/*/stat for its ppid
@@ -279,6 +282,20 @@ start_edgeproxy() {
   }
 }
 
+start_general() {  # the same binary, general path only (HTTP1_FAST_PATH=off)
+  [[ -x $EDGEPROXY_BIN ]] || { log "EdgeProxy binary not found at $EDGEPROXY_BIN; skipping the general row."; return 1; }
+  TARGET_URL="http://127.0.0.1:$GENERAL_PORT/bench/m/v1/ping"
+  local t0
+  now_us; t0=$NOW_US
+  PORT=$GENERAL_PORT BACKENDS_CONFIG_PATH="$TMP/edgeproxy/backends.json" BACKEND_API_KEY='' \
+    LOG_LEVEL=WARNING HEALTH_CHECK_INTERVAL=30 HTTP1_FAST_PATH=off \
+    "$EDGEPROXY_BIN" >"$TMP/general/stdout.log" 2>&1 &
+  TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
+  time_to_health general "$GENERAL_PORT" "$TARGET_PID" "$t0" "$TMP/general/stdout.log" || return 1
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$TARGET_URL" || true) == 200 ]] || {
+    log "general (HTTP1_FAST_PATH=off) is up but GET /bench/m/v1/ping is not 200"; return 1; }
+}
+
 start_kestrel() {
   if [[ ! -x $KESTREL_FLOOR_BIN ]]; then
     if [[ $KESTREL_FLOOR_BIN == "$REPO/bench/KestrelFloor/out/kestrel-floor" ]] && command -v dotnet >/dev/null 2>&1; then
@@ -335,7 +352,7 @@ to_ms() {  # "1.23ms" / "850.00us" / "1.02s" -> ms
 # ---------------------------------------------------------------- run
 IFS=, read -r -a TARGETS <<<"$ONLY"
 for t in "${TARGETS[@]}"; do
-  case $t in direct|nginx|haproxy|kestrel|edgeproxy) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
+  case $t in direct|nginx|haproxy|kestrel|edgeproxy|general) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
 done
 
 declare -A RPS P50 P99 CPU UPCPU OTHER RSS_PEAK RSS_AFTER NOTE   # final (median) figures
@@ -504,6 +521,11 @@ report() {
   echo "edgeproxy vs haproxy: throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[haproxy]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[haproxy]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[haproxy]:-}")$(noisy_pair haproxy)"
   if [[ -n ${RPS[kestrel]:-} ]]; then
     echo "kestrel floor vs nginx: throughput $(ratio "${RPS[kestrel]:-}" "${RPS[nginx]:-}")   cpu/req $(ratio "${CPU[kestrel]:-}" "${CPU[nginx]:-}")   p99 $(ratio "${P99[kestrel]:-}" "${P99[nginx]:-}")$(noisy_pair kestrel)"
+  fi
+  if [[ -n ${RPS[general]:-} && -n ${RPS[edgeproxy]:-} ]]; then
+    echo "edgeproxy vs general path (HTTP1_FAST_PATH=off): throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[general]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[general]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[general]:-}")   (what the fast path saves)"
+  fi
+  if [[ -n ${RPS[kestrel]:-} && -n ${RPS[edgeproxy]:-} ]]; then
     echo "edgeproxy vs kestrel floor: throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[kestrel]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[kestrel]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[kestrel]:-}")   (what the gateway's features cost over a bare Kestrel+HttpClient proxy)"
   fi
   if [[ -n ${STARTUP_MS[kestrel]:-} ]]; then
