@@ -162,16 +162,13 @@ internal sealed class LeanConnection : IDisposable
         while (true)
         {
             var headLength = await ReadHeadAsync(reused && content is null, cancellationToken).ConfigureAwait(false);
-            var response = ParseHead(request, headLength, out var framing, out var bodyLength, out var keepAlive);
+            var response = ParseHead(request, headLength, out var parsed);
             _start += headLength;
             if (response is null)
             {
                 continue;
             }
-            var empty = method == HttpMethod.Head || (int)response.StatusCode is 204 or 304;
-            var stream = empty
-                ? new LeanResponseStream(this, LeanFraming.Length, 0, keepAlive)
-                : new LeanResponseStream(this, framing, bodyLength, keepAlive);
+            var stream = new LeanResponseStream(this, parsed.Framing, parsed.BodyLength, parsed.KeepAlive);
             var responseContent = new LeanResponseContent(stream);
             MoveContentHeaders(responseContent);
             response.Content = responseContent;
@@ -347,58 +344,40 @@ internal sealed class LeanConnection : IDisposable
         }
     }
 
-    /// <summary>Parses a status line and header fields; null for an interim (1xx) response.</summary>
-    private HttpResponseMessage? ParseHead(HttpRequestMessage request, int headLength, out LeanFraming framing, out long bodyLength, out bool keepAlive)
+    /// <summary>
+    /// Parses a response head; null for an interim (1xx) response. Validation and framing are
+    /// <see cref="Http1ResponseHead"/>'s (shared with the fast path); this only builds the header
+    /// objects HttpClient's callers expect.
+    /// </summary>
+    private HttpResponseMessage? ParseHead(HttpRequestMessage request, int headLength, out Http1ResponseHead head)
     {
-        var head = _buffer.AsSpan(_start, headLength - 2);
-        framing = LeanFraming.UntilClose;
-        bodyLength = -1;
-        keepAlive = true;
-
-        // status-line = HTTP-version SP status-code SP [ reason-phrase ]   (RFC 9112 §4)
-        var lineEnd = head.IndexOf("\r\n"u8);
-        var line = head[..lineEnd];
-        if (line.Length < 12 || !line.StartsWith("HTTP/1."u8) || line[8] != (byte)' '
-            || !Utf8Parser.TryParse(line.Slice(9, 3), out int status, out var consumed) || consumed != 3 || status < 100
-            || (line.Length > 12 && line[12] != (byte)' '))
+        var bytes = _buffer.AsSpan(_start, headLength);
+        var status = Http1ResponseHead.StatusOf(bytes);
+        if (status is >= 100 and < 200 and not 101)
         {
-            throw Invalid("malformed status line");
-        }
-        var http10 = line[7] == (byte)'0';
-        keepAlive = !http10;
-        if (status is >= 100 and < 200)
-        {
-            if (status == 101)
-            {
-                throw Invalid("unexpected 101 Switching Protocols");
-            }
-            framing = LeanFraming.Length;
-            bodyLength = 0;
+            head = default;
             return null;
         }
+        head = Http1ResponseHead.Parse(bytes, request.Method == HttpMethod.Head);
+        var lineEnd = bytes.IndexOf("\r\n"u8);
+        var statusLine = bytes[..lineEnd];
         var response = new HttpResponseMessage((HttpStatusCode)status)
         {
-            Version = http10 ? HttpVersion.Version10 : HttpVersion.Version11,
+            Version = statusLine[7] == (byte)'0' ? HttpVersion.Version10 : HttpVersion.Version11,
             RequestMessage = request,
         };
-        if (line.Length > 13)
+        if (statusLine.Length > 13)
         {
-            response.ReasonPhrase = Encoding.Latin1.GetString(line[13..]);
+            response.ReasonPhrase = Encoding.Latin1.GetString(statusLine[13..]);
         }
-        var chunked = false;
-        var fields = head[(lineEnd + 2)..];
+        var fields = bytes[(lineEnd + 2)..^2];
         Span<char> nameChars = stackalloc char[128];
         while (!fields.IsEmpty)
         {
             lineEnd = fields.IndexOf("\r\n"u8);
-            line = lineEnd < 0 ? fields : fields[..lineEnd];
+            var line = lineEnd < 0 ? fields : fields[..lineEnd];
             fields = lineEnd < 0 ? default : fields[(lineEnd + 2)..];
-            // field-line = field-name ":" OWS field-value OWS   (RFC 9112 §5); obs-fold is rejected (§5.2).
             var colon = line.IndexOf((byte)':');
-            if (colon <= 0 || line[0] is (byte)' ' or (byte)'\t' || line[colon - 1] is (byte)' ' or (byte)'\t' || line.IndexOfAny((byte)'\0', (byte)'\r', (byte)'\n') >= 0)
-            {
-                throw Invalid("malformed header field");
-            }
             var nameBytes = line[..colon];
             var valueBytes = line[(colon + 1)..].Trim(" \t"u8);
             string name;
@@ -411,56 +390,12 @@ internal sealed class LeanConnection : IDisposable
             {
                 name = Encoding.Latin1.GetString(nameBytes);
             }
-            if (name == "Content-Length")
-            {
-                if (!Utf8Parser.TryParse(valueBytes, out long parsed, out var used) || used != valueBytes.Length || parsed < 0
-                    || (bodyLength >= 0 && bodyLength != parsed))
-                {
-                    throw Invalid("invalid Content-Length");
-                }
-                bodyLength = parsed;
-            }
-            else if (name == "Transfer-Encoding")
-            {
-                // RFC 9112 §6.1: chunked must be the final coding for a response to be chunked.
-                chunked = valueBytes.Length >= 7 && Ascii.EqualsIgnoreCase(valueBytes[^7..], "chunked"u8);
-            }
-            else if (name == "Connection")
-            {
-                if (ContainsToken(valueBytes, "close"u8))
-                {
-                    keepAlive = false;
-                }
-                else if (http10 && ContainsToken(valueBytes, "keep-alive"u8))
-                {
-                    keepAlive = true;
-                }
-            }
             var value = valueBytes.IsEmpty ? "" : Encoding.Latin1.GetString(valueBytes);
             if (!response.Headers.TryAddWithoutValidation(name, value))
             {
                 // Content headers go to the content; collected on a placeholder until it exists.
                 (_pendingContentHeaders ??= []).Add(KeyValuePair.Create(name, value));
             }
-        }
-        if (chunked)
-        {
-            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the connection must not be reused.
-            framing = LeanFraming.Chunked;
-            if (bodyLength >= 0)
-            {
-                keepAlive = false;
-            }
-            bodyLength = -1;
-        }
-        else if (bodyLength >= 0)
-        {
-            framing = LeanFraming.Length;
-        }
-        else
-        {
-            framing = LeanFraming.UntilClose;
-            keepAlive = false;
         }
         return response;
     }
@@ -479,21 +414,6 @@ internal sealed class LeanConnection : IDisposable
             pending.Clear();
         }
     }
-
-    private static bool ContainsToken(ReadOnlySpan<byte> value, ReadOnlySpan<byte> token)
-    {
-        foreach (var range in value.Split((byte)','))
-        {
-            if (Ascii.EqualsIgnoreCase(value[range].Trim(" \t"u8), token))
-            {
-                return true;
-            }
-        }
-        return false;
-    }
-
-    private static HttpRequestException Invalid(string what)
-        => new(HttpRequestError.InvalidResponse, "Invalid upstream response: " + what + ".");
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     internal async ValueTask SendAllAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using EdgeProxy.Tests.Infrastructure;
 
@@ -13,7 +11,11 @@ namespace EdgeProxy.Tests.Functional.Foundation;
 /// </summary>
 public sealed class StaleConnectionTests : IAsyncLifetime
 {
-    private readonly ClosingBackend _backend = new();
+    private readonly ScriptedBackend _backend = new()
+    {
+        Answer = ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), false),
+        CloseAfter = TimeSpan.FromMilliseconds(50),
+    };
     private GatewayProcess _gateway = null!;
 
     public async Task InitializeAsync()
@@ -47,88 +49,5 @@ public sealed class StaleConnectionTests : IAsyncLifetime
 
         Assert.Equal([200, 200, 200, 200], statuses);
         Assert.True(_backend.Requests >= 4, $"backend answered {_backend.Requests} requests");
-    }
-
-    /// <summary>A real HTTP/1.1 server on loopback that answers every request and closes each connection 50 ms later, unannounced.</summary>
-    private sealed class ClosingBackend : IDisposable
-    {
-        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-        private readonly CancellationTokenSource _stop = new();
-        private int _requests;
-
-        public ClosingBackend()
-        {
-            _listener.Start();
-            _ = AcceptLoopAsync();
-        }
-
-        public string Url => $"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
-
-        public int Requests => Volatile.Read(ref _requests);
-
-        private async Task AcceptLoopAsync()
-        {
-            while (!_stop.IsCancellationRequested)
-            {
-                TcpClient client;
-                try
-                {
-                    client = await _listener.AcceptTcpClientAsync(_stop.Token);
-                }
-                catch (Exception)
-                {
-                    return;
-                }
-                _ = ServeAsync(client);
-            }
-        }
-
-        private async Task ServeAsync(TcpClient client)
-        {
-            using (client)
-            {
-                try
-                {
-                    var stream = client.GetStream();
-                    var buffer = new byte[16 * 1024];
-                    var filled = 0;
-                    while (true)
-                    {
-                        var read = await stream.ReadAsync(buffer.AsMemory(filled), _stop.Token);
-                        if (read == 0)
-                        {
-                            return;
-                        }
-                        filled += read;
-                        var text = Encoding.ASCII.GetString(buffer, 0, filled);
-                        var end = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
-                        if (end < 0)
-                        {
-                            continue;
-                        }
-                        var lengthLine = text[..end].Split("\r\n").FirstOrDefault(l => l.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase));
-                        var length = lengthLine is null ? 0 : int.Parse(lengthLine["Content-Length:".Length..].Trim());
-                        if (filled < end + 4 + length)
-                        {
-                            continue;
-                        }
-                        break;
-                    }
-                    Interlocked.Increment(ref _requests);
-                    await stream.WriteAsync("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), _stop.Token);
-                    await Task.Delay(50, _stop.Token);
-                }
-                catch (Exception)
-                {
-                    // stopping, or the gateway went away
-                }
-            }
-        }
-
-        public void Dispose()
-        {
-            _stop.Cancel();
-            _listener.Stop();
-        }
     }
 }

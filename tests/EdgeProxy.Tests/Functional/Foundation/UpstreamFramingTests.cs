@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using EdgeProxy.Tests.Infrastructure;
 
@@ -88,84 +86,5 @@ public sealed class UpstreamFramingTests : IAsyncLifetime
 
         // The head and the five bytes arrive; then the connection ends, so the client sees a truncated body, never a clean one.
         await Assert.ThrowsAnyAsync<IOException>(() => connection.ReadResponseAsync());
-    }
-
-    /// <summary>A real HTTP/1.1 server on loopback: reads each request head, writes <see cref="Answer"/>, closes when told.</summary>
-    private sealed class ScriptedBackend : IDisposable
-    {
-        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-        private readonly CancellationTokenSource _stop = new();
-
-        public ScriptedBackend()
-        {
-            _listener.Start();
-            _ = AcceptLoopAsync();
-        }
-
-        public (byte[] Bytes, bool Close) Answer { get; set; } = ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"u8.ToArray(), false);
-
-        public string Url => $"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
-
-        private async Task AcceptLoopAsync()
-        {
-            while (!_stop.IsCancellationRequested)
-            {
-                try
-                {
-                    _ = ServeAsync(await _listener.AcceptTcpClientAsync(_stop.Token));
-                }
-                catch (Exception)
-                {
-                    return;
-                }
-            }
-        }
-
-        private async Task ServeAsync(TcpClient client)
-        {
-            using (client)
-            {
-                try
-                {
-                    var stream = client.GetStream();
-                    var buffer = new byte[16 * 1024];
-                    var filled = 0;
-                    while (true)
-                    {
-                        var read = await stream.ReadAsync(buffer.AsMemory(filled), _stop.Token);
-                        if (read == 0)
-                        {
-                            return;
-                        }
-                        filled += read;
-                        var end = buffer.AsSpan(0, filled).IndexOf("\r\n\r\n"u8);
-                        if (end < 0)
-                        {
-                            continue;
-                        }
-                        // GETs only here: the head is the whole request.
-                        filled -= end + 4;
-                        buffer.AsSpan(end + 4, filled).CopyTo(buffer);
-                        var (bytes, close) = Answer;
-                        await stream.WriteAsync(bytes, _stop.Token);
-                        if (close)
-                        {
-                            client.Client.Shutdown(SocketShutdown.Send);
-                            return;
-                        }
-                    }
-                }
-                catch (Exception)
-                {
-                    // stopping, or the gateway went away
-                }
-            }
-        }
-
-        public void Dispose()
-        {
-            _stop.Cancel();
-            _listener.Stop();
-        }
     }
 }

@@ -1,0 +1,109 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace EdgeProxy.Tests.Infrastructure;
+
+/// <summary>
+/// A real HTTP/1.1 server on loopback for cases the test backend process cannot script: it reads
+/// each request (head and Content-Length body), answers with the exact bytes of
+/// <see cref="Answer"/>, and then keeps the connection, closes it at once, or closes it after
+/// <see cref="CloseAfter"/> without a word (as backends with a short keep-alive timeout do).
+/// </summary>
+internal sealed class ScriptedBackend : IDisposable
+{
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly CancellationTokenSource _stop = new();
+    private int _requests;
+
+    public ScriptedBackend()
+    {
+        _listener.Start();
+        _ = AcceptLoopAsync();
+    }
+
+    public string Url => $"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
+
+    /// <summary>The bytes written for every request, and whether the connection then closes at once.</summary>
+    public (byte[] Bytes, bool Close) Answer { get; set; } = ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"u8.ToArray(), false);
+
+    /// <summary>When set, each connection is closed this long after its answer, unannounced.</summary>
+    public TimeSpan? CloseAfter { get; set; }
+
+    public int Requests => Volatile.Read(ref _requests);
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                _ = ServeAsync(await _listener.AcceptTcpClientAsync(_stop.Token));
+            }
+            catch (Exception)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task ServeAsync(TcpClient client)
+    {
+        using (client)
+        {
+            try
+            {
+                var stream = client.GetStream();
+                var buffer = new byte[64 * 1024];
+                var filled = 0;
+                while (true)
+                {
+                    var end = buffer.AsSpan(0, filled).IndexOf("\r\n\r\n"u8);
+                    var length = end < 0 ? 0 : ContentLength(Encoding.ASCII.GetString(buffer, 0, end));
+                    if (end < 0 || filled < end + 4 + length)
+                    {
+                        var read = await stream.ReadAsync(buffer.AsMemory(filled), _stop.Token);
+                        if (read == 0)
+                        {
+                            return;
+                        }
+                        filled += read;
+                        continue;
+                    }
+                    var consumed = end + 4 + length;
+                    buffer.AsSpan(consumed, filled - consumed).CopyTo(buffer);
+                    filled -= consumed;
+                    Interlocked.Increment(ref _requests);
+                    var (bytes, close) = Answer;
+                    await stream.WriteAsync(bytes, _stop.Token);
+                    if (close)
+                    {
+                        client.Client.Shutdown(SocketShutdown.Send);
+                        return;
+                    }
+                    if (CloseAfter is { } delay)
+                    {
+                        await Task.Delay(delay, _stop.Token);
+                        return;
+                    }
+                }
+            }
+            catch (Exception)
+            {
+                // stopping, or the gateway went away
+            }
+        }
+    }
+
+    private static int ContentLength(string head)
+    {
+        var line = head.Split("\r\n").FirstOrDefault(l => l.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase));
+        return line is null ? 0 : int.Parse(line["Content-Length:".Length..].Trim());
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _listener.Stop();
+    }
+}
