@@ -113,7 +113,7 @@ internal sealed partial class HttpForwarder
             }
             input.AdvanceTo(consumed);
 
-            // 3. The exchange: the same steps as ForwardAsync, on bytes.
+            // 3. The exchange: the same steps as ForwardAsync, on bytes (3a–3c).
             var started = time.GetTimestamp();
             metrics.FastPathRequest();
             var method = head.Method;
@@ -144,7 +144,7 @@ internal sealed partial class HttpForwarder
             }
             var bodyConsumed = !hasBody || inlineBody is not null;
 
-            // 1. Pick a backend and send; fail over while nothing has been delivered.
+            // 3a. Pick a backend and send; fail over while nothing has been delivered.
             ulong tried = 0;
             var attempts = 0;
             var error = ForwarderError.None;
@@ -285,60 +285,59 @@ internal sealed partial class HttpForwarder
             }
             else
             {
-
-            // 2. The response head: what reaches the client, then the body framing.
-            var responseHead = HeadBuffers.Pool.Rent(responseHeadLength + 512);
-            var headLength = WriteResponseHead(responseHead, connection.BufferedSpan[..responseHeadLength], response, requestId, head.Close);
-            connection.Consume(responseHeadLength);
-            var statusCode = response.Status;
-            ReportResponseStatus(route, backend, admission, statusCode);
-            var stream = new LeanResponseStream(connection, response.Framing, response.BodyLength, response.KeepAlive);
-            stream.CompleteIfEmpty();
-            var usage = statusCode is >= 200 and < 300 && response.CarriesUsage ? exchange.Usage : null;
-            var outcome = ForwarderError.None;
-            double? firstByteMs = null;
-            var keepClient = !head.Close;
-            try
-            {
-                var relay = await RelayBodyAsync(exchange.Output, stream, response, responseHead.AsMemory(0, headLength), usage, timeouts, clientGone).ConfigureAwait(false);
-                if (relay.FirstChunkAt != 0)
+                // 3b. The response head: what reaches the client, then the body framing, then 3c. the body.
+                var responseHead = HeadBuffers.Pool.Rent(responseHeadLength + 512);
+                var headLength = WriteResponseHead(responseHead, connection.BufferedSpan[..responseHeadLength], response, requestId, head.Close);
+                connection.Consume(responseHeadLength);
+                var statusCode = response.Status;
+                ReportResponseStatus(route, backend, admission, statusCode);
+                var stream = new LeanResponseStream(connection, response.Framing, response.BodyLength, response.KeepAlive);
+                stream.CompleteIfEmpty();
+                var usage = statusCode is >= 200 and < 300 && response.CarriesUsage ? exchange.Usage : null;
+                var outcome = ForwarderError.None;
+                double? firstByteMs = null;
+                var keepClient = !head.Close;
+                try
                 {
-                    firstByteMs = time.GetElapsedTime(started, relay.FirstChunkAt).TotalMilliseconds;
+                    var relay = await RelayBodyAsync(exchange.Output, stream, response, responseHead.AsMemory(0, headLength), usage, timeouts, clientGone).ConfigureAwait(false);
+                    if (relay.FirstChunkAt != 0)
+                    {
+                        firstByteMs = time.GetElapsedTime(started, relay.FirstChunkAt).TotalMilliseconds;
+                    }
+                    if (relay.Outcome != StreamCopyOutcome.Completed)
+                    {
+                        outcome = CopyFailure(route, backend, admission, relay.Outcome == StreamCopyOutcome.WriteFailed || clientGone.IsCancellationRequested,
+                            timeouts.IsCancellationRequested, relay.FirstChunkAt != 0);
+                        LogStreamFailed(logger, requestId, ForwarderErrors.Code(outcome), relay.Exception?.GetType().Name ?? "-");
+                        if (outcome == ForwarderError.ClientGone)
+                        {
+                            keepClient = false;
+                        }
+                        else if (!relay.Started)
+                        {
+                            // Nothing reached the client yet: a proper error status is still possible.
+                            statusCode = ForwarderErrors.StatusCode(outcome);
+                            keepClient &= await WriteErrorAsync(exchange.Output, head, statusCode, outcome, requestId, close: head.Close).ConfigureAwait(false);
+                        }
+                        else
+                        {
+                            await FailStartedHttp1Async(exchange, response, outcome, requestId).ConfigureAwait(false);
+                            keepClient = false;
+                        }
+                    }
                 }
-                if (relay.Outcome != StreamCopyOutcome.Completed)
+                finally
                 {
-                    outcome = CopyFailure(route, backend, admission, relay.Outcome == StreamCopyOutcome.WriteFailed || clientGone.IsCancellationRequested,
-                        timeouts.IsCancellationRequested, relay.FirstChunkAt != 0);
-                    LogStreamFailed(logger, requestId, ForwarderErrors.Code(outcome), relay.Exception?.GetType().Name ?? "-");
-                    if (outcome == ForwarderError.ClientGone)
-                    {
-                        keepClient = false;
-                    }
-                    else if (!relay.Started)
-                    {
-                        // Nothing reached the client yet: a proper error status is still possible.
-                        statusCode = ForwarderErrors.StatusCode(outcome);
-                        keepClient &= await WriteErrorAsync(exchange.Output, head, statusCode, outcome, requestId, close: head.Close).ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        await FailStartedHttp1Async(exchange, response, outcome, requestId).ConfigureAwait(false);
-                        keepClient = false;
-                    }
+                    HeadBuffers.Pool.Return(responseHead);
+                    exchange.ReturnTimeouts(timeouts);
+                    await stream.DisposeAsync().ConfigureAwait(false);
+                    usage?.Release();   // the counts stay readable until the next request resets the scanner
+                    backend.State.OnRequestEnd(error: statusCode >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
+                    metrics.UpstreamEnded();
                 }
-            }
-            finally
-            {
-                HeadBuffers.Pool.Return(responseHead);
-                exchange.ReturnTimeouts(timeouts);
-                await stream.DisposeAsync().ConfigureAwait(false);
-                usage?.Release();   // the counts stay readable until the next request resets the scanner
-                backend.State.OnRequestEnd(error: statusCode >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
-                metrics.UpstreamEnded();
-            }
 
-            CompleteResponse(method, route, backend, statusCode, attempts, outcome, usage, requestId, started, firstByteMs);
-            keepAlive = keepClient;
+                CompleteResponse(method, route, backend, statusCode, attempts, outcome, usage, requestId, started, firstByteMs);
+                keepAlive = keepClient;
             }
 
             head.Release();
@@ -594,18 +593,20 @@ internal sealed partial class HttpForwarder
             }
             while (true)
             {
-                if (started && response.Kind != StreamKind.None)
-                {
-                    // Idle streams wait without holding a buffer (zero-byte read).
-                    await stream.ReadAsync(Memory<byte>.Empty, timeouts.Token).ConfigureAwait(false);
-                }
                 var headPart = started ? 0 : head.Length;
                 var prefix = chunked ? ChunkPrefix : 0;
-                var memory = output.GetMemory(headPart + prefix + 8192 + 2);
-                var room = Math.Min(memory.Length - headPart - prefix - 2, RelayChunk);
+                Memory<byte> memory;
                 int read;
                 try
                 {
+                    if (started && response.Kind != StreamKind.None)
+                    {
+                        // Idle streams wait without holding a buffer (zero-byte read); a timeout or
+                        // reset while waiting is the upstream's failure, like one during a read.
+                        await stream.ReadAsync(Memory<byte>.Empty, timeouts.Token).ConfigureAwait(false);
+                    }
+                    memory = output.GetMemory(headPart + prefix + 8192 + 2);
+                    var room = Math.Min(memory.Length - headPart - prefix - 2, RelayChunk);
                     read = await stream.ReadAsync(memory.Slice(headPart + prefix, room), timeouts.Token).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is IOException or OperationCanceledException or SocketException)

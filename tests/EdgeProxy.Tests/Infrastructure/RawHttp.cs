@@ -153,6 +153,28 @@ internal static class RawHttp
             return result;
         }
 
+        /// <summary>Everything until the peer closes or resets; Reset tells which (an abortive end).</summary>
+        public async Task<(byte[] Bytes, bool Reset)> ReadUntilClosedAsync(CancellationToken token)
+        {
+            var all = new MemoryStream();
+            while (true)
+            {
+                all.Write(_buffer, _start, _end - _start);
+                _start = _end;
+                try
+                {
+                    if (!await FillAsync(token))
+                    {
+                        return (all.ToArray(), false);
+                    }
+                }
+                catch (IOException)
+                {
+                    return (all.ToArray(), true);
+                }
+            }
+        }
+
         public async Task<byte[]> ReadToEndAsync(CancellationToken token)
         {
             var all = new MemoryStream();
@@ -202,6 +224,9 @@ internal sealed class RawConnection : IAsyncDisposable
 
     /// <summary>Everything until the server closes the connection (empty when it closed right after the last response).</summary>
     public Task<byte[]> ReadToEndAsync() => _reader.ReadToEndAsync(_timeout.Token);
+
+    /// <summary>Raw bytes until the server closes or resets the connection, and whether it reset it.</summary>
+    public Task<(byte[] Bytes, bool Reset)> ReadUntilClosedAsync() => _reader.ReadUntilClosedAsync(_timeout.Token);
 
     public ValueTask DisposeAsync()
     {

@@ -17,7 +17,7 @@ public sealed class UpstreamFramingTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _gateway = await GatewayProcess.StartAsync(BackendsJson.For("svc", "m", ("scripted", _backend.Url, 1)),
-            new Dictionary<string, string> { ["BACKEND_API_KEY"] = "k-framing", ["HEALTH_CHECK_INTERVAL"] = "3600", ["PASSIVE_FAILURE_THRESHOLD"] = "1000" });
+            new Dictionary<string, string> { ["BACKEND_API_KEY"] = "k-framing", ["HEALTH_CHECK_INTERVAL"] = "3600", ["PASSIVE_FAILURE_THRESHOLD"] = "1000", ["STREAM_IDLE_TIMEOUT"] = "1" });
     }
 
     public async Task DisposeAsync()
@@ -74,6 +74,31 @@ public sealed class UpstreamFramingTests : IAsyncLifetime
 
         Assert.True(response.Status == 502, response.ToString());
         Assert.Contains("\"request_id\":\"framing-502\"", response.BodyText, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// An event stream that goes silent after a complete chunk: the gateway waits for the next one
+    /// without a buffer (a zero-byte read) and, when STREAM_IDLE_TIMEOUT passes, says so in an
+    /// `event: error` frame and ends the response abortively — the wait's timeout is the
+    /// backend's failure, never mistaken for the client leaving.
+    /// </summary>
+    [Fact]
+    public async Task A_stream_silent_between_chunks_gets_the_idle_timeout_error_event()
+    {
+        _backend.Answer = ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\ne\r\ndata: hello\n\n"u8.ToArray(), false);
+        await using var connection = await RawConnection.OpenAsync(_gateway.Port);
+
+        await connection.WriteAsync("GET /svc/m/silent HTTP/1.1\nHost: gw\nAuthorization: Bearer k-framing\nX-Request-ID: silent-1");
+        var (bytes, reset) = await connection.ReadUntilClosedAsync();
+        var received = Encoding.ASCII.GetString(bytes);
+
+        Assert.Contains("data: hello", received, StringComparison.Ordinal);
+        Assert.Contains("event: error", received, StringComparison.Ordinal);
+        Assert.Contains("idle_timeout", received, StringComparison.Ordinal);
+        Assert.Contains("silent-1", received, StringComparison.Ordinal);
+        // Abortive: no chunked terminator after the error event (a reset, or a close without one).
+        Assert.DoesNotContain("\r\n0\r\n\r\n", received, StringComparison.Ordinal);
+        Assert.True(reset || !received.EndsWith("\r\n\r\n", StringComparison.Ordinal), received);
     }
 
     [Fact]
