@@ -49,7 +49,6 @@ internal sealed class Http1RequestHead
         }
         kinds["Host"] = FieldKind.Host;
         kinds["X-API-Key"] = FieldKind.ApiKey;
-        kinds["X-Real-IP"] = FieldKind.RealIp;
         kinds["X-Forwarded-For"] = FieldKind.ForwardedFor;
         kinds["X-Forwarded-Host"] = FieldKind.ForwardedHost;
         kinds["X-Forwarded-Proto"] = FieldKind.ForwardedProto;
@@ -67,7 +66,6 @@ internal sealed class Http1RequestHead
         NotFast,
         Host,
         ApiKey,
-        RealIp,
         ForwardedFor,
         ForwardedHost,
         ForwardedProto,
@@ -125,8 +123,6 @@ internal sealed class Http1RequestHead
     public int RequestId { get; private set; }
 
     public int Host { get; private set; }
-
-    public bool HasForwardingHeaders { get; private set; }
 
     /// <summary>Field indexes (or -1) of X-Forwarded-For / -Proto / -Host, believed only from a trusted proxy.</summary>
     public int ForwardedFor { get; private set; }
@@ -207,7 +203,6 @@ internal sealed class Http1RequestHead
         Close = false;
         FieldCount = 0;
         Authorization = ApiKey = RequestId = Host = -1;
-        HasForwardingHeaders = false;
         ForwardedFor = ForwardedProto = ForwardedHost = -1;
         _connectionOptions = null;
         var head = Buffer.AsSpan(0, Length - 2);
@@ -309,17 +304,11 @@ internal sealed class Http1RequestHead
                 }
                 ApiKey = index;
                 return true;
-            case FieldKind.RealIp:
-                HasForwardingHeaders = true;
-                return true;
             case FieldKind.ForwardedFor:
-                HasForwardingHeaders = true;
                 return Once(ForwardedFor, ForwardedFor = index);
             case FieldKind.ForwardedHost:
-                HasForwardingHeaders = true;
                 return Once(ForwardedHost, ForwardedHost = index);
             case FieldKind.ForwardedProto:
-                HasForwardingHeaders = true;
                 return Once(ForwardedProto, ForwardedProto = index);
             case FieldKind.Connection:
                 // Fields the Connection header names are hop-by-hop too (RFC 9110 §7.6.1). Read from

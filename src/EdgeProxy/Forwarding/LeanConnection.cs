@@ -75,7 +75,7 @@ internal sealed class LeanConnection : IDisposable
 
     /// <summary>
     /// True when a complete response head is buffered; <paramref name="scanned"/> carries how far
-    /// earlier calls looked. The fast path's non-allocating counterpart of <see cref="ReadHeadAsync"/>.
+    /// earlier calls looked (the lean client's <see cref="ReadHeadAsync"/> and the fast path both use it).
     /// </summary>
     internal bool TryFindHead(ref int scanned, out int length)
     {
@@ -287,27 +287,19 @@ internal sealed class LeanConnection : IDisposable
 
     /// <summary>Reads until the buffer holds a complete head; returns its length including the blank line.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    internal async ValueTask<int> ReadHeadAsync(bool mayBeStale, CancellationToken cancellationToken)
+    private async ValueTask<int> ReadHeadAsync(bool mayBeStale, CancellationToken cancellationToken)
     {
         var scanned = 0;
         while (true)
         {
-            var window = _buffer.AsSpan(_start, _end - _start);
-            var end = window[Math.Max(0, scanned - 3)..].IndexOf("\r\n\r\n"u8);
-            if (end >= 0)
+            if (TryFindHead(ref scanned, out var length))
             {
-                return Math.Max(0, scanned - 3) + end + 4;
+                return length;
             }
-            scanned = window.Length;
-            if (window.Length >= MaxHeadBytes)
-            {
-                throw new HttpRequestException(HttpRequestError.ConfigurationLimitExceeded, "The upstream response head exceeds 64 KiB.");
-            }
-            MakeRoom();
             int read;
             try
             {
-                read = await _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                read = await ReceiveAsync(cancellationToken).ConfigureAwait(false);
             }
             catch (SocketException ex) when (mayBeStale && _end == _start)
             {
@@ -325,7 +317,7 @@ internal sealed class LeanConnection : IDisposable
                 }
                 throw new HttpRequestException(HttpRequestError.ResponseEnded, "The upstream closed the connection before the response head was complete.");
             }
-            _end += read;
+            Received(read);
         }
     }
 

@@ -94,7 +94,7 @@ public sealed class Http1HeadTests
         }
 
         Assert.Equal(["Content-Type: text/plain", "X-Kept:  spaced value"], forwarded);
-        Assert.True(head.HasForwardingHeaders);
+        Assert.True(head.ForwardedFor >= 0);
         Assert.True(head.IsContentField(head.FieldCount - 2));
         Assert.Equal("spaced value", Encoding.ASCII.GetString(head.Value(head.FieldCount - 1)));
     }
