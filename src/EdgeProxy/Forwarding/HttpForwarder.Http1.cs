@@ -159,19 +159,11 @@ internal sealed partial class HttpForwarder
             {
                 while (true)
                 {
-                    var pick = BackendSelector.Select(route, affinityKey, tried, time.GetTimestamp(), allowPanic: !settings.FailFastWhenAllUnhealthy);
-                    if (!pick.Found)
+                    if (!NextBackend(route, affinityKey, tried, requestId, ref attempts, ref error, out var pick, out backend))
                     {
-                        error = attempts == 0 ? ForwarderError.NoHealthyBackend : error;
                         break;
                     }
-                    attempts++;
-                    backend = route.Backends[pick.Index];
                     admission = pick.Admission;
-                    if (pick.Panic)
-                    {
-                        LogPanic(logger, requestId, route.RouteLabel, backend.Id);
-                    }
                     var target = backend.Http1!;
                     byte[]? requestHead = HeadBuffers.Pool.Rent(2 * head.Length + 512 + requestId.Length
                         + target.PathPrefix.Length + target.HostLine.Length + target.AuthLine.Length + (inlineBody is null ? 0 : bodyLength));

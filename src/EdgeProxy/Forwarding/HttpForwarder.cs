@@ -51,19 +51,11 @@ internal sealed partial class HttpForwarder(
         var admission = Admission.Refused;
         while (true)
         {
-            var pick = BackendSelector.Select(route, affinityKey, tried, time.GetTimestamp(), allowPanic: !settings.FailFastWhenAllUnhealthy);
-            if (!pick.Found)
+            if (!NextBackend(route, affinityKey, tried, requestId, ref attempts, ref error, out var pick, out backend))
             {
-                error = attempts == 0 ? ForwarderError.NoHealthyBackend : error;
                 break;
             }
-            attempts++;
-            backend = route.Backends[pick.Index];
             admission = pick.Admission;
-            if (pick.Panic)
-            {
-                LogPanic(logger, requestId, route.RouteLabel, backend.Id);
-            }
 
             var request = CreateRequest(context, backend, remainder, requestId, clientIp, peerTrusted, content);
             backend.State.OnRequestStart();
@@ -152,6 +144,29 @@ internal sealed partial class HttpForwarder(
         }
 
         CompleteResponse(context.Request.Method, route, backend, status, attempts, outcome, usage, requestId, started, firstByteMs);
+    }
+
+    /// <summary>
+    /// The next backend to try (balancing, affinity and panic mode in <see cref="BackendSelector"/>),
+    /// skipping the ones in <paramref name="tried"/>; false when none may take the request, and then
+    /// <paramref name="error"/> says why (no healthy backend, or the last attempt's failure).
+    /// </summary>
+    private bool NextBackend(ModelRoute route, ulong? affinityKey, ulong tried, string requestId, ref int attempts, ref ForwarderError error, out Pick pick, out BackendEntry backend)
+    {
+        pick = BackendSelector.Select(route, affinityKey, tried, time.GetTimestamp(), allowPanic: !settings.FailFastWhenAllUnhealthy);
+        if (!pick.Found)
+        {
+            error = attempts == 0 ? ForwarderError.NoHealthyBackend : error;
+            backend = default;
+            return false;
+        }
+        attempts++;
+        backend = route.Backends[pick.Index];
+        if (pick.Panic)
+        {
+            LogPanic(logger, requestId, route.RouteLabel, backend.Id);
+        }
+        return true;
     }
 
     /// <summary>
