@@ -78,6 +78,20 @@ internal sealed partial class HttpForwarder(
             }
         }
 
+        if (upstream is not null && !HasUsableContentLength(upstream))
+        {
+            // RFC 9112 §6.3 (5): differing or malformed Content-Length values make the answer
+            // unusable; a proxy closes the upstream connection and answers 502 (SocketsHttpHandler
+            // hands such a response over, and Kestrel would refuse the header with a 500).
+            upstream.Dispose();
+            upstream = null;
+            error = ForwarderError.UpstreamRequestFailed;
+            LogUpstreamError(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), nameof(HttpRequestException), "Invalid upstream response: invalid Content-Length.");
+            backend.State.OnRequestEnd(error: true);
+            metrics.UpstreamEnded();
+            ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
+        }
+
         if (upstream is null)
         {
             await FailBeforeResponseAsync(context, route, backend, attempts, error, requestId, started).ConfigureAwait(false);
@@ -111,7 +125,7 @@ internal sealed partial class HttpForwarder(
             usage = status is >= 200 and < 300 && CarriesUsage(upstream, streamKind) ? new UsageScanner() : null;
             var observer = new ResponseObserver(timeouts, settings.StreamIdleTimeout, time, usage);
             var copy = await StreamCopier.CopyAsync(body, response.Body, flush: false, observer, timeouts.Token, context.RequestAborted,
-                expectedLength: upstream.Content.Headers.ContentLength).ConfigureAwait(false);
+                expectedLength: upstream.Headers.TransferEncodingChunked == true ? null : upstream.Content.Headers.ContentLength).ConfigureAwait(false);
             if (observer.FirstChunkAt != 0)
             {
                 firstByteMs = time.GetElapsedTime(started, observer.FirstChunkAt).TotalMilliseconds;
@@ -568,6 +582,27 @@ internal sealed partial class HttpForwarder(
         return false;
     }
 
+    /// <summary>False when the answer's Content-Length fields are present but not one valid number.</summary>
+    private static bool HasUsableContentLength(HttpResponseMessage upstream)
+    {
+        if (!upstream.Content.Headers.NonValidated.TryGetValues("Content-Length", out var values))
+        {
+            return true;
+        }
+        string? first = null;
+        foreach (var value in values)
+        {
+            // RFC 9112 §6.3 (5): repeated fields must all carry the same valid number.
+            if (!long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _)
+                || (first is not null && value != first))
+            {
+                return false;
+            }
+            first = value;
+        }
+        return true;
+    }
+
     private static void CopyResponseHeaders(HttpResponseMessage upstream, HttpResponse response)
     {
         string? connectionValue = null;
@@ -575,17 +610,21 @@ internal sealed partial class HttpForwarder(
         {
             connectionValue = HeaderRules.ExtraConnectionOptions(connection.ToString());
         }
-        CopyHeaders(upstream.Headers.NonValidated, response, connectionValue);
-        CopyHeaders(upstream.Content.Headers.NonValidated, response, connectionValue);
+        // RFC 9112 §6.3 (3): with Transfer-Encoding the received Content-Length is not the body's
+        // length and must not be relayed (Kestrel would abort the response on the mismatch).
+        var chunked = upstream.Headers.TransferEncodingChunked == true;
+        CopyHeaders(upstream.Headers.NonValidated, response, connectionValue, dropContentLength: false);
+        CopyHeaders(upstream.Content.Headers.NonValidated, response, connectionValue, dropContentLength: chunked);
     }
 
-    private static void CopyHeaders(HttpHeadersNonValidated source, HttpResponse response, string? connectionValue)
+    private static void CopyHeaders(HttpHeadersNonValidated source, HttpResponse response, string? connectionValue, bool dropContentLength)
     {
         foreach (var header in source)
         {
             var name = header.Key;
             if (HeaderRules.HopByHop.Contains(name) || HeaderRules.ResponseReplaced.Contains(name)
-                || (connectionValue is not null && HeaderRules.IsListedInConnection(name, connectionValue)))
+                || (connectionValue is not null && HeaderRules.IsListedInConnection(name, connectionValue))
+                || (dropContentLength && name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)))
             {
                 continue;
             }

@@ -7,9 +7,11 @@ namespace EdgeProxy.Tests.Functional.Foundation;
 /// How the gateway relays the ways a backend may frame its answer (RFC 9112 §6–§7): interim 1xx
 /// heads, close-delimited bodies, Transfer-Encoding over Content-Length, no-body statuses, short
 /// bodies and garbage. A scripted HTTP/1.1 server on loopback answers each request with the raw
-/// bytes a test gives it, so every case is exact.
+/// bytes a test gives it, so every case is exact. Every case runs against both request paths
+/// (the HTTP/1.1 fast path and, with HTTP1_FAST_PATH=off, Kestrel + SocketsHttpHandler): they
+/// must answer alike.
 /// </summary>
-public sealed class UpstreamFramingTests : IAsyncLifetime
+public abstract class UpstreamFramingTests : IAsyncLifetime
 {
     private readonly ScriptedBackend _backend = new();
     private GatewayProcess _gateway = null!;
@@ -17,7 +19,11 @@ public sealed class UpstreamFramingTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _gateway = await GatewayProcess.StartAsync(BackendsJson.For("svc", "m", ("scripted", _backend.Url, 1)),
-            new Dictionary<string, string> { ["BACKEND_API_KEY"] = "k-framing", ["HEALTH_CHECK_INTERVAL"] = "3600", ["PASSIVE_FAILURE_THRESHOLD"] = "1000", ["STREAM_IDLE_TIMEOUT"] = "1" });
+            new Dictionary<string, string>
+            {
+                ["BACKEND_API_KEY"] = "k-framing", ["HEALTH_CHECK_INTERVAL"] = "3600", ["PASSIVE_FAILURE_THRESHOLD"] = "1000",
+                ["STREAM_IDLE_TIMEOUT"] = "1", ["HTTP1_FAST_PATH"] = FastPath ? "on" : "off",
+            });
     }
 
     public async Task DisposeAsync()
@@ -26,9 +32,12 @@ public sealed class UpstreamFramingTests : IAsyncLifetime
         _backend.Dispose();
     }
 
+    protected abstract bool FastPath { get; }
+
     /// <summary>
     /// Transfer-Encoding with Content-Length (RFC 9112 §6.3 (3)): the coding wins, the length is
-    /// dropped and the upstream connection is not reused. (SocketsHttpHandler refuses such an answer.)
+    /// dropped and the upstream connection is not reused. (The general path relayed the length and
+    /// Kestrel aborted the response on the mismatch, until these cases ran against it too.)
     /// </summary>
     [Theory]
     [InlineData("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, 200, "ok", null)]
@@ -59,8 +68,8 @@ public sealed class UpstreamFramingTests : IAsyncLifetime
 
     /// <summary>
     /// RFC 9112 §6.3 (5): a proxy that receives differing Content-Length values "MUST close the
-    /// connection to the server, discard the received response, and send a 502". The fast path does;
-    /// SocketsHttpHandler (the general path) relays such an answer, so this runs with the default.
+    /// connection to the server, discard the received response, and send a 502". (The general path
+    /// answered 500 here until these cases ran against it too: Kestrel refused the header.)
     /// </summary>
     [Theory]
     [InlineData("not http at all\r\n\r\n")]
@@ -112,4 +121,16 @@ public sealed class UpstreamFramingTests : IAsyncLifetime
         // The head and the five bytes arrive; then the connection ends, so the client sees a truncated body, never a clean one.
         await Assert.ThrowsAnyAsync<IOException>(() => connection.ReadResponseAsync());
     }
+}
+
+/// <summary>The cases on the HTTP/1.1 fast path.</summary>
+public sealed class UpstreamFramingFastPathTests : UpstreamFramingTests
+{
+    protected override bool FastPath => true;
+}
+
+/// <summary>The same cases on the general path (Kestrel's HTTP stack and SocketsHttpHandler).</summary>
+public sealed class UpstreamFramingGeneralPathTests : UpstreamFramingTests
+{
+    protected override bool FastPath => false;
 }
