@@ -31,7 +31,7 @@ internal sealed class Http1Target
     /// <summary>The backend's own key as a header line, or empty. Never logged.</summary>
     public byte[] AuthLine { get; }
 
-    /// <summary>The connection pool, attached on first use by <see cref="Http1Relay"/>.</summary>
+    /// <summary>The connection pool, attached on first use by the fast path (one per host and port, owned by <see cref="HttpForwarder"/>).</summary>
     internal LeanConnectionPool? Pool;
 
     public static Http1Target? TryCreate(string baseUrl, string? authHeaderName, string? authHeaderValue)

@@ -35,7 +35,11 @@ internal sealed partial class HttpForwarder
     private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> ResponseDropLookup = FrozenSet.ToFrozenSet(
         HeaderRules.HopByHop.Concat(HeaderRules.ResponseReplaced), StringComparer.OrdinalIgnoreCase).GetAlternateLookup<ReadOnlySpan<char>>();
 
-    private static readonly ConcurrentPools Pools = new();
+    /// <summary>The fast path's upstream connections: one pool per backend host and port, for this gateway's lifetime.</summary>
+    private readonly ConcurrentPools _pools = new();
+
+    /// <summary>Closes the fast path's pooled upstream connections (at shutdown).</summary>
+    internal void DisposeUpstreamPools() => _pools.Dispose();
 
     /// <summary>
     /// Serves one client connection while its requests are fast-path requests: reads each head,
@@ -176,7 +180,7 @@ internal sealed partial class HttpForwarder
                     var staleRetryLength = length;
                     try
                     {
-                        connection = await SendHeadAsync(Pools.For(target, settings), requestHead.AsMemory(0, length), checkAlive: hasBody, timeouts.Token).ConfigureAwait(false);
+                        connection = await SendHeadAsync(_pools.For(target, settings), requestHead.AsMemory(0, length), checkAlive: hasBody, timeouts.Token).ConfigureAwait(false);
                         bodyStarted = hasBody;
                         if (!bodyConsumed)
                         {
@@ -219,7 +223,7 @@ internal sealed partial class HttpForwarder
                                 retriedStale = true;
                                 connection.Abandon();
                                 connection = null;
-                                connection = await SendHeadAsync(Pools.For(target, settings), staleRetryHead!.AsMemory(0, staleRetryLength), checkAlive: false, timeouts.Token, fresh: true).ConfigureAwait(false);
+                                connection = await SendHeadAsync(_pools.For(target, settings), staleRetryHead!.AsMemory(0, staleRetryLength), checkAlive: false, timeouts.Token, fresh: true).ConfigureAwait(false);
                                 scanned = 0;
                                 continue;
                             }
@@ -751,9 +755,17 @@ internal sealed partial class HttpForwarder
     }
 
     /// <summary>One <see cref="LeanConnectionPool"/> per backend host and port, shared across config snapshots.</summary>
-    private sealed class ConcurrentPools
+    private sealed class ConcurrentPools : IDisposable
     {
         private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Host, int Port), LeanConnectionPool> _pools = new();
+
+        public void Dispose()
+        {
+            foreach (var pool in _pools.Values)
+            {
+                pool.Dispose();
+            }
+        }
 
         public LeanConnectionPool For(Http1Target target, Configuration.GatewaySettings settings)
         {

@@ -277,8 +277,10 @@ internal static partial class GatewayApp
         {
             fastPath = new Http1FastPath(settings, routes, authenticator, app.Services.GetRequiredService<HttpForwarder>(), app.Services.GetRequiredService<ILogger<Http1FastPath>>());
         }
+        var forwarder = app.Services.GetRequiredService<HttpForwarder>();
         app.Lifetime.ApplicationStopped.Register(() =>
         {
+            forwarder.DisposeUpstreamPools();
             forwardingClient.Dispose();
             healthClient.Dispose();
             metrics.Dispose();
