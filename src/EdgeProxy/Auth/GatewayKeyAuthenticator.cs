@@ -35,21 +35,29 @@ internal sealed class GatewayKeyAuthenticator
         {
             return true;
         }
-        var authorized = false;
         var authorization = request.Headers.Authorization;
-        if (authorization.Count == 1)
-        {
-            var value = authorization[0].AsSpan().Trim();
-            if (value.Length > 7 && value[..7].Equals("Bearer ", StringComparison.OrdinalIgnoreCase))
-            {
-                authorized |= Matches(value[7..].Trim());
-            }
-        }
         var apiKey = request.Headers["X-API-Key"];
-        if (apiKey.Count == 1)
+        return IsAuthorized(authorization.Count == 1 ? authorization[0].AsSpan() : default, apiKey.Count == 1 ? apiKey[0].AsSpan() : default);
+    }
+
+    /// <summary>
+    /// The rule on the two header values (empty when a header is absent or repeated): a
+    /// `Bearer` credential or an X-API-Key that matches. Shared by the general path and the
+    /// HTTP/1.1 fast path, which reads the values from raw bytes.
+    /// </summary>
+    public bool IsAuthorized(ReadOnlySpan<char> authorization, ReadOnlySpan<char> apiKey)
+    {
+        if (_expected is null)
         {
-            authorized |= Matches(apiKey[0].AsSpan().Trim());
+            return true;
         }
+        var authorized = false;
+        var value = authorization.Trim();
+        if (value.Length > 7 && value[..7].Equals("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            authorized |= Matches(value[7..].Trim());
+        }
+        authorized |= Matches(apiKey.Trim());
         return authorized;
     }
 

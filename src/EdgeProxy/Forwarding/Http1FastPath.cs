@@ -113,33 +113,34 @@ internal sealed partial class Http1FastPath(
         return route;
     }
 
-    /// <summary>The same rule as <see cref="GatewayKeyAuthenticator.IsAuthorized"/>, on raw header bytes.</summary>
+    /// <summary><see cref="GatewayKeyAuthenticator"/>'s rule on the raw header values (a value too long for the stack buffer goes to the general path).</summary>
     private bool IsAuthorized(Http1RequestHead head)
     {
         if (!authenticator.Enabled)
         {
             return true;
         }
-        var authorized = false;
-        Span<char> chars = stackalloc char[512];
-        if (head.Authorization >= 0)
+        Span<char> authorization = stackalloc char[512];
+        Span<char> apiKey = stackalloc char[512];
+        return ToChars(head, head.Authorization, ref authorization) && ToChars(head, head.ApiKey, ref apiKey)
+            && authenticator.IsAuthorized(authorization, apiKey);
+    }
+
+    /// <summary>A field's value as chars in <paramref name="chars"/> (empty when the field is absent); false when it does not fit.</summary>
+    private static bool ToChars(Http1RequestHead head, int field, ref Span<char> chars)
+    {
+        if (field < 0)
         {
-            var value = head.Value(head.Authorization);
-            if (value.Length > 7 && value.Length <= chars.Length && Ascii.EqualsIgnoreCase(value[..7], "Bearer "u8))
-            {
-                var key = chars[..Encoding.ASCII.GetChars(value[7..], chars)].Trim();
-                authorized |= authenticator.Matches(key);
-            }
+            chars = default;
+            return true;
         }
-        if (head.ApiKey >= 0)
+        var value = head.Value(field);
+        if (value.Length > chars.Length)
         {
-            var value = head.Value(head.ApiKey);
-            if (value.Length <= chars.Length)
-            {
-                authorized |= authenticator.Matches(chars[..Encoding.ASCII.GetChars(value, chars)]);
-            }
+            return false;
         }
-        return authorized;
+        chars = chars[..Encoding.ASCII.GetChars(value, chars)];
+        return true;
     }
 
     private static IPAddress Normalize(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
