@@ -185,14 +185,11 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
     private Observability.UsageScanner? _usage;
 
     /// <summary>The connection's usage scanner, reset for the request that asks (one request at a time per connection).</summary>
-    public Observability.UsageScanner Usage
+    public Observability.UsageScanner ResetUsage()
     {
-        get
-        {
-            var usage = _usage ??= new Observability.UsageScanner();
-            usage.Reset();
-            return usage;
-        }
+        var usage = _usage ??= new Observability.UsageScanner();
+        usage.Reset();
+        return usage;
     }
 
     /// <summary>The current request's head (its buffer is rented per request).</summary>

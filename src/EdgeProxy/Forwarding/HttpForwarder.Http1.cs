@@ -289,7 +289,7 @@ internal sealed partial class HttpForwarder
                 ReportResponseStatus(route, backend, admission, statusCode);
                 var stream = new LeanResponseStream(connection, response.Framing, response.BodyLength, response.KeepAlive);
                 stream.CompleteIfEmpty();
-                var usage = statusCode is >= 200 and < 300 && response.CarriesUsage ? exchange.Usage : null;
+                var usage = statusCode is >= 200 and < 300 && response.CarriesUsage ? exchange.ResetUsage() : null;
                 var outcome = ForwarderError.None;
                 double? firstByteMs = null;
                 var keepClient = !head.Close;
