@@ -64,6 +64,14 @@ internal sealed record GatewaySettings
     /// </summary>
     public bool Http1FastPath { get; init; } = true;
 
+    /// <summary>
+    /// IO_THREADS: socket I/O threads, i.e. epoll event loops. 0 (default) keeps the runtime's choice,
+    /// one per core. Request work runs inline on these threads (inline completions, Program.cs), so each
+    /// is an event loop like an nginx worker process; fewer loops than cores leave CPU to processes that
+    /// share the box, and on the 2-core bench box one loop halved the p99 at the same throughput.
+    /// </summary>
+    public int IoThreads { get; init; }
+
     /// <summary>Idle upstream connections kept per backend (contract default 20).</summary>
     public int MaxKeepAliveConnections { get; init; } = 20;
 

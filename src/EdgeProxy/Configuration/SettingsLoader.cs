@@ -55,6 +55,7 @@ internal static class SettingsLoader
             MaxKeepAliveConnections = reader.Int("MAX_KEEPALIVE_CONNECTIONS", 20, 0, 100_000),
             LeanUpstreamClient = reader.Choice("UPSTREAM_CLIENT", "httpclient", ["httpclient", "lean"]) == "lean",
             Http1FastPath = reader.Choice("HTTP1_FAST_PATH", "on", ["on", "off"]) == "on",
+            IoThreads = reader.Int("IO_THREADS", 0, 0, 1024),
             BackendApiKey = reader.String("BACKEND_API_KEY", ""),
             BackendAuthMode = reader.AuthMode("BACKEND_AUTH_MODE"),
             TrustedProxies = reader.Networks("TRUSTED_PROXIES"),

@@ -1,5 +1,6 @@
 using System.Collections;
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using EdgeProxy.Auth;
 using EdgeProxy.Configuration;
@@ -77,6 +78,7 @@ internal static partial class GatewayApp
                 environment["BACKEND_API_KEY"] = DemoKey;
             }
             settings = SettingsLoader.Load(environment, Directory.GetCurrentDirectory());
+            ApplyIoThreads(settings);
             configPath = ResolveConfigPath(settings);
             config = BackendsConfigLoader.LoadFile(configPath, warnings);
         }
@@ -165,6 +167,20 @@ internal static partial class GatewayApp
         BACKEND_AUTH_MODE, HEALTH_CHECK_INTERVAL, HEALTH_CHECK_TIMEOUT, REQUEST_TIMEOUT, ...
         See README.md for the full list.
         """;
+
+    /// <summary>
+    /// IO_THREADS becomes the runtime's socket-engine thread count. The runtime reads it once, when the
+    /// process opens its first socket, so this runs right after the settings load and before the demo
+    /// backends or the gateway listen. 0 leaves the runtime default (or an operator's own
+    /// DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT) alone.
+    /// </summary>
+    internal static void ApplyIoThreads(GatewaySettings settings)
+    {
+        if (settings.IoThreads > 0)
+        {
+            Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT", settings.IoThreads.ToString(CultureInfo.InvariantCulture));
+        }
+    }
 
     /// <summary>Contract: BACKENDS_CONFIG_PATH, default ./config/backends.json, else ./backends.json.</summary>
     internal static string ResolveConfigPath(GatewaySettings settings)

@@ -170,6 +170,14 @@ public sealed class SettingsLoaderTests
         Assert.Equal(expected, SettingsLoader.Load(new Dictionary<string, string> { ["HTTP1_FAST_PATH"] = value }, dir.Path).Http1FastPath);
     }
 
+    [Fact]
+    public void IO_THREADS_defaults_to_the_runtime_choice_and_takes_a_count()
+    {
+        using var dir = new UnitFixtures.TempDir();
+        Assert.Equal(0, SettingsLoader.Load(NoEnv, dir.Path).IoThreads);
+        Assert.Equal(1, SettingsLoader.Load(new Dictionary<string, string> { ["IO_THREADS"] = "1" }, dir.Path).IoThreads);
+    }
+
     /// <summary>One row per bad variable: the error names the variable.</summary>
     [Theory]
     [InlineData("PORT", "eighty", "not an integer")]
@@ -190,6 +198,8 @@ public sealed class SettingsLoaderTests
     [InlineData("TRUSTED_PROXIES", "10.0.0.1,proxy.local", "not an IP address or CIDR")]
     [InlineData("ON_ALL_UNHEALTHY", "maybe", "not one of")]
     [InlineData("HTTP1_FAST_PATH", "fast", "not one of")]
+    [InlineData("IO_THREADS", "-1", "out of range")]
+    [InlineData("IO_THREADS", "auto", "not an integer")]
     [InlineData("EJECTION_MAX_SECONDS", "1", "at least EJECTION_BASE_SECONDS")]
     [InlineData("HEALTH_CHECK_UNHEALTHY_THRESHOLD", "0", "out of range")]
     [InlineData("METRICS_PORT", "70000", "out of range")]
