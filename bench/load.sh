@@ -27,6 +27,9 @@
 #                      it; medians are taken over quiet rounds only (all rounds, flagged, if none)
 #   ONLY=direct,nginx,haproxy,kestrel,edgeproxy   subset / order of targets (add ",general" for the
 #                      general-path row)
+#   IO_THREADS=1       socket event loops of edgeproxy, general and the Kestrel floor (0: the runtime's
+#                      default, one per core). 1 matches the peers: nginx runs worker_processes 1 and
+#                      HAProxy nbthread 1, i.e. one event loop each.
 #   EDGEPROXY_BIN=<repo>/dist/edgeproxy
 #   KESTREL_FLOOR_BIN=<repo>/bench/KestrelFloor/out/kestrel-floor   (published on first use)
 #   RESULTS_DIR=<repo>/bench/results
@@ -44,12 +47,13 @@ THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-3}
 QUIET_MAX=${QUIET_MAX:-15}
 ONLY=${ONLY:-direct,nginx,haproxy,kestrel,edgeproxy}
+IO_THREADS=${IO_THREADS:-1}
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-$REPO/dist/edgeproxy}
 KESTREL_FLOOR_BIN=${KESTREL_FLOOR_BIN:-$REPO/bench/KestrelFloor/out/kestrel-floor}
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results}
 
-for v in DURATION WARMUP CONNECTIONS THREADS ROUNDS QUIET_MAX; do
-  if ! [[ ${!v} =~ ^[0-9]+$ ]] || { [[ ${!v} -eq 0 ]] && [[ $v != QUIET_MAX ]]; }; then
+for v in DURATION WARMUP CONNECTIONS THREADS ROUNDS QUIET_MAX IO_THREADS; do
+  if ! [[ ${!v} =~ ^[0-9]+$ ]] || { [[ ${!v} -eq 0 ]] && [[ $v != QUIET_MAX && $v != IO_THREADS ]]; }; then
     echo "error: $v must be a positive integer (got '${!v}')" >&2; exit 2
   fi
 done
@@ -267,7 +271,7 @@ start_edgeproxy() {
   local t0
   now_us; t0=$NOW_US
   PORT=$EDGE_PORT BACKENDS_CONFIG_PATH="$TMP/edgeproxy/backends.json" BACKEND_API_KEY='' \
-    LOG_LEVEL=WARNING HEALTH_CHECK_INTERVAL=30 \
+    LOG_LEVEL=WARNING HEALTH_CHECK_INTERVAL=30 IO_THREADS=$IO_THREADS \
     "$EDGEPROXY_BIN" >"$TMP/edgeproxy/stdout.log" 2>&1 &
   TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
   time_to_health edgeproxy "$EDGE_PORT" "$TARGET_PID" "$t0" "$TMP/edgeproxy/stdout.log" || return 1
@@ -288,7 +292,7 @@ start_general() {  # the same binary, general path only (HTTP1_FAST_PATH=off)
   local t0
   now_us; t0=$NOW_US
   PORT=$GENERAL_PORT BACKENDS_CONFIG_PATH="$TMP/edgeproxy/backends.json" BACKEND_API_KEY='' \
-    LOG_LEVEL=WARNING HEALTH_CHECK_INTERVAL=30 HTTP1_FAST_PATH=off \
+    LOG_LEVEL=WARNING HEALTH_CHECK_INTERVAL=30 HTTP1_FAST_PATH=off IO_THREADS=$IO_THREADS \
     "$EDGEPROXY_BIN" >"$TMP/general/stdout.log" 2>&1 &
   TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
   time_to_health general "$GENERAL_PORT" "$TARGET_PID" "$t0" "$TMP/general/stdout.log" || return 1
@@ -311,7 +315,9 @@ start_kestrel() {
   TARGET_URL="http://127.0.0.1:$KESTREL_PORT/bench/m/v1/ping"
   local t0
   now_us; t0=$NOW_US
-  PORT=$KESTREL_PORT UPSTREAM="http://127.0.0.1:$UP_PORT" "$KESTREL_FLOOR_BIN" >"$TMP/kestrel/stdout.log" 2>&1 &
+  local threads=()
+  (( IO_THREADS > 0 )) && threads=("DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT=$IO_THREADS")
+  env "${threads[@]}" PORT=$KESTREL_PORT UPSTREAM="http://127.0.0.1:$UP_PORT" "$KESTREL_FLOOR_BIN" >"$TMP/kestrel/stdout.log" 2>&1 &
   TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
   time_to_health kestrel "$KESTREL_PORT" "$TARGET_PID" "$t0" "$TMP/kestrel/stdout.log" || return 1
   [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$TARGET_URL" || true) == 200 ]] || {
@@ -498,6 +504,7 @@ report() {
   echo "EdgeProxy load benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)  bench script at commit $COMMIT"
   echo "host: $(nproc) cpus, $(uname -r); nginx $NGINX_VER; haproxy $HAPROXY_VER; $(wrk -v 2>&1 | awk 'NR==1 {print "wrk", $2}' || true)"
   echo "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (after ${WARMUP}s warm-up) x $ROUNDS rounds round-robin, medians of quiet rounds (other% <= $QUIET_MAX); GET /bench/m/v1/ping (direct: GET /v1/ping), loopback"
+  echo "edgeproxy, general and kestrel run IO_THREADS=$IO_THREADS socket event loop(s) (0 = one per core); nginx runs worker_processes 1, HAProxy nbthread 1"
   echo "cpu_us/req = proxy utime+stime (all its processes, /proc/PID/stat, CLK_TCK=$CLK_TCK) / requests; up_us/req = same for the upstream nginx"
   echo "rss = sum of VmHWM (peak) / VmRSS (at end) over the proxy's processes; other% = box CPU not used by proxy/upstream/wrk during the run (% of one core; noise indicator)"
   echo
