@@ -14,7 +14,7 @@
 #             i.e. what the HTTP/1.1 fast path saves, in the same run)
 # then, per target, warms up and runs `wrk --latency` against GET /bench/m/v1/ping
 # (GET /v1/ping for the direct baseline), and reports req/s, p50, p99, the proxy's
-# CPU time per request (utime+stime of all its processes from /proc/PID/stat) and
+# CPU time per request (utime+stime of all its processes from /proc/PID/stat; its user part too) and
 # its RSS (VmHWM peak / VmRSS after, summed over its processes).
 #
 # Env options:
@@ -148,7 +148,7 @@ proc_tree() {  # pid plus its direct children (nginx master + workers)
   echo "$p"
   for c in $(children_of "$p"); do echo "$c"; done
 }
-cpu_ticks() {  # sum utime+stime (ticks) over given pids
+cpu_ticks() {  # sum utime+stime (ticks) over given pids; with CPU_FIELDS=user, utime only
   local total=0 pid rest
   for pid in "$@"; do
     [[ -r /proc/$pid/stat ]] || continue
@@ -156,7 +156,7 @@ cpu_ticks() {  # sum utime+stime (ticks) over given pids
     rest=${rest##*) }            # drop "pid (comm) " safely (comm may hold spaces)
     # after comm: field 3 is index 0, so utime(14) -> 11, stime(15) -> 12
     read -r -a f <<<"$rest"
-    total=$(( total + f[11] + f[12] ))
+    if [[ ${CPU_FIELDS:-} == user ]]; then total=$(( total + f[11] )); else total=$(( total + f[11] + f[12] )); fi
   done
   echo "$total"
 }
@@ -361,8 +361,8 @@ for t in "${TARGETS[@]}"; do
   case $t in direct|nginx|haproxy|kestrel|edgeproxy|general) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
 done
 
-declare -A RPS P50 P99 CPU UPCPU OTHER RSS_PEAK RSS_AFTER NOTE   # final (median) figures
-declare -A R_RPS R_P50 R_P99 R_CPU R_UPCPU R_OTHER R_NOTE          # per round, key "target,round"
+declare -A RPS P50 P99 CPU USR UPCPU OTHER RSS_PEAK RSS_AFTER NOTE   # final (median) figures
+declare -A R_RPS R_P50 R_P99 R_CPU R_USR R_UPCPU R_OTHER R_NOTE          # per round, key "target,round"
 declare -A TPID TURL
 FAILED=0
 COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -385,16 +385,16 @@ median() {  # numbers... -> median (mean of the middle two for an even count)
 }
 
 measure() {  # target round
-  local t=$1 r=$2 url=${TURL[$1]} pids=() c0=0 c1=0 u0 u1 w0 w1 s0 s1 sb0 sb1 t0 t1 out reqs rps p50 p99 e notes=()
+  local t=$1 r=$2 url=${TURL[$1]} pids=() c0=0 c1=0 cu0=0 cu1=0 u0 u1 w0 w1 s0 s1 sb0 sb1 t0 t1 out reqs rps p50 p99 e notes=()
   [[ -n ${TPID[$t]} ]] && read -r -a pids <<<"${TPID[$t]}"
   log "== $t (round $r/$ROUNDS): warm-up ${WARMUP}s, then ${DURATION}s measured  ($url)"
   run_wrk "$TMP/$t.$r.warmup.txt" -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$url"
 
-  [[ ${#pids[@]} -gt 0 ]] && c0=$(cpu_ticks "${pids[@]}")
+  [[ ${#pids[@]} -gt 0 ]] && { c0=$(cpu_ticks "${pids[@]}"); cu0=$(CPU_FIELDS=user cpu_ticks "${pids[@]}"); }
   u0=$(cpu_ticks "${UP_PIDS[@]}"); w0=$(self_child_ticks); s0=$(sys_ticks); now_us; t0=$NOW_US
   run_wrk "$TMP/$t.$r.wrk.txt" -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url"
   now_us; t1=$NOW_US; s1=$(sys_ticks); w1=$(self_child_ticks); u1=$(cpu_ticks "${UP_PIDS[@]}")
-  [[ ${#pids[@]} -gt 0 ]] && c1=$(cpu_ticks "${pids[@]}")
+  [[ ${#pids[@]} -gt 0 ]] && { c1=$(cpu_ticks "${pids[@]}"); cu1=$(CPU_FIELDS=user cpu_ticks "${pids[@]}"); }
 
   out=$(cat "$TMP/$t.$r.wrk.txt")
   reqs=$(awk '/requests in/ {print $1; exit}' <<<"$out")
@@ -411,6 +411,7 @@ measure() {  # target round
   R_P99[$t,$r]=$(to_ms "$p99")
   R_UPCPU[$t,$r]=$(awk -v d=$((u1 - u0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
   [[ ${#pids[@]} -gt 0 ]] && R_CPU[$t,$r]=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
+  [[ ${#pids[@]} -gt 0 ]] && R_USR[$t,$r]=$(awk -v d=$((cu1 - cu0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", d/hz*1e6/n}')
   # CPU used on the box during the run by anything other than proxy, upstream and wrk, in % of
   # one core (includes softirq time not charged to a task). A high value means the run is noisy.
   read -r sb0 _ <<<"$s0"; read -r sb1 _ <<<"$s1"
@@ -419,7 +420,7 @@ measure() {  # target round
   e=$(grep -E '^\s*Socket errors:' "$TMP/$t.$r.wrk.txt" | sed 's/^ *//' || true); [[ -n $e ]] && notes+=("$e")
   e=$(grep -E '^\s*Non-2xx' "$TMP/$t.$r.wrk.txt" | sed 's/^ *//' || true); [[ -n $e ]] && notes+=("$e")
   R_NOTE[$t,$r]="${notes[*]:-}"
-  log "== $t (round $r): ${R_RPS[$t,$r]} req/s  p50 ${R_P50[$t,$r]} ms  p99 ${R_P99[$t,$r]} ms  cpu ${R_CPU[$t,$r]:--} us/req  other ${R_OTHER[$t,$r]}%  ${R_NOTE[$t,$r]}"
+  log "== $t (round $r): ${R_RPS[$t,$r]} req/s  p50 ${R_P50[$t,$r]} ms  p99 ${R_P99[$t,$r]} ms  cpu ${R_CPU[$t,$r]:--} us/req (user ${R_USR[$t,$r]:--})  other ${R_OTHER[$t,$r]}%  ${R_NOTE[$t,$r]}"
 }
 
 log "tmp=$TMP ports: upstream=$UP_PORT nginx=$NGINX_PORT haproxy=$HAPROXY_PORT kestrel=$KESTREL_PORT edgeproxy=$EDGE_PORT"
@@ -458,7 +459,7 @@ for t in "${RUNNING[@]}"; do
     ok=$((ok + 1))
     (( ${R_OTHER[$t,$r]} <= QUIET_MAX )) && quiet=$((quiet + 1))
   done
-  vals=() p50s=() p99s=() cpus=() ups=() others=() all=() tnotes=""
+  vals=() p50s=() p99s=() cpus=() usrs=() ups=() others=() all=() tnotes=""
   for ((r = 1; r <= ROUNDS; r++)); do
     [[ -n ${R_RPS[$t,$r]:-} ]] || { tnotes+="round $r: ${R_NOTE[$t,$r]:-failed}; "; continue; }
     all+=("${R_RPS[$t,$r]}@${R_OTHER[$t,$r]}%")
@@ -467,6 +468,7 @@ for t in "${RUNNING[@]}"; do
     vals+=("${R_RPS[$t,$r]}"); p50s+=("${R_P50[$t,$r]}"); p99s+=("${R_P99[$t,$r]}")
     ups+=("${R_UPCPU[$t,$r]}"); others+=("${R_OTHER[$t,$r]}")
     [[ -n ${R_CPU[$t,$r]:-} ]] && cpus+=("${R_CPU[$t,$r]}")
+    [[ -n ${R_USR[$t,$r]:-} ]] && usrs+=("${R_USR[$t,$r]}")
   done
   if [[ ${#vals[@]} -gt 0 ]]; then
     RPS[$t]=$(median "${vals[@]}" | awk '{printf "%.0f", $1}')
@@ -475,6 +477,7 @@ for t in "${RUNNING[@]}"; do
     UPCPU[$t]=$(median "${ups[@]}" | awk '{printf "%.1f", $1}')
     OTHER[$t]=$(median "${others[@]}" | awk '{printf "%.0f", $1}')
     [[ ${#cpus[@]} -gt 0 ]] && CPU[$t]=$(median "${cpus[@]}" | awk '{printf "%.1f", $1}')
+    [[ ${#usrs[@]} -gt 0 ]] && USR[$t]=$(median "${usrs[@]}" | awk '{printf "%.1f", $1}')
     if (( quiet == 0 )); then
       NOISY+=("$t"); tnotes="NOISY (no round with other% <= $QUIET_MAX); $tnotes"
     fi
@@ -493,6 +496,9 @@ done
 ratio() {  # a b -> a/b or n/a
   if [[ -n ${1:-} && -n ${2:-} ]]; then awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a"}'; else echo "n/a"; fi
 }
+sub() {  # a b -> a-b (empty when either is)
+  if [[ -n ${1:-} && -n ${2:-} ]]; then awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", a-b}'; fi
+}
 noisy_pair() {  # peer -> warning suffix when edgeproxy or the peer had no quiet round
   local n=() x
   [[ -n ${RPS[edgeproxy]:-} && -n ${RPS[$1]:-} ]] || return 0
@@ -505,26 +511,26 @@ report() {
   echo "host: $(nproc) cpus, $(uname -r); nginx $NGINX_VER; haproxy $HAPROXY_VER; $(wrk -v 2>&1 | awk 'NR==1 {print "wrk", $2}' || true)"
   echo "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (after ${WARMUP}s warm-up) x $ROUNDS rounds round-robin, medians of quiet rounds (other% <= $QUIET_MAX); GET /bench/m/v1/ping (direct: GET /v1/ping), loopback"
   echo "edgeproxy, general and kestrel run IO_THREADS=$IO_THREADS socket event loop(s) (0 = one per core); nginx runs worker_processes 1, HAProxy nbthread 1"
-  echo "cpu_us/req = proxy utime+stime (all its processes, /proc/PID/stat, CLK_TCK=$CLK_TCK) / requests; up_us/req = same for the upstream nginx"
+  echo "cpu_us/req = proxy utime+stime (all its processes, /proc/PID/stat, CLK_TCK=$CLK_TCK) / requests, usr_us = its utime part; up_us/req = the same for the upstream nginx"
   echo "rss = sum of VmHWM (peak) / VmRSS (at end) over the proxy's processes; other% = box CPU not used by proxy/upstream/wrk during the run (% of one core; noise indicator)"
   echo
-  printf '%-10s %8s %8s %8s %11s %13s %10s %7s  %s\n' target req/s p50_ms p99_ms cpu_us/req rss_MB_pk/end up_us/req other% notes
+  printf '%-10s %8s %8s %8s %11s %7s %13s %10s %7s  %s\n' target req/s p50_ms p99_ms cpu_us/req usr_us rss_MB_pk/end up_us/req other% notes
   local t rss
   for t in "${TARGETS[@]}"; do
     if [[ -z ${RPS[$t]:-} ]]; then
-      printf '%-10s %8s %8s %8s %11s %13s %10s %7s  %s\n' "$t" - - - - - - - "${NOTE[$t]:-not run}"
+      printf '%-10s %8s %8s %8s %11s %7s %13s %10s %7s  %s\n' "$t" - - - - - - - - "${NOTE[$t]:-not run}"
       continue
     fi
     rss="-"; [[ -n ${RSS_PEAK[$t]:-} ]] && rss="${RSS_PEAK[$t]}/${RSS_AFTER[$t]}"
-    printf '%-10s %8s %8s %8s %11s %13s %10s %7s  %s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" \
-      "${CPU[$t]:--}" "$rss" "${UPCPU[$t]}" "${OTHER[$t]}" "${NOTE[$t]:-}"
+    printf '%-10s %8s %8s %8s %11s %7s %13s %10s %7s  %s\n' "$t" "${RPS[$t]}" "${P50[$t]}" "${P99[$t]}" \
+      "${CPU[$t]:--}" "${USR[$t]:--}" "$rss" "${UPCPU[$t]}" "${OTHER[$t]}" "${NOTE[$t]:-}"
   done
   if [[ ${#NOISY[@]} -gt 0 ]]; then
     echo
     echo "WARNING: no quiet round for: ${NOISY[*]} -- other processes were busy on this box; rerun when it is idle (or raise ROUNDS)."
   fi
   echo
-  echo "edgeproxy vs nginx:   throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[nginx]:-}") (goal >= 1.0)   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[nginx]:-}") (goal <= 1.0)   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[nginx]:-}")$(noisy_pair nginx)"
+  echo "edgeproxy vs nginx:   throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[nginx]:-}") (goal >= 1.0)   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[nginx]:-}") (goal <= 1.0)   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[nginx]:-}")   user/req $(ratio "${USR[edgeproxy]:-}" "${USR[nginx]:-}")  kernel/req $(ratio "$(sub "${CPU[edgeproxy]:-}" "${USR[edgeproxy]:-}")" "$(sub "${CPU[nginx]:-}" "${USR[nginx]:-}")")$(noisy_pair nginx)"
   echo "edgeproxy vs haproxy: throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[haproxy]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[haproxy]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[haproxy]:-}")$(noisy_pair haproxy)"
   if [[ -n ${RPS[kestrel]:-} ]]; then
     echo "kestrel floor vs nginx: throughput $(ratio "${RPS[kestrel]:-}" "${RPS[nginx]:-}")   cpu/req $(ratio "${CPU[kestrel]:-}" "${CPU[nginx]:-}")   p99 $(ratio "${P99[kestrel]:-}" "${P99[nginx]:-}")$(noisy_pair kestrel)"

@@ -195,6 +195,9 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
     /// <summary>The current request's head (its buffer is rented per request).</summary>
     public Http1RequestHead Head { get; } = new();
 
+    /// <summary>The current response's body reader (<see cref="LeanResponseStream.Begin"/> per response).</summary>
+    public LeanResponseStream ResponseBody { get; } = new();
+
     public void Dispose()
     {
         _timeouts?.Dispose();

@@ -268,12 +268,12 @@ internal sealed partial class HttpForwarder
                 var errorStatus = ForwarderErrors.StatusCode(error);
                 if (error == ForwarderError.NoHealthyBackend)
                 {
-                    LogNoBackend(logger, requestId, route.RouteLabel);
+                    LogNoBackend(logger, requestId.ToString(), route.RouteLabel);
                 }
                 var keep = bodyConsumed && error != ForwarderError.ClientGone && !clientGone.IsCancellationRequested;
                 if (error != ForwarderError.ClientGone && !clientGone.IsCancellationRequested)
                 {
-                    keep &= await WriteErrorAsync(exchange.Output, head, errorStatus, error, requestId, close: !keep).ConfigureAwait(false);
+                    keep &= await WriteErrorAsync(exchange.Output, head, errorStatus, error, requestId.ToString(), close: !keep).ConfigureAwait(false);
                 }
                 exchange.ReturnTimeouts(timeouts);
                 Complete(method, route, attempts == 0 ? null : backend.State, errorStatus, attempts, error, requestId, started, null);
@@ -287,7 +287,8 @@ internal sealed partial class HttpForwarder
                 connection.Consume(responseHeadLength);
                 var statusCode = response.Status;
                 ReportResponseStatus(route, backend, admission, statusCode);
-                var stream = new LeanResponseStream(connection, response.Framing, response.BodyLength, response.KeepAlive);
+                var stream = exchange.ResponseBody;
+                stream.Begin(connection, response.Framing, response.BodyLength, response.KeepAlive);
                 stream.CompleteIfEmpty();
                 var usage = statusCode is >= 200 and < 300 && response.CarriesUsage ? exchange.ResetUsage() : null;
                 var outcome = ForwarderError.None;
@@ -304,7 +305,7 @@ internal sealed partial class HttpForwarder
                     {
                         outcome = CopyFailure(route, backend, admission, relay.Outcome == StreamCopyOutcome.WriteFailed || clientGone.IsCancellationRequested,
                             timeouts.IsCancellationRequested, relay.FirstChunkAt != 0);
-                        LogStreamFailed(logger, requestId, ForwarderErrors.Code(outcome), relay.Exception?.GetType().Name ?? "-");
+                        LogStreamFailed(logger, requestId.ToString(), ForwarderErrors.Code(outcome), relay.Exception?.GetType().Name ?? "-");
                         if (outcome == ForwarderError.ClientGone)
                         {
                             keepClient = false;
@@ -313,11 +314,11 @@ internal sealed partial class HttpForwarder
                         {
                             // Nothing reached the client yet: a proper error status is still possible.
                             statusCode = ForwarderErrors.StatusCode(outcome);
-                            keepClient &= await WriteErrorAsync(exchange.Output, head, statusCode, outcome, requestId, close: head.Close).ConfigureAwait(false);
+                            keepClient &= await WriteErrorAsync(exchange.Output, head, statusCode, outcome, requestId.ToString(), close: head.Close).ConfigureAwait(false);
                         }
                         else
                         {
-                            await FailStartedHttp1Async(exchange, response, outcome, requestId).ConfigureAwait(false);
+                            await FailStartedHttp1Async(exchange, response, outcome, requestId.ToString()).ConfigureAwait(false);
                             keepClient = false;
                         }
                     }
@@ -326,7 +327,7 @@ internal sealed partial class HttpForwarder
                 {
                     HeadBuffers.Pool.Return(responseHead);
                     exchange.ReturnTimeouts(timeouts);
-                    await stream.DisposeAsync().ConfigureAwait(false);
+                    stream.End();
                     usage?.Release();   // the counts stay readable until the next request resets the scanner
                     backend.State.OnRequestEnd(error: statusCode >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
                     metrics.UpstreamEnded();
@@ -344,7 +345,7 @@ internal sealed partial class HttpForwarder
         }
     }
 
-    private static string RequestIdOf(Http1RequestHead head)
+    private static RequestId RequestIdOf(Http1RequestHead head)
     {
         if (head.RequestId >= 0)
         {
@@ -359,7 +360,7 @@ internal sealed partial class HttpForwarder
                 }
             }
         }
-        return RequestIds.NewId();
+        return RequestIds.Next();
     }
 
     /// <summary>Socket failures while sending, as the lean client reports them (so Classify and ConnectionDropped read them alike).</summary>
@@ -430,7 +431,7 @@ internal sealed partial class HttpForwarder
     }
 
     /// <summary>The upstream request head (RFC 9112 §3): the client's fields minus hop-by-hop and replaced ones, then the gateway's.</summary>
-    internal static int WriteRequestHead(byte[] buffer, Http1RequestHead head, Http1Target target, Http1Exchange exchange, System.Net.IPAddress clientIp, string requestId, byte[]? inlineBody, int bodyLength)
+    internal static int WriteRequestHead(byte[] buffer, Http1RequestHead head, Http1Target target, Http1Exchange exchange, System.Net.IPAddress clientIp, RequestId requestId, byte[]? inlineBody, int bodyLength)
     {
         var w = new ByteWriter(buffer);
         w.Ascii(head.Method);
@@ -499,7 +500,7 @@ internal sealed partial class HttpForwarder
     }
 
     /// <summary>The client's response head: status line, the backend's fields minus hop-by-hop ones, then the gateway's.</summary>
-    internal static int WriteResponseHead(byte[] buffer, ReadOnlySpan<byte> raw, in Http1ResponseHead response, string requestId, bool close)
+    internal static int WriteResponseHead(byte[] buffer, ReadOnlySpan<byte> raw, in Http1ResponseHead response, RequestId requestId, bool close)
     {
         var w = new ByteWriter(buffer);
         w.Bytes(Http1ResponseHead.StatusLine(response.Status));
@@ -796,6 +797,8 @@ internal sealed partial class HttpForwarder
         public void Byte(byte b) => _buffer[Length++] = b;
 
         public void Ascii(string text) => Length += Encoding.ASCII.GetBytes(text, _buffer[Length..]);
+
+        public void Ascii(RequestId id) => Length += id.CopyTo(_buffer[Length..]);
 
         public void Number(long value)
         {

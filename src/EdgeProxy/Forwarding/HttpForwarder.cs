@@ -165,7 +165,7 @@ internal sealed partial class HttpForwarder(
     /// skipping the ones in <paramref name="tried"/>; false when none may take the request, and then
     /// <paramref name="error"/> says why (no healthy backend, or the last attempt's failure).
     /// </summary>
-    private bool NextBackend(ModelRoute route, ulong? affinityKey, ulong tried, string requestId, ref int attempts, ref ForwarderError error, out Pick pick, out BackendEntry backend)
+    private bool NextBackend(ModelRoute route, ulong? affinityKey, ulong tried, RequestId requestId, ref int attempts, ref ForwarderError error, out Pick pick, out BackendEntry backend)
     {
         pick = BackendSelector.Select(route, affinityKey, tried, time.GetTimestamp(), allowPanic: !settings.FailFastWhenAllUnhealthy);
         if (!pick.Found)
@@ -178,7 +178,7 @@ internal sealed partial class HttpForwarder(
         backend = route.Backends[pick.Index];
         if (pick.Panic)
         {
-            LogPanic(logger, requestId, route.RouteLabel, backend.Id);
+            LogPanic(logger, requestId.ToString(), route.RouteLabel, backend.Id);
         }
         return true;
     }
@@ -189,7 +189,7 @@ internal sealed partial class HttpForwarder(
     /// while no body byte was sent, or re-send an idempotent body-less request the backend dropped
     /// unanswered (issue #3) — with its log line. True when the caller should try another backend.
     /// </summary>
-    private bool RetryAfterFailedAttempt(ModelRoute route, BackendEntry backend, Admission admission, ForwarderError error, Exception ex, bool bodyStarted, bool hasBody, string method, string requestId)
+    private bool RetryAfterFailedAttempt(ModelRoute route, BackendEntry backend, Admission admission, ForwarderError error, Exception ex, bool bodyStarted, bool hasBody, string method, RequestId requestId)
     {
         backend.State.OnRequestEnd(error: error is not (ForwarderError.ClientGone or ForwarderError.ClientRequestBody or ForwarderError.RequestBodyTooLarge));
         metrics.UpstreamEnded();
@@ -198,11 +198,11 @@ internal sealed partial class HttpForwarder(
         var dropped = !retryable && error == ForwarderError.UpstreamRequestFailed && !hasBody && IsIdempotent(method) && ConnectionDropped(ex);
         if (dropped)
         {
-            LogDroppedRetry(logger, requestId, route.RouteLabel, backend.Id, method, ex.InnerException?.Message ?? ex.Message);
+            LogDroppedRetry(logger, requestId.ToString(), route.RouteLabel, backend.Id, method, ex.InnerException?.Message ?? ex.Message);
         }
         else if (retryable)
         {
-            LogFailover(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.Message);
+            LogFailover(logger, requestId.ToString(), route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.Message);
         }
         if (retryable || dropped)
         {
@@ -212,11 +212,11 @@ internal sealed partial class HttpForwarder(
         if (error == ForwarderError.ClientGone)
         {
             // Not the backend's failure: say who went away (issue #4: the log names the client).
-            LogClientGoneBeforeResponse(logger, requestId, route.RouteLabel, backend.Id);
+            LogClientGoneBeforeResponse(logger, requestId.ToString(), route.RouteLabel, backend.Id);
         }
         else
         {
-            LogUpstreamError(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.GetType().Name, ex.Message);
+            LogUpstreamError(logger, requestId.ToString(), route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.GetType().Name, ex.Message);
         }
         return false;
     }
@@ -251,7 +251,7 @@ internal sealed partial class HttpForwarder(
     }
 
     /// <summary>After a response: token usage, the abort counter, then <see cref="Complete"/>.</summary>
-    private void CompleteResponse(string method, ModelRoute route, BackendEntry backend, int status, int attempts, ForwarderError outcome, UsageScanner? usage, string requestId, long started, double? firstByteMs)
+    private void CompleteResponse(string method, ModelRoute route, BackendEntry backend, int status, int attempts, ForwarderError outcome, UsageScanner? usage, RequestId requestId, long started, double? firstByteMs)
     {
         if (usage is { Found: true })
         {
@@ -331,7 +331,7 @@ internal sealed partial class HttpForwarder(
     }
 
     /// <param name="backend">The backend that answered (or failed last); null when none was tried.</param>
-    private void Complete(string method, ModelRoute route, BackendState? backend, int status, int attempts, ForwarderError outcome, string requestId, long started, double? firstByteMs)
+    private void Complete(string method, ModelRoute route, BackendState? backend, int status, int attempts, ForwarderError outcome, RequestId requestId, long started, double? firstByteMs)
     {
         var elapsed = time.GetElapsedTime(started);
         var backendId = backend?.Config.Id ?? "-";
@@ -346,7 +346,7 @@ internal sealed partial class HttpForwarder(
         backend?.Stats.Record(elapsed.TotalMilliseconds, firstByteMs, error: status >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
         if (logger.IsEnabled(LogLevel.Information))
         {
-            LogRequest(logger, requestId, method, route.RouteLabel, backendId, status, elapsed.TotalMilliseconds, attempts, ForwarderErrors.Code(outcome));
+            LogRequest(logger, requestId.ToString(), method, route.RouteLabel, backendId, status, elapsed.TotalMilliseconds, attempts, ForwarderErrors.Code(outcome));
         }
     }
 

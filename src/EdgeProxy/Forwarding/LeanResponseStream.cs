@@ -11,12 +11,52 @@ namespace EdgeProxy.Forwarding;
 /// an idle stream holds none. At the clean end the connection goes back to the pool; disposing
 /// earlier closes it, which is how an abandoned request stops the backend.
 /// </summary>
-internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming framing, long length, bool keepAlive) : Stream
+internal sealed class LeanResponseStream : Stream
 {
-    private long _remaining = length;   // Length: body bytes left; Chunked: bytes left in the current chunk
-    private ChunkState _chunkState = ChunkState.Size;
-    private bool _done;
+    private LeanConnection _connection = null!;
+    private LeanFraming _framing;
+    private bool _keepAlive;
+    private long _remaining;   // Length: body bytes left; Chunked: bytes left in the current chunk
+    private ChunkState _chunkState;
+    private bool _done = true;
     private bool _disposed;
+
+    /// <summary>The body of one response (the lean client hands it to HttpClient's caller, who disposes it).</summary>
+    public LeanResponseStream(LeanConnection connection, LeanFraming framing, long length, bool keepAlive)
+        => Begin(connection, framing, length, keepAlive);
+
+    /// <summary>
+    /// A reader for one response after another: <see cref="Begin"/> before each, <see cref="End"/> after
+    /// it. The fast path keeps one per client connection, so a proxied request allocates none.
+    /// </summary>
+    public LeanResponseStream()
+    {
+    }
+
+    /// <summary>Starts reading the body of the response whose head was just consumed from <paramref name="connection"/>.</summary>
+    public void Begin(LeanConnection connection, LeanFraming framing, long length, bool keepAlive)
+    {
+        _connection = connection;
+        _framing = framing;
+        _keepAlive = keepAlive;
+        _remaining = length;
+        _chunkState = ChunkState.Size;
+        _done = false;
+    }
+
+    /// <summary>
+    /// Ends the current response: after its clean end the connection is already back in the pool;
+    /// before it (client gone, timeout, failure) the connection's state is unknown and it is closed.
+    /// </summary>
+    public void End()
+    {
+        if (!_done)
+        {
+            _done = true;
+            _connection.Abandon();
+        }
+        _connection = null!;
+    }
 
     private enum ChunkState
     {
@@ -35,7 +75,7 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
     /// <summary>Bodies of length 0 (and HEAD/204/304) are complete as soon as the head is parsed.</summary>
     public void CompleteIfEmpty()
     {
-        if (framing == LeanFraming.Length && _remaining == 0)
+        if (_framing == LeanFraming.Length && _remaining == 0)
         {
             Finish();
         }
@@ -54,13 +94,13 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
             if (destination.IsEmpty)
             {
                 // Zero-byte read: complete when data is there, without a buffer.
-                if (connection.Buffered == 0)
+                if (_connection.Buffered == 0)
                 {
-                    await connection.Socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    await _connection.Socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).ConfigureAwait(false);
                 }
                 return 0;
             }
-            return framing switch
+            return _framing switch
             {
                 LeanFraming.Length => await ReadLengthAsync(destination, cancellationToken).ConfigureAwait(false),
                 LeanFraming.Chunked => await ReadChunkedAsync(destination, cancellationToken).ConfigureAwait(false),
@@ -77,9 +117,9 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
     private async ValueTask<int> ReadLengthAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
         var want = (int)Math.Min(destination.Length, _remaining);
-        var n = connection.Buffered > 0
-            ? connection.TakeBuffered(destination.Span[..want])
-            : await connection.Socket.ReceiveAsync(destination[..want], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        var n = _connection.Buffered > 0
+            ? _connection.TakeBuffered(destination.Span[..want])
+            : await _connection.Socket.ReceiveAsync(destination[..want], SocketFlags.None, cancellationToken).ConfigureAwait(false);
         if (n == 0)
         {
             throw new IOException($"The upstream response ended {_remaining} bytes before its Content-Length.");
@@ -95,13 +135,13 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<int> ReadUntilCloseAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
-        var n = connection.Buffered > 0
-            ? connection.TakeBuffered(destination.Span)
-            : await connection.Socket.ReceiveAsync(destination, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        var n = _connection.Buffered > 0
+            ? _connection.TakeBuffered(destination.Span)
+            : await _connection.Socket.ReceiveAsync(destination, SocketFlags.None, cancellationToken).ConfigureAwait(false);
         if (n == 0)
         {
             _done = true;
-            connection.Abandon();
+            _connection.Abandon();
         }
         return n;
     }
@@ -116,9 +156,9 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
                 case ChunkState.Data:
                 {
                     var want = (int)Math.Min(destination.Length, _remaining);
-                    var n = connection.Buffered > 0
-                        ? connection.TakeBuffered(destination.Span[..want])
-                        : await connection.Socket.ReceiveAsync(destination[..want], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    var n = _connection.Buffered > 0
+                        ? _connection.TakeBuffered(destination.Span[..want])
+                        : await _connection.Socket.ReceiveAsync(destination[..want], SocketFlags.None, cancellationToken).ConfigureAwait(false);
                     if (n == 0)
                     {
                         throw new IOException("The upstream closed the connection inside a chunk.");
@@ -143,8 +183,8 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
                 case ChunkState.Size:
                 {
                     var lineLength = await ReadLineAsync(cancellationToken).ConfigureAwait(false);
-                    _remaining = ParseChunkSize(connection.BufferedSpan[..lineLength]);
-                    connection.Consume(lineLength + 2);
+                    _remaining = ParseChunkSize(_connection.BufferedSpan[..lineLength]);
+                    _connection.Consume(lineLength + 2);
                     _chunkState = _remaining == 0 ? ChunkState.Trailers : ChunkState.Data;
                     break;
                 }
@@ -152,7 +192,7 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
                 {
                     // Trailer fields are not relayed (the forwarder does not relay trailers); skip to the blank line.
                     var lineLength = await ReadLineAsync(cancellationToken).ConfigureAwait(false);
-                    connection.Consume(lineLength + 2);
+                    _connection.Consume(lineLength + 2);
                     if (lineLength == 0)
                     {
                         Finish();
@@ -170,13 +210,13 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
     {
         while (true)
         {
-            var buffered = connection.BufferedSpan;
+            var buffered = _connection.BufferedSpan;
             var end = buffered.IndexOf("\r\n"u8);
             if (end >= 0)
             {
                 if (end == 0 && _chunkState == ChunkState.DataCrlf)
                 {
-                    connection.Consume(2);
+                    _connection.Consume(2);
                 }
                 return end;
             }
@@ -184,7 +224,7 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
             {
                 throw new IOException("Malformed chunked body from upstream (line too long).");
             }
-            if (await connection.FillAsync(cancellationToken).ConfigureAwait(false) == 0)
+            if (await _connection.FillAsync(cancellationToken).ConfigureAwait(false) == 0)
             {
                 throw new IOException("The upstream closed the connection inside a chunked body.");
             }
@@ -226,7 +266,7 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
         if (!_done)
         {
             _done = true;
-            connection.Release(keepAlive);
+            _connection.Release(_keepAlive);
         }
     }
 
@@ -258,12 +298,7 @@ internal sealed class LeanResponseStream(LeanConnection connection, LeanFraming 
         if (disposing && !_disposed)
         {
             _disposed = true;
-            if (!_done)
-            {
-                // Abandoned mid-body (client gone, timeout, failure): the connection's state is unknown.
-                _done = true;
-                connection.Abandon();
-            }
+            End();
         }
         base.Dispose(disposing);
     }

@@ -1,3 +1,4 @@
+using System.Numerics;
 using EdgeProxy.Balancing;
 using Microsoft.AspNetCore.Http;
 
@@ -46,22 +47,65 @@ internal static class RequestIds
     private static readonly ulong LowKey = (ulong)Random.Shared.NextInt64() ^ ((ulong)Random.Shared.NextInt64() << 1);
     private static ulong _counter = (ulong)Random.Shared.NextInt64();
 
-    /// <summary>32 lowercase hex characters, like a GUID in "N" format.</summary>
-    public static string NewId()
+    /// <summary>A fresh id: 32 lowercase hex characters, like a GUID in "N" format, not yet a string.</summary>
+    public static RequestId Next()
     {
         var n = Interlocked.Increment(ref _counter);
-        return string.Create(32, (High: StableHash.Mix(n ^ HighKey), Low: StableHash.Mix(n + LowKey)), static (span, id) =>
-        {
-            WriteHex(span, id.High);
-            WriteHex(span[16..], id.Low);
-        });
+        return new RequestId(StableHash.Mix(n ^ HighKey), StableHash.Mix(n + LowKey));
     }
 
-    private static void WriteHex(Span<char> destination, ulong value)
+    /// <summary>A fresh id as a string (<see cref="Next"/>).</summary>
+    public static string NewId() => Next().ToString();
+}
+
+/// <summary>
+/// One request's X-Request-ID: the client's (kept as its string) or a fresh one, held as two 64-bit
+/// halves and written as 32 hex characters straight into header bytes, so a proxied request makes
+/// no string for it unless a log line or an error body asks (<see cref="ToString"/>).
+/// </summary>
+internal readonly struct RequestId
+{
+    private readonly string? _text;
+    private readonly ulong _high;
+    private readonly ulong _low;
+
+    public RequestId(string text) => _text = text;
+
+    public RequestId(ulong high, ulong low)
+    {
+        _high = high;
+        _low = low;
+    }
+
+    /// <summary>Characters (all ASCII) in the value.</summary>
+    public int Length => _text?.Length ?? 32;
+
+    public static implicit operator RequestId(string text) => new(text);
+
+    /// <summary>Writes the value as ASCII; returns the bytes written (<see cref="Length"/>).</summary>
+    public int CopyTo(Span<byte> destination)
+    {
+        if (_text is not null)
+        {
+            return System.Text.Encoding.ASCII.GetBytes(_text, destination);
+        }
+        WriteHex(destination, _high);
+        WriteHex(destination[16..], _low);
+        return 32;
+    }
+
+    public override string ToString()
+        => _text ?? string.Create(32, (_high, _low), static (span, id) =>
+        {
+            WriteHex(span, id.Item1);
+            WriteHex(span[16..], id.Item2);
+        });
+
+    private static void WriteHex<T>(Span<T> destination, ulong value) where T : unmanaged, IBinaryInteger<T>
     {
         for (var i = 15; i >= 0; i--)
         {
-            destination[i] = "0123456789abcdef"[(int)(value & 0xF)];
+            destination[i] = T.CreateTruncating("0123456789abcdef"[(int)(value & 0xF)]);
             value >>= 4;
         }
     }

@@ -83,4 +83,33 @@ public sealed class RequestIdsTests
         Assert.Equal(100_000, ids.Distinct().Count());
         Assert.All(ids, id => Assert.Matches("^[0-9a-f]{32}$", id));
     }
+
+    [Fact]
+    public void A_fresh_id_writes_the_same_32_hex_characters_as_its_string()
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < 1000; i++)
+        {
+            var id = RequestIds.Next();
+            var text = id.ToString();
+            Assert.Matches("^[0-9a-f]{32}$", text);
+            Assert.Equal(32, id.Length);
+            var bytes = new byte[40];
+            Assert.Equal(32, id.CopyTo(bytes));
+            Assert.Equal(text, System.Text.Encoding.ASCII.GetString(bytes, 0, 32));
+            Assert.True(seen.Add(text), $"id {text} repeated");
+        }
+    }
+
+    [Fact]
+    public void A_client_id_is_written_as_given_and_stays_the_same_string()
+    {
+        const string client = "trace-42:span/7";
+        RequestId id = client;
+        Assert.Same(client, id.ToString());
+        Assert.Equal(client.Length, id.Length);
+        var bytes = new byte[64];
+        Assert.Equal(client.Length, id.CopyTo(bytes));
+        Assert.Equal(client, System.Text.Encoding.ASCII.GetString(bytes, 0, client.Length));
+    }
 }
