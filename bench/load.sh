@@ -12,6 +12,9 @@
 #   edgeproxy dist/edgeproxy           (/bench/m/ -> upstream /)
 #   general   dist/edgeproxy with HTTP1_FAST_PATH=off (optional target: the general path only,
 #             i.e. what the HTTP/1.1 fast path saves, in the same run)
+#   epoll     bench/EpollFloor (optional target): a one-thread Native AOT relay on raw epoll and libc
+#             recv/send -- no .NET socket engine, Kestrel, pipes or async; what C# costs per request
+#             when it owns its I/O (no gateway features)
 # then, per target, warms up and runs `wrk --latency` against GET /bench/m/v1/ping
 # (GET /v1/ping for the direct baseline), and reports req/s, p50, p99, the proxy's
 # CPU time per request (utime+stime of all its processes from /proc/PID/stat; its user part too) and
@@ -26,12 +29,13 @@
 #   QUIET_MAX=15       a round is "quiet" when other processes used <= this % of one core during
 #                      it; medians are taken over quiet rounds only (all rounds, flagged, if none)
 #   ONLY=direct,nginx,haproxy,kestrel,edgeproxy   subset / order of targets (add ",general" for the
-#                      general-path row)
+#                      general-path row, ",epoll" for the epoll floor)
 #   IO_THREADS=1       socket event loops of edgeproxy, general and the Kestrel floor (0: the runtime's
 #                      default, one per core). 1 matches the peers: nginx runs worker_processes 1 and
 #                      HAProxy nbthread 1, i.e. one event loop each.
 #   EDGEPROXY_BIN=<repo>/dist/edgeproxy
 #   KESTREL_FLOOR_BIN=<repo>/bench/KestrelFloor/out/kestrel-floor   (published on first use)
+#   EPOLL_FLOOR_BIN=<repo>/bench/EpollFloor/out/epoll-floor         (published on first use)
 #   RESULTS_DIR=<repo>/bench/results
 # Only loopback (127.0.0.1) is ever targeted; every load run is bounded by wrk -d.
 set -euo pipefail
@@ -50,6 +54,7 @@ ONLY=${ONLY:-direct,nginx,haproxy,kestrel,edgeproxy}
 IO_THREADS=${IO_THREADS:-1}
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-$REPO/dist/edgeproxy}
 KESTREL_FLOOR_BIN=${KESTREL_FLOOR_BIN:-$REPO/bench/KestrelFloor/out/kestrel-floor}
+EPOLL_FLOOR_BIN=${EPOLL_FLOOR_BIN:-$REPO/bench/EpollFloor/out/epoll-floor}
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results}
 
 for v in DURATION WARMUP CONNECTIONS THREADS ROUNDS QUIET_MAX IO_THREADS; do
@@ -59,7 +64,7 @@ for v in DURATION WARMUP CONNECTIONS THREADS ROUNDS QUIET_MAX IO_THREADS; do
 done
 if [[ $# -gt 0 ]]; then
   case $1 in
-    -h|--help) sed -n '3,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument '$1' (configuration is via env, see --help)" >&2; exit 2 ;;
   esac
 fi
@@ -73,7 +78,7 @@ CLK_TCK=$(getconf CLK_TCK)
 TS=$(date +%Y%m%d-%H%M%S)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/edgeproxy-bench.XXXXXX")
 chmod 755 "$TMP"   # nginx workers run as 'nobody' when started by root
-mkdir -p "$TMP/up" "$TMP/nginx" "$TMP/haproxy" "$TMP/kestrel" "$TMP/edgeproxy" "$TMP/general"
+mkdir -p "$TMP/up" "$TMP/nginx" "$TMP/haproxy" "$TMP/kestrel" "$TMP/edgeproxy" "$TMP/general" "$TMP/epoll"
 
 STARTED_PIDS=()
 cleanup() {
@@ -130,8 +135,8 @@ PY
     printf '%s\n' "${got[@]}"
   fi
 }
-mapfile -t PORTS < <(free_ports 6)
-UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} EDGE_PORT=${PORTS[3]} KESTREL_PORT=${PORTS[4]} GENERAL_PORT=${PORTS[5]}
+mapfile -t PORTS < <(free_ports 7)
+UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} EDGE_PORT=${PORTS[3]} KESTREL_PORT=${PORTS[4]} GENERAL_PORT=${PORTS[5]} EPOLL_PORT=${PORTS[6]}
 
 # ---------------------------------------------------------------- /proc helpers
 children_of() {  # direct children of a pid, by scanning /proc/*/stat for its ppid
@@ -324,6 +329,31 @@ start_kestrel() {
     log "kestrel floor is up but GET /bench/m/v1/ping is not 200"; return 1; }
 }
 
+start_epoll() {
+  if [[ ! -x $EPOLL_FLOOR_BIN ]]; then
+    if [[ $EPOLL_FLOOR_BIN == "$REPO/bench/EpollFloor/out/epoll-floor" ]] && command -v dotnet >/dev/null 2>&1; then
+      log "publishing the epoll floor (bench/EpollFloor, Native AOT, ~20 s, once)"
+      dotnet publish "$SCRIPT_DIR/EpollFloor/EpollFloor.csproj" -c Release -r linux-x64 -nologo \
+        -o "$SCRIPT_DIR/EpollFloor/out" >"$TMP/epoll/publish.log" 2>&1 \
+        || { log "publishing bench/EpollFloor failed:"; tail -n 20 "$TMP/epoll/publish.log" >&2; return 1; }
+    else
+      log "epoll floor binary not found at $EPOLL_FLOOR_BIN (and no dotnet to publish it); skipping the epoll row."
+      return 1
+    fi
+  fi
+  TARGET_URL="http://127.0.0.1:$EPOLL_PORT/bench/m/v1/ping"
+  PORT=$EPOLL_PORT UPSTREAM="127.0.0.1:$UP_PORT" "$EPOLL_FLOOR_BIN" >"$TMP/epoll/stdout.log" 2>&1 &
+  TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
+  local _
+  for _ in $(seq 1 100); do   # no /health: it serves the one route only
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$TARGET_URL" || true) == 200 ]] && return 0
+    kill -0 "$TARGET_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "epoll floor did not answer 200 on $TARGET_URL; log tail:"; tail -n 20 "$TMP/epoll/stdout.log" >&2 || true
+  return 1
+}
+
 stop_target() {
   local pid=$1 _
   [[ -n $pid ]] || return 0
@@ -358,7 +388,7 @@ to_ms() {  # "1.23ms" / "850.00us" / "1.02s" -> ms
 # ---------------------------------------------------------------- run
 IFS=, read -r -a TARGETS <<<"$ONLY"
 for t in "${TARGETS[@]}"; do
-  case $t in direct|nginx|haproxy|kestrel|edgeproxy|general) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
+  case $t in direct|nginx|haproxy|kestrel|edgeproxy|general|epoll) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
 done
 
 declare -A RPS P50 P99 CPU USR UPCPU OTHER RSS_PEAK RSS_AFTER NOTE   # final (median) figures
@@ -423,7 +453,7 @@ measure() {  # target round
   log "== $t (round $r): ${R_RPS[$t,$r]} req/s  p50 ${R_P50[$t,$r]} ms  p99 ${R_P99[$t,$r]} ms  cpu ${R_CPU[$t,$r]:--} us/req (user ${R_USR[$t,$r]:--})  other ${R_OTHER[$t,$r]}%  ${R_NOTE[$t,$r]}"
 }
 
-log "tmp=$TMP ports: upstream=$UP_PORT nginx=$NGINX_PORT haproxy=$HAPROXY_PORT kestrel=$KESTREL_PORT edgeproxy=$EDGE_PORT"
+log "tmp=$TMP ports: upstream=$UP_PORT nginx=$NGINX_PORT haproxy=$HAPROXY_PORT kestrel=$KESTREL_PORT edgeproxy=$EDGE_PORT general=$GENERAL_PORT epoll=$EPOLL_PORT"
 start_upstream
 UP_PIDS=()
 mapfile -t UP_PIDS < <(proc_tree "$UP_PID")
@@ -534,6 +564,9 @@ report() {
   echo "edgeproxy vs haproxy: throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[haproxy]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[haproxy]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[haproxy]:-}")$(noisy_pair haproxy)"
   if [[ -n ${RPS[kestrel]:-} ]]; then
     echo "kestrel floor vs nginx: throughput $(ratio "${RPS[kestrel]:-}" "${RPS[nginx]:-}")   cpu/req $(ratio "${CPU[kestrel]:-}" "${CPU[nginx]:-}")   p99 $(ratio "${P99[kestrel]:-}" "${P99[nginx]:-}")$(noisy_pair kestrel)"
+  fi
+  if [[ -n ${RPS[epoll]:-} ]]; then
+    echo "epoll floor vs nginx: throughput $(ratio "${RPS[epoll]:-}" "${RPS[nginx]:-}")   cpu/req $(ratio "${CPU[epoll]:-}" "${CPU[nginx]:-}")   p99 $(ratio "${P99[epoll]:-}" "${P99[nginx]:-}")   user/req $(ratio "${USR[epoll]:-}" "${USR[nginx]:-}")   (C# owning its I/O, no features)"
   fi
   if [[ -n ${RPS[general]:-} && -n ${RPS[edgeproxy]:-} ]]; then
     echo "edgeproxy vs general path (HTTP1_FAST_PATH=off): throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[general]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[general]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[general]:-}")   (what the fast path saves)"
