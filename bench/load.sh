@@ -305,18 +305,22 @@ start_general() {  # the same binary, general path only (HTTP1_FAST_PATH=off)
     log "general (HTTP1_FAST_PATH=off) is up but GET /bench/m/v1/ping is not 200"; return 1; }
 }
 
-start_kestrel() {
-  if [[ ! -x $KESTREL_FLOOR_BIN ]]; then
-    if [[ $KESTREL_FLOOR_BIN == "$REPO/bench/KestrelFloor/out/kestrel-floor" ]] && command -v dotnet >/dev/null 2>&1; then
-      log "publishing the Kestrel floor (bench/KestrelFloor, Native AOT, ~1 min, once)"
-      dotnet publish "$SCRIPT_DIR/KestrelFloor/KestrelFloor.csproj" -c Release -r linux-x64 -nologo \
-        -o "$SCRIPT_DIR/KestrelFloor/out" >"$TMP/kestrel/publish.log" 2>&1 \
-        || { log "publishing bench/KestrelFloor failed:"; tail -n 20 "$TMP/kestrel/publish.log" >&2; return 1; }
-    else
-      log "Kestrel floor binary not found at $KESTREL_FLOOR_BIN (and no dotnet to publish it); skipping the kestrel row."
-      return 1
-    fi
+ensure_floor() {  # name bin project-dir target label: publish bench/<project-dir> on first use
+  local name=$1 bin=$2 dir=$3 target=$4 label=$5
+  [[ -x $bin ]] && return 0
+  if [[ $bin == "$SCRIPT_DIR/$dir/out/$name" ]] && command -v dotnet >/dev/null 2>&1; then
+    log "publishing the $label (bench/$dir, Native AOT, once)"
+    dotnet publish "$SCRIPT_DIR/$dir/$dir.csproj" -c Release -r linux-x64 -nologo \
+      -o "$SCRIPT_DIR/$dir/out" >"$TMP/$target/publish.log" 2>&1 \
+      || { log "publishing bench/$dir failed:"; tail -n 20 "$TMP/$target/publish.log" >&2; return 1; }
+  else
+    log "$label binary not found at $bin (and no dotnet to publish it); skipping the $target row."
+    return 1
   fi
+}
+
+start_kestrel() {
+  ensure_floor kestrel-floor "$KESTREL_FLOOR_BIN" KestrelFloor kestrel "Kestrel floor" || return 1
   TARGET_URL="http://127.0.0.1:$KESTREL_PORT/bench/m/v1/ping"
   local t0
   now_us; t0=$NOW_US
@@ -330,17 +334,7 @@ start_kestrel() {
 }
 
 start_epoll() {
-  if [[ ! -x $EPOLL_FLOOR_BIN ]]; then
-    if [[ $EPOLL_FLOOR_BIN == "$REPO/bench/EpollFloor/out/epoll-floor" ]] && command -v dotnet >/dev/null 2>&1; then
-      log "publishing the epoll floor (bench/EpollFloor, Native AOT, ~20 s, once)"
-      dotnet publish "$SCRIPT_DIR/EpollFloor/EpollFloor.csproj" -c Release -r linux-x64 -nologo \
-        -o "$SCRIPT_DIR/EpollFloor/out" >"$TMP/epoll/publish.log" 2>&1 \
-        || { log "publishing bench/EpollFloor failed:"; tail -n 20 "$TMP/epoll/publish.log" >&2; return 1; }
-    else
-      log "epoll floor binary not found at $EPOLL_FLOOR_BIN (and no dotnet to publish it); skipping the epoll row."
-      return 1
-    fi
-  fi
+  ensure_floor epoll-floor "$EPOLL_FLOOR_BIN" EpollFloor epoll "epoll floor" || return 1
   TARGET_URL="http://127.0.0.1:$EPOLL_PORT/bench/m/v1/ping"
   PORT=$EPOLL_PORT UPSTREAM="127.0.0.1:$UP_PORT" "$EPOLL_FLOOR_BIN" >"$TMP/epoll/stdout.log" 2>&1 &
   TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
