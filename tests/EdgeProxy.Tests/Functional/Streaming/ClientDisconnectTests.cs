@@ -149,8 +149,17 @@ public sealed class ClientDisconnectTests(ITestOutputHelper output)
         }
 
         long? abortTicks = null;
-        await Poll.UntilAsync(async () => (abortTicks = (await backend.StatsAsync()).LastAbortTicks(tag)) is not null,
-            TimeSpan.FromSeconds(10), $"the backend to record the abort of '{tag}'", TimeSpan.FromMilliseconds(20));
+        try
+        {
+            await Poll.UntilAsync(async () => (abortTicks = (await backend.StatsAsync()).LastAbortTicks(tag)) is not null,
+                TimeSpan.FromSeconds(10), $"the backend to record the abort of '{tag}'", TimeSpan.FromMilliseconds(20));
+        }
+        catch (TimeoutException ex)
+        {
+            // A rare CI failure (StalledReader, once in 13 runs) left no trace of what the gateway did: say it.
+            throw new TimeoutException($"{ex.Message}; backend in flight: {(await backend.StatsAsync()).InFlight()}; gateway log tail:\n"
+                + string.Join('\n', gateway.Output.Lines.TakeLast(15)), ex);
+        }
         // The backend stopped generating: its handler unwound.
         await Poll.UntilAsync(async () => (await backend.StatsAsync()).InFlight() == 0, TimeSpan.FromSeconds(10), "the backend handler to end");
         return (abortTicks!.Value - closedAt) * 1000.0 / Stopwatch.Frequency;
