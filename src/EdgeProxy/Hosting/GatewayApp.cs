@@ -278,11 +278,12 @@ internal static partial class GatewayApp
         {
             LogAuthOff(logger);
         }
+        var forwarder = app.Services.GetRequiredService<HttpForwarder>();
         var dispatcher = new RequestDispatcher(
             settings,
             routes,
             authenticator,
-            app.Services.GetRequiredService<HttpForwarder>(),
+            forwarder,
             new DashboardPage(),
             new HealthEventsEndpoint(routes, signal, time),
             app.Services.GetRequiredService<PrometheusExporter>(),
@@ -291,9 +292,8 @@ internal static partial class GatewayApp
         app.Run(dispatcher.InvokeAsync);
         if (settings.Http1FastPath)
         {
-            fastPath = new Http1FastPath(settings, routes, authenticator, app.Services.GetRequiredService<HttpForwarder>(), app.Services.GetRequiredService<ILogger<Http1FastPath>>());
+            fastPath = new Http1FastPath(settings, routes, authenticator, forwarder, app.Services.GetRequiredService<ILogger<Http1FastPath>>());
         }
-        var forwarder = app.Services.GetRequiredService<HttpForwarder>();
         app.Lifetime.ApplicationStopped.Register(() =>
         {
             forwarder.DisposeUpstreamPools();
