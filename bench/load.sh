@@ -153,17 +153,17 @@ proc_tree() {  # pid plus its direct children (nginx master + workers)
   echo "$p"
   for c in $(children_of "$p"); do echo "$c"; done
 }
-cpu_ticks() {  # sum utime+stime (ticks) over given pids; with CPU_FIELDS=user, utime only
-  local total=0 pid rest
+cpu_ticks() {  # "total user": utime+stime and utime alone (ticks), summed over given pids, one read each
+  local total=0 user=0 pid rest
   for pid in "$@"; do
     [[ -r /proc/$pid/stat ]] || continue
     rest=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
     rest=${rest##*) }            # drop "pid (comm) " safely (comm may hold spaces)
     # after comm: field 3 is index 0, so utime(14) -> 11, stime(15) -> 12
     read -r -a f <<<"$rest"
-    if [[ ${CPU_FIELDS:-} == user ]]; then total=$(( total + f[11] )); else total=$(( total + f[11] + f[12] )); fi
+    total=$(( total + f[11] + f[12] )); user=$(( user + f[11] ))
   done
-  echo "$total"
+  echo "$total $user"
 }
 mem_kb() {  # $1 = VmRSS|VmHWM, rest = pids; sum in kB
   local key=$1; shift
@@ -414,11 +414,11 @@ measure() {  # target round
   log "== $t (round $r/$ROUNDS): warm-up ${WARMUP}s, then ${DURATION}s measured  ($url)"
   run_wrk "$TMP/$t.$r.warmup.txt" -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$url"
 
-  [[ ${#pids[@]} -gt 0 ]] && { c0=$(cpu_ticks "${pids[@]}"); cu0=$(CPU_FIELDS=user cpu_ticks "${pids[@]}"); }
-  u0=$(cpu_ticks "${UP_PIDS[@]}"); w0=$(self_child_ticks); s0=$(sys_ticks); now_us; t0=$NOW_US
+  [[ ${#pids[@]} -gt 0 ]] && read -r c0 cu0 < <(cpu_ticks "${pids[@]}")
+  read -r u0 _ < <(cpu_ticks "${UP_PIDS[@]}"); w0=$(self_child_ticks); s0=$(sys_ticks); now_us; t0=$NOW_US
   run_wrk "$TMP/$t.$r.wrk.txt" -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url"
-  now_us; t1=$NOW_US; s1=$(sys_ticks); w1=$(self_child_ticks); u1=$(cpu_ticks "${UP_PIDS[@]}")
-  [[ ${#pids[@]} -gt 0 ]] && { c1=$(cpu_ticks "${pids[@]}"); cu1=$(CPU_FIELDS=user cpu_ticks "${pids[@]}"); }
+  now_us; t1=$NOW_US; s1=$(sys_ticks); w1=$(self_child_ticks); read -r u1 _ < <(cpu_ticks "${UP_PIDS[@]}")
+  [[ ${#pids[@]} -gt 0 ]] && read -r c1 cu1 < <(cpu_ticks "${pids[@]}")
 
   out=$(cat "$TMP/$t.$r.wrk.txt")
   reqs=$(awk '/requests in/ {print $1; exit}' <<<"$out")
