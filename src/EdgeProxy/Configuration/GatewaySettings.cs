@@ -72,6 +72,13 @@ internal sealed record GatewaySettings
     /// </summary>
     public int IoThreads { get; init; }
 
+    /// <summary>
+    /// TRANSPORT: "sockets" (Kestrel's socket transport on the runtime's socket engine) or "epoll"
+    /// (Linux: the gateway's own event loops, <see cref="EdgeProxy.Transport.EpollTransportFactory"/>,
+    /// IO_THREADS of them, with the fast path's upstream sockets on the same loops).
+    /// </summary>
+    public bool EpollTransport { get; init; }
+
     /// <summary>Idle upstream connections kept per backend (contract default 20).</summary>
     public int MaxKeepAliveConnections { get; init; } = 20;
 

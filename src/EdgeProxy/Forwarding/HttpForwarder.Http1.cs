@@ -38,6 +38,9 @@ internal sealed partial class HttpForwarder
     /// <summary>The fast path's upstream connections: one pool per backend host and port, for this gateway's lifetime.</summary>
     private readonly ConcurrentPools _pools = new();
 
+    /// <summary>TRANSPORT=epoll: the fast path's upstream connections open on these loops (set once, before the first request).</summary>
+    internal Transport.EpollLoops? Loops { get; set; }
+
     /// <summary>Closes the fast path's pooled upstream connections (at shutdown).</summary>
     internal void DisposeUpstreamPools() => _pools.Dispose();
 
@@ -180,7 +183,7 @@ internal sealed partial class HttpForwarder
                     var staleRetryLength = length;
                     try
                     {
-                        connection = await SendHeadAsync(_pools.For(target, settings), requestHead.AsMemory(0, length), checkAlive: hasBody, timeouts.Token).ConfigureAwait(false);
+                        connection = await SendHeadAsync(_pools.For(target, settings, Loops), requestHead.AsMemory(0, length), checkAlive: hasBody, timeouts.Token).ConfigureAwait(false);
                         bodyStarted = hasBody;
                         if (!bodyConsumed)
                         {
@@ -223,7 +226,7 @@ internal sealed partial class HttpForwarder
                                 retriedStale = true;
                                 connection.Abandon();
                                 connection = null;
-                                connection = await SendHeadAsync(_pools.For(target, settings), staleRetryHead!.AsMemory(0, staleRetryLength), checkAlive: false, timeouts.Token, fresh: true).ConfigureAwait(false);
+                                connection = await SendHeadAsync(_pools.For(target, settings, Loops), staleRetryHead!.AsMemory(0, staleRetryLength), checkAlive: false, timeouts.Token, fresh: true).ConfigureAwait(false);
                                 scanned = 0;
                                 continue;
                             }
@@ -768,14 +771,14 @@ internal sealed partial class HttpForwarder
             }
         }
 
-        public LeanConnectionPool For(Http1Target target, Configuration.GatewaySettings settings)
+        public LeanConnectionPool For(Http1Target target, Configuration.GatewaySettings settings, Transport.EpollLoops? loops)
         {
             if (target.Pool is { } pool)
             {
                 return pool;
             }
             pool = _pools.GetOrAdd((target.Host, target.Port), static (key, s) =>
-                new LeanConnectionPool(key.Host, key.Port, s.MaxConnections, s.MaxKeepAliveConnections, s.ConnectTimeout), settings);
+                new LeanConnectionPool(key.Host, key.Port, s.Settings.MaxConnections, s.Settings.MaxKeepAliveConnections, s.Settings.ConnectTimeout, s.Loops), (Settings: settings, Loops: loops));
             target.Pool = pool;
             return pool;
         }

@@ -44,14 +44,14 @@ internal sealed class LeanConnection : IDisposable
     ], StringComparer.OrdinalIgnoreCase);
 
     private readonly LeanConnectionPool _pool;
-    private readonly Socket _socket;
+    private readonly UpstreamSocket _socket;
     private byte[] _buffer = new byte[InitialBufferSize];
     private int _start;
     private int _end;
     private bool _reused;
     private int _disposed;
 
-    public LeanConnection(LeanConnectionPool pool, Socket socket)
+    public LeanConnection(LeanConnectionPool pool, UpstreamSocket socket)
     {
         _pool = pool;
         _socket = socket;
@@ -59,7 +59,7 @@ internal sealed class LeanConnection : IDisposable
 
     public long IdleSince { get; set; }
 
-    internal Socket Socket => _socket;
+    internal UpstreamSocket Socket => _socket;
 
     /// <summary>Marks the start of an exchange; true when the connection already carried one (so it may be stale).</summary>
     internal bool BeginExchange()
@@ -100,7 +100,7 @@ internal sealed class LeanConnection : IDisposable
     internal ValueTask<int> ReceiveAsync(CancellationToken cancellationToken)
     {
         MakeRoom();
-        return _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken);
+        return _socket.ReceiveAsync(_buffer.AsMemory(_end), cancellationToken);
     }
 
     internal void Received(int count) => _end += count;
@@ -108,17 +108,7 @@ internal sealed class LeanConnection : IDisposable
     internal int Buffered => _end - _start;
 
     /// <summary>An idle keep-alive connection is readable only when the backend closed it (or sent garbage).</summary>
-    public bool LooksAlive()
-    {
-        try
-        {
-            return !_socket.Poll(0, SelectMode.SelectRead) && _socket.Connected;
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            return false;
-        }
-    }
+    public bool LooksAlive() => _socket.LooksAlive();
 
     public async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
@@ -412,7 +402,7 @@ internal sealed class LeanConnection : IDisposable
     {
         while (!data.IsEmpty)
         {
-            var sent = await _socket.SendAsync(data, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            var sent = await _socket.SendAsync(data, cancellationToken).ConfigureAwait(false);
             data = data[sent..];
         }
     }
@@ -435,7 +425,7 @@ internal sealed class LeanConnection : IDisposable
     internal async ValueTask<int> FillAsync(CancellationToken cancellationToken)
     {
         MakeRoom();
-        var read = await _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        var read = await _socket.ReceiveAsync(_buffer.AsMemory(_end), cancellationToken).ConfigureAwait(false);
         _end += read;
         return read;
     }

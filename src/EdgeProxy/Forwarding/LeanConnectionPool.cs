@@ -20,8 +20,12 @@ internal sealed class LeanConnectionPool : IDisposable
     private readonly Timer _sweeper;
     private bool _disposed;
 
-    public LeanConnectionPool(string host, int port, int maxConnections, int maxIdle, TimeSpan connectTimeout)
+    /// <summary>With TRANSPORT=epoll (the fast path's pools): new connections open on the gateway's event loops.</summary>
+    private readonly Transport.EpollLoops? _loops;
+
+    public LeanConnectionPool(string host, int port, int maxConnections, int maxIdle, TimeSpan connectTimeout, Transport.EpollLoops? loops = null)
     {
+        _loops = loops;
         _endPoint = new DnsEndPoint(host, port);
         // RFC 9112 §3.2: Host carries the port unless it is the scheme's default.
         HostHeader = port == 80 ? host : host + ":" + port.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -54,7 +58,7 @@ internal sealed class LeanConnectionPool : IDisposable
             try
             {
                 connection = TakeIdle(checkAlive: content is not null)
-                    ?? new LeanConnection(this, await LeanHttpHandler.ConnectAsync(_endPoint, _connectTimeout, cancellationToken).ConfigureAwait(false));
+                    ?? new LeanConnection(this, await LeanHttpHandler.ConnectAsync(_endPoint, _connectTimeout, _loops, cancellationToken).ConfigureAwait(false));
                 return await connection.SendAsync(request, cancellationToken).ConfigureAwait(false);
             }
             catch (LeanStaleConnectionException)
@@ -88,7 +92,7 @@ internal sealed class LeanConnectionPool : IDisposable
         try
         {
             return (fresh ? null : TakeIdle(checkAlive))
-                ?? new LeanConnection(this, await LeanHttpHandler.ConnectAsync(_endPoint, _connectTimeout, cancellationToken).ConfigureAwait(false));
+                ?? new LeanConnection(this, await LeanHttpHandler.ConnectAsync(_endPoint, _connectTimeout, _loops, cancellationToken).ConfigureAwait(false));
         }
         catch
         {

@@ -56,11 +56,13 @@ internal sealed class LeanHttpHandler(HttpMessageInvoker fallback, int maxConnec
     }
 
     /// <summary>The shared connect (timeout, Nagle off), with failures as the ConnectionError SocketsHttpHandler would raise.</summary>
-    internal static async ValueTask<Socket> ConnectAsync(DnsEndPoint endPoint, TimeSpan timeout, CancellationToken cancellationToken)
+    internal static async ValueTask<UpstreamSocket> ConnectAsync(DnsEndPoint endPoint, TimeSpan timeout, Transport.EpollLoops? loops, CancellationToken cancellationToken)
     {
         try
         {
-            return await UpstreamClientFactory.ConnectSocketAsync(endPoint, timeout, cancellationToken).ConfigureAwait(false);
+            return loops is null
+                ? new RuntimeUpstreamSocket(await UpstreamClientFactory.ConnectSocketAsync(endPoint, timeout, cancellationToken).ConfigureAwait(false))
+                : await EpollUpstreamSocket.ConnectAsync(loops, endPoint, timeout, cancellationToken).ConfigureAwait(false);
         }
         catch (UpstreamConnectTimeoutException ex)
         {

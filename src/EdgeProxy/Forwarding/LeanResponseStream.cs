@@ -96,7 +96,7 @@ internal sealed class LeanResponseStream : Stream
                 // Zero-byte read: complete when data is there, without a buffer.
                 if (_connection.Buffered == 0)
                 {
-                    await _connection.Socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    await _connection.Socket.ReceiveAsync(Memory<byte>.Empty, cancellationToken).ConfigureAwait(false);
                 }
                 return 0;
             }
@@ -119,7 +119,7 @@ internal sealed class LeanResponseStream : Stream
         var want = (int)Math.Min(destination.Length, _remaining);
         var n = _connection.Buffered > 0
             ? _connection.TakeBuffered(destination.Span[..want])
-            : await _connection.Socket.ReceiveAsync(destination[..want], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            : await _connection.Socket.ReceiveAsync(destination[..want], cancellationToken).ConfigureAwait(false);
         if (n == 0)
         {
             throw new IOException($"The upstream response ended {_remaining} bytes before its Content-Length.");
@@ -137,7 +137,7 @@ internal sealed class LeanResponseStream : Stream
     {
         var n = _connection.Buffered > 0
             ? _connection.TakeBuffered(destination.Span)
-            : await _connection.Socket.ReceiveAsync(destination, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            : await _connection.Socket.ReceiveAsync(destination, cancellationToken).ConfigureAwait(false);
         if (n == 0)
         {
             _done = true;
@@ -158,7 +158,7 @@ internal sealed class LeanResponseStream : Stream
                     var want = (int)Math.Min(destination.Length, _remaining);
                     var n = _connection.Buffered > 0
                         ? _connection.TakeBuffered(destination.Span[..want])
-                        : await _connection.Socket.ReceiveAsync(destination[..want], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                        : await _connection.Socket.ReceiveAsync(destination[..want], cancellationToken).ConfigureAwait(false);
                     if (n == 0)
                     {
                         throw new IOException("The upstream closed the connection inside a chunk.");

@@ -213,7 +213,14 @@ internal static partial class GatewayApp
         ConfigureLogging(builder.Logging, settings);
         configureLogging?.Invoke(builder.Logging);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
-        if (InlineScheduling)
+        EdgeProxy.Transport.EpollLoops? loops = null;
+        if (settings.EpollTransport)
+        {
+            // Registered after the socket transport, so Kestrel asks this one first for IP endpoints.
+            loops = new EdgeProxy.Transport.EpollLoops(settings.IoThreads > 0 ? settings.IoThreads : Environment.ProcessorCount);
+            builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(new EdgeProxy.Transport.EpollTransportFactory(loops));
+        }
+        else if (InlineScheduling)
         {
             // Run request code and response writes on the socket's own I/O thread instead of
             // hopping to the thread pool for every read and write (Kestrel's counterpart of the
@@ -279,6 +286,7 @@ internal static partial class GatewayApp
             LogAuthOff(logger);
         }
         var forwarder = app.Services.GetRequiredService<HttpForwarder>();
+        forwarder.Loops = loops;
         var dispatcher = new RequestDispatcher(
             settings,
             routes,
@@ -300,6 +308,7 @@ internal static partial class GatewayApp
             forwardingClient.Dispose();
             healthClient.Dispose();
             metrics.Dispose();
+            loops?.Dispose();
         });
         return app;
     }

@@ -1,0 +1,236 @@
+using System.Net;
+using System.Net.Sockets;
+using EdgeProxy.Transport;
+
+namespace EdgeProxy.Forwarding;
+
+/// <summary>
+/// The socket under a <see cref="LeanConnection"/>: the runtime's <see cref="Socket"/>, or, with
+/// TRANSPORT=epoll, a socket on the gateway's own loops so a fast-path request and its upstream
+/// exchange share one thread. Errors surface as <see cref="SocketException"/> either way.
+/// </summary>
+internal abstract class UpstreamSocket : IDisposable
+{
+    /// <summary>Bytes received, 0 at the end of the stream; an empty buffer waits until data (or the end) is there.</summary>
+    public abstract ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken);
+
+    /// <summary>Sends part of <paramref name="data"/>; returns how much went.</summary>
+    public abstract ValueTask<int> SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken);
+
+    /// <summary>An idle keep-alive connection is readable only when the backend closed it (or sent garbage).</summary>
+    public abstract bool LooksAlive();
+
+    public abstract void Dispose();
+}
+
+/// <summary>The runtime's socket (the socket transport, and the lean HttpClient handler).</summary>
+internal sealed class RuntimeUpstreamSocket(Socket socket) : UpstreamSocket
+{
+    public override ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+        => socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
+
+    public override ValueTask<int> SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+        => socket.SendAsync(data, SocketFlags.None, cancellationToken);
+
+    public override bool LooksAlive()
+    {
+        try
+        {
+            return !socket.Poll(0, SelectMode.SelectRead) && socket.Connected;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    public override void Dispose() => socket.Dispose();
+}
+
+/// <summary>An upstream socket on an <see cref="EpollLoop"/>: tried at once, parked on EAGAIN, resumed by the loop.</summary>
+internal sealed class EpollUpstreamSocket : UpstreamSocket
+{
+    private readonly EpollSocket _socket;
+
+    private EpollUpstreamSocket(EpollSocket socket) => _socket = socket;
+
+    /// <summary>
+    /// Connects within <paramref name="timeout"/> to the first address of <paramref name="endPoint"/> that
+    /// answers (the runtime's DnsEndPoint connect tries them in order too), Nagle off.
+    /// </summary>
+    public static async ValueTask<EpollUpstreamSocket> ConnectAsync(EpollLoops loops, DnsEndPoint endPoint, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var timeoutSource = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeoutSource.CancelAfter(timeout);
+        try
+        {
+            var addresses = IPAddress.TryParse(endPoint.Host, out var literal)
+                ? [literal]
+                : await Dns.GetHostAddressesAsync(endPoint.Host, timeoutSource.Token).ConfigureAwait(false);
+            SocketException? last = null;
+            foreach (var address in addresses)
+            {
+                if (address.AddressFamily is not (AddressFamily.InterNetwork or AddressFamily.InterNetworkV6))
+                {
+                    continue;
+                }
+                var socket = Open(loops.Pick(), new IPEndPoint(address, endPoint.Port), out var error);
+                if (error == Libc.EINPROGRESS)
+                {
+                    try
+                    {
+                        await socket!.WaitWritableAsync(timeoutSource.Token).ConfigureAwait(false);
+                    }
+                    catch
+                    {
+                        socket!.Dispose();
+                        throw;
+                    }
+                    error = socket.PendingError();
+                }
+                if (error == 0)
+                {
+                    return new EpollUpstreamSocket(socket!);
+                }
+                socket?.Dispose();
+                last = new SocketException(error);
+            }
+            throw last ?? new SocketException((int)SocketError.HostNotFound);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new UpstreamConnectTimeoutException(endPoint, timeout);
+        }
+    }
+
+    /// <summary>A non-blocking socket on <paramref name="loop"/> with its connect started; <paramref name="error"/> is 0, EINPROGRESS or the failure.</summary>
+    private static unsafe EpollSocket? Open(EpollLoop loop, IPEndPoint target, out int error)
+    {
+        var family = target.AddressFamily == AddressFamily.InterNetwork ? Libc.AF_INET : Libc.AF_INET6;
+        var fd = Libc.socket(family, Libc.SOCK_STREAM | Libc.SOCK_NONBLOCK | Libc.SOCK_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            error = Libc.Errno;
+            return null;
+        }
+        var one = 1;
+        Libc.setsockopt(fd, Libc.IPPROTO_TCP, Libc.TCP_NODELAY, &one, sizeof(int));
+        EpollSocket socket;
+        try
+        {
+            socket = new EpollSocket(loop, fd);
+        }
+        catch
+        {
+            Libc.close(fd);
+            throw;
+        }
+        Libc.SockAddr address;
+        var length = Libc.FromEndPoint(target, &address);
+        var seq = socket.WriteSeq;
+        error = Libc.connect(fd, &address, length) == 0 ? 0 : Libc.Errno;
+        if (error == Libc.EINPROGRESS)
+        {
+            socket.WriteDrained(seq);   // writable only once the handshake ends: wait for that edge
+        }
+        return socket;
+    }
+
+    public override ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        if (buffer.IsEmpty)
+        {
+            // A zero-byte read: wait without a buffer until a peek finds data, the end or an error.
+            return _socket.TryPeek() ? new ValueTask<int>(0) : (_peek ??= new PendingPeek(_socket)).RunAsync(cancellationToken);
+        }
+        var n = _socket.TryReceive(buffer.Span);
+        if (n >= 0)
+        {
+            return new ValueTask<int>(n);
+        }
+        var receive = _receive ??= new PendingReceive(_socket);
+        receive.Buffer = buffer;
+        return receive.RunAsync(cancellationToken);
+    }
+
+    public override ValueTask<int> SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        var n = _socket.TrySend(data.Span);
+        if (n >= 0)
+        {
+            return new ValueTask<int>(n);
+        }
+        var send = _send ??= new PendingSend(_socket);
+        send.Data = data;
+        return send.RunAsync(cancellationToken);
+    }
+
+    private PendingReceive? _receive;
+    private PendingSend? _send;
+    private PendingPeek? _peek;
+
+    private sealed class PendingReceive(EpollSocket socket) : ReadinessOperation<int>
+    {
+        public Memory<byte> Buffer;
+
+        protected override ValueTask WaitAsync(CancellationToken cancellationToken) => socket.WaitReadableAsync(cancellationToken);
+
+        protected override bool TryComplete(out int result)
+        {
+            result = socket.TryReceive(Buffer.Span);
+            if (result < 0)
+            {
+                return false;
+            }
+            Buffer = default;
+            return true;
+        }
+    }
+
+    private sealed class PendingSend(EpollSocket socket) : ReadinessOperation<int>
+    {
+        public ReadOnlyMemory<byte> Data;
+
+        protected override ValueTask WaitAsync(CancellationToken cancellationToken) => socket.WaitWritableAsync(cancellationToken);
+
+        protected override bool TryComplete(out int result)
+        {
+            result = socket.TrySend(Data.Span);
+            if (result < 0)
+            {
+                return false;
+            }
+            Data = default;
+            return true;
+        }
+    }
+
+    private sealed class PendingPeek(EpollSocket socket) : ReadinessOperation<int>
+    {
+        protected override ValueTask WaitAsync(CancellationToken cancellationToken) => socket.WaitReadableAsync(cancellationToken);
+
+        protected override bool TryComplete(out int result)
+        {
+            result = 0;
+            return socket.TryPeek();
+        }
+    }
+
+    public override bool LooksAlive()
+    {
+        if (_socket.PeerShutdown || _socket.IsClosed)
+        {
+            return false;
+        }
+        try
+        {
+            return !_socket.TryPeek();
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    public override void Dispose() => _socket.Dispose();
+}

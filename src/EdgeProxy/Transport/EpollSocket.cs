@@ -1,0 +1,377 @@
+using System.Net.Sockets;
+using System.Threading.Tasks.Sources;
+
+namespace EdgeProxy.Transport;
+
+/// <summary>Told when the peer half-closed, reset or errored the connection (from the loop thread).</summary>
+internal interface IPeerClosedListener
+{
+    void OnPeerClosed();
+}
+
+/// <summary>
+/// A non-blocking socket on an <see cref="EpollLoop"/>. Operations are tried at once and, when the
+/// kernel has nothing (EAGAIN), parked until the loop sees the next readiness edge; the loop then
+/// resumes them inline. Like nginx (<c>rev-&gt;ready</c> in ngx_unix_recv) it remembers when a read
+/// came back short, i.e. drained the socket, and waits for the next edge instead of paying a
+/// receive that can only fail with EAGAIN — unless the peer's FIN or an error is pending, which
+/// raises no further edge. A close never frees the descriptor while a call on it is in flight
+/// (the number could be reused by the next accept), so every call holds a reference.
+/// </summary>
+internal sealed unsafe class EpollSocket : IDisposable
+{
+    private const int ClosedFlag = 1 << 30;
+
+    private readonly Readiness _read;
+    private readonly Readiness _write;
+    private int _refs = 1;
+    private volatile bool _peerShutdown;
+    private int _peerClosedSignalled;
+
+    public EpollSocket(EpollLoop loop, int fd, IPeerClosedListener? listener = null)
+    {
+        Loop = loop;
+        Fd = fd;
+        Listener = listener;
+        _read = new Readiness();
+        _write = new Readiness();
+        loop.Register(this);
+    }
+
+    public EpollLoop Loop { get; }
+
+    public int Fd { get; }
+
+    internal int Slot { get; set; }
+
+    internal uint Generation { get; set; }
+
+    public IPeerClosedListener? Listener { get; set; }
+
+    /// <summary>The peer sent FIN, reset the connection, or the socket errored.</summary>
+    public bool PeerShutdown => _peerShutdown;
+
+    public bool IsClosed => (Volatile.Read(ref _refs) & ClosedFlag) != 0;
+
+    /// <summary>From the loop thread: the events of one edge.</summary>
+    internal void OnEvents(uint events)
+    {
+        var hangUp = (events & (Libc.EPOLLRDHUP | Libc.EPOLLHUP | Libc.EPOLLERR)) != 0;
+        if (hangUp)
+        {
+            _peerShutdown = true;
+        }
+        if ((events & (Libc.EPOLLIN | Libc.EPOLLRDHUP | Libc.EPOLLHUP | Libc.EPOLLERR)) != 0)
+        {
+            _read.Signal();
+        }
+        if ((events & (Libc.EPOLLOUT | Libc.EPOLLHUP | Libc.EPOLLERR)) != 0)
+        {
+            _write.Signal();
+        }
+        if (hangUp && Interlocked.Exchange(ref _peerClosedSignalled, 1) == 0)
+        {
+            Listener?.OnPeerClosed();
+        }
+    }
+
+    /// <summary>Bytes received (0: the peer's FIN), or -1 when nothing is there yet. Throws <see cref="SocketException"/> on a socket error.</summary>
+    public int TryReceive(Span<byte> buffer)
+    {
+        var seq = Volatile.Read(ref _read.Seq);
+        if (seq == _read.DrainedAt)
+        {
+            return -1;
+        }
+        Enter();
+        try
+        {
+            while (true)
+            {
+                nint n;
+                fixed (byte* p = buffer)
+                {
+                    n = Libc.recv(Fd, p, buffer.Length, 0);
+                }
+                if (n >= 0)
+                {
+                    if (n < buffer.Length && n > 0 && !_peerShutdown)
+                    {
+                        _read.DrainedAt = seq;   // a short read emptied the queue: the next data raises an edge
+                    }
+                    return (int)n;
+                }
+                var errno = Libc.Errno;
+                if (errno == Libc.EAGAIN)
+                {
+                    _read.DrainedAt = seq;
+                    return -1;
+                }
+                if (errno != Libc.EINTR)
+                {
+                    throw new SocketException(errno);
+                }
+            }
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    /// <summary>True when a read would not wait: data, the peer's FIN or an error is there (MSG_PEEK, nothing consumed).</summary>
+    public bool TryPeek()
+    {
+        var seq = Volatile.Read(ref _read.Seq);
+        if (seq == _read.DrainedAt)
+        {
+            return false;
+        }
+        Enter();
+        try
+        {
+            byte one;
+            while (true)
+            {
+                if (Libc.recv(Fd, &one, 1, Libc.MSG_PEEK) >= 0)
+                {
+                    return true;
+                }
+                var errno = Libc.Errno;
+                if (errno == Libc.EAGAIN)
+                {
+                    _read.DrainedAt = seq;
+                    return false;
+                }
+                if (errno != Libc.EINTR)
+                {
+                    throw new SocketException(errno);
+                }
+            }
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    /// <summary>Bytes accepted by the kernel, or -1 when its send buffer is full. Throws <see cref="SocketException"/> on a socket error (EPIPE, ECONNRESET).</summary>
+    public int TrySend(ReadOnlySpan<byte> data)
+    {
+        var seq = Volatile.Read(ref _write.Seq);
+        if (seq == _write.DrainedAt)
+        {
+            return -1;
+        }
+        Enter();
+        try
+        {
+            while (true)
+            {
+                nint n;
+                fixed (byte* p = data)
+                {
+                    n = Libc.send(Fd, p, data.Length, Libc.MSG_NOSIGNAL);
+                }
+                if (n >= 0)
+                {
+                    return (int)n;
+                }
+                var errno = Libc.Errno;
+                if (errno == Libc.EAGAIN)
+                {
+                    _write.DrainedAt = seq;
+                    return -1;
+                }
+                if (errno != Libc.EINTR)
+                {
+                    throw new SocketException(errno);
+                }
+            }
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    /// <summary>The read side's edge count, for operations other than receive (accept): pass it to <see cref="ReadDrained"/> after an EAGAIN.</summary>
+    public int ReadSeq => Volatile.Read(ref _read.Seq);
+
+    public void ReadDrained(int seq) => _read.DrainedAt = seq;
+
+    /// <summary>The write side's edge count, for a non-blocking connect: pass it to <see cref="WriteDrained"/> on EINPROGRESS, so the wait lasts until the connect's edge.</summary>
+    public int WriteSeq => Volatile.Read(ref _write.Seq);
+
+    public void WriteDrained(int seq) => _write.DrainedAt = seq;
+
+    /// <summary>Completes when the socket may be readable (the next edge, the peer's FIN or an error, or <see cref="WakeReader"/>).</summary>
+    public ValueTask WaitReadableAsync(CancellationToken cancellationToken) => _read.WaitAsync(cancellationToken);
+
+    /// <summary>Completes when the socket may take more bytes.</summary>
+    public ValueTask WaitWritableAsync(CancellationToken cancellationToken) => _write.WaitAsync(cancellationToken);
+
+    /// <summary>Resumes a parked read wait without readiness (a pending-read cancel, a close).</summary>
+    public void WakeReader() => _read.Signal();
+
+    public void WakeWriter() => _write.Signal();
+
+    public void Shutdown(int how)
+    {
+        if (TryEnter())
+        {
+            Libc.shutdown(Fd, how);
+            Exit();
+        }
+    }
+
+    /// <summary>SO_ERROR: the result of a non-blocking connect.</summary>
+    public int PendingError()
+    {
+        Enter();
+        try
+        {
+            int error = 0, length = sizeof(int);
+            return Libc.getsockopt(Fd, Libc.SOL_SOCKET, Libc.SO_ERROR, &error, &length) == 0 ? error : Libc.Errno;
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    /// <summary>Leaves the loop, resumes parked operations (which then fail) and closes the descriptor once no call is in flight.</summary>
+    public void Dispose()
+    {
+        if ((Interlocked.Or(ref _refs, ClosedFlag) & ClosedFlag) != 0)
+        {
+            return;
+        }
+        Loop.Unregister(this);
+        _read.Signal();
+        _write.Signal();
+        Exit();
+    }
+
+    private bool TryEnter()
+    {
+        if ((Interlocked.Increment(ref _refs) & ClosedFlag) != 0)
+        {
+            Exit();
+            return false;
+        }
+        return true;
+    }
+
+    private void Enter()
+    {
+        if (!TryEnter())
+        {
+            throw new SocketException((int)SocketError.OperationAborted);
+        }
+    }
+
+    private void Exit()
+    {
+        if (Interlocked.Decrement(ref _refs) == ClosedFlag)
+        {
+            Libc.close(Fd);
+        }
+    }
+
+    /// <summary>One direction's readiness: an edge counter, where the last operation drained it, and the parked waiter.</summary>
+    private sealed class Readiness
+    {
+        /// <summary>Bumped by every edge (and every wake); compared with <see cref="DrainedAt"/>.</summary>
+        public int Seq;
+
+        /// <summary>The <see cref="Seq"/> at which an operation saw the socket empty (read) or full (write).</summary>
+        public int DrainedAt = -1;
+
+        private Waiter? _parked;
+        private readonly Waiter _waiter;
+
+        public Readiness() => _waiter = new Waiter(this);
+
+        public void Signal()
+        {
+            Interlocked.Increment(ref Seq);
+            // Dekker pair with WaitAsync: either the waiter sees the new Seq, or this sees the waiter.
+            if (Volatile.Read(ref _parked) is not null)
+            {
+                Interlocked.Exchange(ref _parked, null)?.Complete();
+            }
+        }
+
+        public ValueTask WaitAsync(CancellationToken cancellationToken)
+        {
+            var drained = DrainedAt;
+            if (Volatile.Read(ref Seq) != drained)
+            {
+                return default;
+            }
+            if (cancellationToken.IsCancellationRequested)
+            {
+                return ValueTask.FromCanceled(cancellationToken);
+            }
+            var waiter = _waiter;
+            waiter.Prepare(cancellationToken);
+            Interlocked.Exchange(ref _parked, waiter);
+            if ((Volatile.Read(ref Seq) != drained || cancellationToken.IsCancellationRequested)
+                && Interlocked.CompareExchange(ref _parked, null, waiter) == waiter)
+            {
+                waiter.Unpark();
+                return cancellationToken.IsCancellationRequested ? ValueTask.FromCanceled(cancellationToken) : default;
+            }
+            return new ValueTask(waiter, waiter.Version);
+        }
+
+        /// <summary>The cancellation callback's claim: true when it took the waiter before an edge did.</summary>
+        public bool TryTake(Waiter waiter) => Interlocked.CompareExchange(ref _parked, null, waiter) == waiter;
+    }
+
+    /// <summary>The reusable awaitable of one direction (one wait at a time per direction).</summary>
+    private sealed class Waiter(Readiness owner) : IValueTaskSource
+    {
+        private ManualResetValueTaskSourceCore<bool> _core;
+        private CancellationToken _token;
+        private CancellationTokenRegistration _registration;
+
+        public short Version => _core.Version;
+
+        public void Prepare(CancellationToken cancellationToken)
+        {
+            _core.Reset();
+            _token = cancellationToken;
+            _registration = cancellationToken.CanBeCanceled
+                ? cancellationToken.UnsafeRegister(static s => ((Waiter)s!).OnCanceled(), this)
+                : default;
+        }
+
+        /// <summary>Withdrawn before anyone awaited it.</summary>
+        public void Unpark() => _registration.Unregister();
+
+        public void Complete()
+        {
+            _registration.Unregister();
+            _core.SetResult(true);
+        }
+
+        private void OnCanceled()
+        {
+            // A late callback of an earlier wait finds a token that is not cancelled, or loses the claim.
+            var token = _token;
+            if (token.IsCancellationRequested && owner.TryTake(this))
+            {
+                _core.SetException(new OperationCanceledException(token));
+            }
+        }
+
+        public void GetResult(short token) => _core.GetResult(token);
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
+            => _core.OnCompleted(continuation, state, token, flags);
+    }
+}
