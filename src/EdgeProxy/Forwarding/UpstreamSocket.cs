@@ -93,7 +93,7 @@ internal sealed class EpollUpstreamSocket : UpstreamSocket
                     return new EpollUpstreamSocket(socket!);
                 }
                 socket?.Dispose();
-                last = new SocketException(error);
+                last = Libc.SocketError(error);
             }
             throw last ?? new SocketException((int)SocketError.HostNotFound);
         }
@@ -115,25 +115,23 @@ internal sealed class EpollUpstreamSocket : UpstreamSocket
         }
         var one = 1;
         Libc.setsockopt(fd, Libc.IPPROTO_TCP, Libc.TCP_NODELAY, &one, sizeof(int));
-        EpollSocket socket;
+        Libc.SockAddr address;
+        var length = Libc.FromEndPoint(target, &address);
+        error = Libc.connect(fd, &address, length) == 0 ? 0 : Libc.Errno;
+        if (error is not (0 or Libc.EINPROGRESS))
+        {
+            Libc.close(fd);
+            return null;
+        }
         try
         {
-            socket = new EpollSocket(loop, fd);
+            return new EpollSocket(loop, fd, connecting: error == Libc.EINPROGRESS);
         }
         catch
         {
             Libc.close(fd);
             throw;
         }
-        Libc.SockAddr address;
-        var length = Libc.FromEndPoint(target, &address);
-        var seq = socket.WriteSeq;
-        error = Libc.connect(fd, &address, length) == 0 ? 0 : Libc.Errno;
-        if (error == Libc.EINPROGRESS)
-        {
-            socket.WriteDrained(seq);   // writable only once the handshake ends: wait for that edge
-        }
-        return socket;
     }
 
     public override ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)

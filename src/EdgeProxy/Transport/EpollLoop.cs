@@ -28,7 +28,7 @@ internal sealed unsafe class EpollLoop : IDisposable
         _epoll = Libc.epoll_create1(Libc.EPOLL_CLOEXEC);
         if (_epoll < 0)
         {
-            throw new System.Net.Sockets.SocketException(Libc.Errno);
+            throw Libc.SocketError(Libc.Errno);
         }
         _wakeFd = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
         var wake = new Libc.EpollEvent { Events = Libc.EPOLLIN, Data = ulong.MaxValue };
@@ -71,7 +71,7 @@ internal sealed unsafe class EpollLoop : IDisposable
         {
             var errno = Libc.Errno;
             Unregister(socket);
-            throw new System.Net.Sockets.SocketException(errno);
+            throw Libc.SocketError(errno);
         }
     }
 

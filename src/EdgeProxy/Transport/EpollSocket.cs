@@ -28,13 +28,19 @@ internal sealed unsafe class EpollSocket : IDisposable
     private volatile bool _peerShutdown;
     private int _peerClosedSignalled;
 
-    public EpollSocket(EpollLoop loop, int fd, IPeerClosedListener? listener = null)
+    /// <param name="connecting">A connect is in progress: the first write wait lasts until its edge. (Register only after connect():
+    /// a socket added to epoll before it connects polls as hung up.)</param>
+    public EpollSocket(EpollLoop loop, int fd, IPeerClosedListener? listener = null, bool connecting = false)
     {
         Loop = loop;
         Fd = fd;
         Listener = listener;
         _read = new Readiness();
         _write = new Readiness();
+        if (connecting)
+        {
+            _write.DrainedAt = 0;
+        }
         loop.Register(this);
     }
 
@@ -109,7 +115,7 @@ internal sealed unsafe class EpollSocket : IDisposable
                 }
                 if (errno != Libc.EINTR)
                 {
-                    throw new SocketException(errno);
+                    throw Libc.SocketError(errno);
                 }
             }
         }
@@ -145,7 +151,7 @@ internal sealed unsafe class EpollSocket : IDisposable
                 }
                 if (errno != Libc.EINTR)
                 {
-                    throw new SocketException(errno);
+                    throw Libc.SocketError(errno);
                 }
             }
         }
@@ -185,7 +191,7 @@ internal sealed unsafe class EpollSocket : IDisposable
                 }
                 if (errno != Libc.EINTR)
                 {
-                    throw new SocketException(errno);
+                    throw Libc.SocketError(errno);
                 }
             }
         }
@@ -199,11 +205,6 @@ internal sealed unsafe class EpollSocket : IDisposable
     public int ReadSeq => Volatile.Read(ref _read.Seq);
 
     public void ReadDrained(int seq) => _read.DrainedAt = seq;
-
-    /// <summary>The write side's edge count, for a non-blocking connect: pass it to <see cref="WriteDrained"/> on EINPROGRESS, so the wait lasts until the connect's edge.</summary>
-    public int WriteSeq => Volatile.Read(ref _write.Seq);
-
-    public void WriteDrained(int seq) => _write.DrainedAt = seq;
 
     /// <summary>Completes when the socket may be readable (the next edge, the peer's FIN or an error, or <see cref="WakeReader"/>).</summary>
     public ValueTask WaitReadableAsync(CancellationToken cancellationToken) => _read.WaitAsync(cancellationToken);

@@ -131,7 +131,7 @@ internal sealed class EpollConnectionListener : IConnectionListener
                     {
                         return -1;
                     }
-                    throw new SocketException(errno);
+                    throw Libc.SocketError(errno);
             }
         }
     }
@@ -156,7 +156,7 @@ internal sealed class EpollConnectionListener : IConnectionListener
         var copy = Fcntl(fd);
         if (copy < 0)
         {
-            throw new SocketException(Libc.Errno);
+            throw Libc.SocketError(Libc.Errno);
         }
         return copy;
     }

@@ -70,6 +70,29 @@ internal static unsafe partial class Libc
 
     public static int Errno => Marshal.GetLastPInvokeError();
 
+    /// <summary>A Linux errno as the <see cref="System.Net.Sockets.SocketException"/> the runtime's sockets would throw (its SocketErrorCode is not the errno).</summary>
+    public static System.Net.Sockets.SocketException SocketError(int errno) => new((int)(errno switch
+    {
+        EPIPE => System.Net.Sockets.SocketError.Shutdown,
+        ECONNRESET => System.Net.Sockets.SocketError.ConnectionReset,
+        ECONNABORTED => System.Net.Sockets.SocketError.ConnectionAborted,
+        ENOTCONN => System.Net.Sockets.SocketError.NotConnected,
+        111 => System.Net.Sockets.SocketError.ConnectionRefused,
+        110 => System.Net.Sockets.SocketError.TimedOut,
+        113 => System.Net.Sockets.SocketError.HostUnreachable,
+        112 => System.Net.Sockets.SocketError.HostDown,
+        101 => System.Net.Sockets.SocketError.NetworkUnreachable,
+        100 => System.Net.Sockets.SocketError.NetworkDown,
+        98 => System.Net.Sockets.SocketError.AddressAlreadyInUse,
+        99 => System.Net.Sockets.SocketError.AddressNotAvailable,
+        97 => System.Net.Sockets.SocketError.AddressFamilyNotSupported,
+        EMFILE or ENFILE => System.Net.Sockets.SocketError.TooManyOpenSockets,
+        ENOBUFS or ENOMEM => System.Net.Sockets.SocketError.NoBufferSpaceAvailable,
+        22 => System.Net.Sockets.SocketError.InvalidArgument,
+        9 => System.Net.Sockets.SocketError.OperationAborted,
+        _ => System.Net.Sockets.SocketError.SocketError,
+    }));
+
     /// <summary>An IPEndPoint from a sockaddr_in / sockaddr_in6 (null for other families).</summary>
     public static System.Net.IPEndPoint? ToEndPoint(SockAddr* address)
     {

@@ -1,0 +1,336 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using EdgeProxy.Forwarding;
+using EdgeProxy.Transport;
+using Microsoft.AspNetCore.Connections;
+
+namespace EdgeProxy.Tests.Unit.Transport;
+
+/// <summary>
+/// The epoll transport's pipe semantics, on real loopback sockets: what Kestrel's HTTP stack and the
+/// fast path rely on from a transport (Pipe's read/examine/consume rules, cancellation, the end of
+/// the stream, back-pressure, FIN/reset/abort and ConnectionClosed).
+/// </summary>
+public sealed class EpollTransportTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(10);
+
+    private readonly EpollLoops _loops = new(1);
+    private IConnectionListener _listener = null!;
+
+    public async Task InitializeAsync()
+        => _listener = await new EpollTransportFactory(_loops).BindAsync(new IPEndPoint(IPAddress.Loopback, 0));
+
+    public async Task DisposeAsync()
+    {
+        await _listener.UnbindAsync();
+        await _listener.DisposeAsync();
+        _loops.Dispose();
+    }
+
+    private async Task<(Socket Client, ConnectionContext Server)> ConnectAsync()
+    {
+        var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var accept = _listener.AcceptAsync().AsTask();
+        await client.ConnectAsync(_listener.EndPoint);
+        var server = await accept.WaitAsync(Patience);
+        Assert.NotNull(server);
+        return (client, server!);
+    }
+
+    private static string Text(ReadOnlySequence<byte> buffer) => Encoding.ASCII.GetString(buffer.ToArray());
+
+    [Fact]
+    public async Task A_read_returns_what_arrived_and_an_examined_buffer_waits_for_more()
+    {
+        var (client, server) = await ConnectAsync();
+        await using var _ = server;
+        using var __ = client;
+        var input = server.Transport.Input;
+
+        var pending = input.ReadAsync();
+        Assert.False(pending.IsCompleted);   // nothing sent yet: the read parks on the loop
+        await client.SendAsync("hello"u8.ToArray());
+        var first = await pending.AsTask().WaitAsync(Patience);
+        Assert.Equal("hello", Text(first.Buffer));
+        Assert.False(first.IsCompleted);
+
+        // Examined everything, consumed nothing: the next read waits, then returns old and new bytes together.
+        input.AdvanceTo(first.Buffer.Start, first.Buffer.End);
+        var second = input.ReadAsync();
+        Assert.False(second.IsCompleted);
+        await client.SendAsync(" world"u8.ToArray());
+        var both = await second.AsTask().WaitAsync(Patience);
+        Assert.Equal("hello world", Text(both.Buffer));
+
+        // Consumed a part, examined nothing past it: the rest comes back at once.
+        input.AdvanceTo(both.Buffer.GetPosition(6));
+        Assert.True(input.TryRead(out var rest));
+        Assert.Equal("world", Text(rest.Buffer));
+        input.AdvanceTo(rest.Buffer.End);
+        Assert.False(input.TryRead(out var none), none.Buffer.Length.ToString());
+    }
+
+    [Fact]
+    public async Task Bytes_left_unconsumed_accumulate_across_segments_in_order()
+    {
+        var (client, server) = await ConnectAsync();
+        await using var _ = server;
+        using var __ = client;
+        var input = server.Transport.Input;
+        var sent = new byte[200_000];
+        new Random(7).NextBytes(sent);
+        var send = client.SendAsync(sent);
+
+        ReadResult result;
+        while (true)
+        {
+            result = await input.ReadAsync().AsTask().WaitAsync(Patience);
+            if (result.Buffer.Length >= sent.Length)
+            {
+                break;
+            }
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+        Assert.False(result.Buffer.IsSingleSegment);
+        Assert.Equal(sent, result.Buffer.ToArray());
+        input.AdvanceTo(result.Buffer.End);
+        await send;
+    }
+
+    [Fact]
+    public async Task CancelPendingRead_ends_a_parked_read_and_else_the_next_one()
+    {
+        var (client, server) = await ConnectAsync();
+        await using var _ = server;
+        using var __ = client;
+        var input = server.Transport.Input;
+
+        var parked = input.ReadAsync();
+        Assert.False(parked.IsCompleted);
+        input.CancelPendingRead();
+        var canceled = await parked.AsTask().WaitAsync(Patience);
+        Assert.True(canceled.IsCanceled);
+        input.AdvanceTo(canceled.Buffer.Start);
+
+        input.CancelPendingRead();
+        var next = await input.ReadAsync().AsTask().WaitAsync(Patience);
+        Assert.True(next.IsCanceled);
+        input.AdvanceTo(next.Buffer.Start);
+
+        // And reading goes on normally afterwards.
+        await client.SendAsync("x"u8.ToArray());
+        var data = await input.ReadAsync().AsTask().WaitAsync(Patience);
+        Assert.Equal("x", Text(data.Buffer));
+        input.AdvanceTo(data.Buffer.End);
+    }
+
+    [Fact]
+    public async Task A_read_token_cancels_a_parked_read()
+    {
+        var (client, server) = await ConnectAsync();
+        await using var _ = server;
+        using var __ = client;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => server.Transport.Input.ReadAsync(timeout.Token).AsTask().WaitAsync(Patience));
+
+        // The reader is usable afterwards.
+        await client.SendAsync("y"u8.ToArray());
+        var data = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Patience);
+        Assert.Equal("y", Text(data.Buffer));
+        server.Transport.Input.AdvanceTo(data.Buffer.End);
+    }
+
+    [Fact]
+    public async Task The_peers_FIN_completes_the_input_and_fires_ConnectionClosed_without_a_read()
+    {
+        var (client, server) = await ConnectAsync();
+        await using var _ = server;
+        using var __ = client;
+        var closed = new TaskCompletionSource();
+        server.ConnectionClosed.Register(() => closed.TrySetResult());
+
+        await client.SendAsync("last"u8.ToArray());
+        client.Shutdown(SocketShutdown.Send);
+        await closed.Task.WaitAsync(Patience);   // nobody was reading: the loop saw the FIN
+
+        var result = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Patience);
+        while (!result.IsCompleted)
+        {
+            server.Transport.Input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+            result = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Patience);
+        }
+        Assert.Equal("last", Text(result.Buffer));
+    }
+
+    [Fact]
+    public async Task A_reset_fires_ConnectionClosed_and_fails_the_read()
+    {
+        var (client, server) = await ConnectAsync();
+        await using var _ = server;
+        var closed = new TaskCompletionSource();
+        server.ConnectionClosed.Register(() => closed.TrySetResult());
+        client.LingerState = new LingerOption(true, 0);
+        client.Close();   // RST
+        await closed.Task.WaitAsync(Patience);
+        var error = await Record.ExceptionAsync(async () =>
+        {
+            var result = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Patience);
+            Assert.True(result.IsCompleted);
+        });
+        Assert.True(error is null or ConnectionResetException, error?.ToString());
+    }
+
+    [Fact]
+    public async Task A_flush_waits_while_the_peer_does_not_read_and_completes_once_it_does()
+    {
+        var (client, server) = await ConnectAsync();
+        await using var _ = server;
+        using var __ = client;
+        client.ReceiveBufferSize = 64 * 1024;
+        var output = server.Transport.Output;
+        var payload = new byte[8 * 1024 * 1024];
+        new Random(3).NextBytes(payload);
+        payload.CopyTo(output.GetSpan(payload.Length));
+        output.Advance(payload.Length);
+        var flush = output.FlushAsync();
+        Assert.False(flush.IsCompleted);   // 8 MB do not fit in the socket buffers: back-pressure
+
+        var received = new byte[payload.Length];
+        var total = 0;
+        while (total < received.Length)
+        {
+            total += await client.ReceiveAsync(received.AsMemory(total));
+        }
+        var result = await flush.AsTask().WaitAsync(Patience);
+        Assert.False(result.IsCompleted);
+        Assert.Equal(payload, received);
+    }
+
+    [Fact]
+    public async Task Completing_the_output_sends_what_was_written_then_ends_the_connection()
+    {
+        var (client, server) = await ConnectAsync();
+        await using var _ = server;
+        using var __ = client;
+        var output = server.Transport.Output;
+        "bye"u8.CopyTo(output.GetSpan(3));
+        output.Advance(3);
+        output.Complete();   // never flushed: completion still sends it (a Pipe's writer commits on completion too)
+
+        var received = new MemoryStream();
+        var buffer = new byte[64];
+        int n;
+        while ((n = await client.ReceiveAsync(buffer).WaitAsync(Patience)) > 0)
+        {
+            received.Write(buffer, 0, n);
+        }
+        Assert.Equal("bye", Encoding.ASCII.GetString(received.ToArray()));
+    }
+
+    [Fact]
+    public async Task Abort_ends_the_connection_fails_reads_and_reports_writes_completed()
+    {
+        var (client, server) = await ConnectAsync();
+        await using var _ = server;
+        using var __ = client;
+        var closed = new TaskCompletionSource();
+        server.ConnectionClosed.Register(() => closed.TrySetResult());
+        var parked = server.Transport.Input.ReadAsync();
+        server.Abort(new ConnectionAbortedException("test abort"));
+        await closed.Task.WaitAsync(Patience);
+        var error = await Record.ExceptionAsync(() => parked.AsTask().WaitAsync(Patience));
+        Assert.IsType<ConnectionAbortedException>(error);
+
+        "late"u8.CopyTo(server.Transport.Output.GetSpan(4));
+        server.Transport.Output.Advance(4);
+        var flushed = await server.Transport.Output.FlushAsync().AsTask().WaitAsync(Patience);
+        Assert.True(flushed.IsCompleted);
+
+        Assert.Equal(0, await client.ReceiveAsync(new byte[16]).WaitAsync(Patience));
+    }
+
+    [Fact]
+    public async Task Many_connections_are_served_concurrently_on_one_loop()
+    {
+        const int count = 50;
+        var pairs = new List<(Socket Client, ConnectionContext Server)>();
+        for (var i = 0; i < count; i++)
+        {
+            pairs.Add(await ConnectAsync());
+        }
+        try
+        {
+            var echoes = pairs.Select(async pair =>
+            {
+                var result = await pair.Server.Transport.Input.ReadAsync().AsTask().WaitAsync(Patience);
+                foreach (var segment in result.Buffer)
+                {
+                    await pair.Server.Transport.Output.WriteAsync(segment);
+                }
+                pair.Server.Transport.Input.AdvanceTo(result.Buffer.End);
+            }).ToList();
+            for (var i = 0; i < count; i++)
+            {
+                await pairs[i].Client.SendAsync(Encoding.ASCII.GetBytes($"ping {i}"));
+            }
+            await Task.WhenAll(echoes).WaitAsync(Patience);
+            for (var i = 0; i < count; i++)
+            {
+                var buffer = new byte[32];
+                var n = await pairs[i].Client.ReceiveAsync(buffer).WaitAsync(Patience);
+                Assert.Equal($"ping {i}", Encoding.ASCII.GetString(buffer, 0, n));
+            }
+        }
+        finally
+        {
+            foreach (var (client, server) in pairs)
+            {
+                client.Dispose();
+                await server.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task An_upstream_connect_to_a_closed_port_is_refused()
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var port = ((IPEndPoint)probe.LocalEndPoint!).Port;   // bound, never listening: connects are refused
+        var error = await Assert.ThrowsAsync<SocketException>(() =>
+            EpollUpstreamSocket.ConnectAsync(_loops, new DnsEndPoint("127.0.0.1", port), TimeSpan.FromSeconds(5), CancellationToken.None).AsTask());
+        Assert.Equal(SocketError.ConnectionRefused, error.SocketErrorCode);
+    }
+
+    [Fact]
+    public async Task An_upstream_socket_sends_receives_and_waits_for_data_without_a_buffer()
+    {
+        using var backend = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        backend.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        backend.Listen();
+        var accepted = backend.AcceptAsync();
+        using var upstream = await EpollUpstreamSocket.ConnectAsync(_loops, new DnsEndPoint("localhost", ((IPEndPoint)backend.LocalEndPoint!).Port), TimeSpan.FromSeconds(5), CancellationToken.None);
+        using var peer = await accepted.WaitAsync(Patience);
+
+        Assert.True(upstream.LooksAlive());
+        Assert.Equal(4, await upstream.SendAsync("ping"u8.ToArray(), CancellationToken.None));
+        var got = new byte[4];
+        Assert.Equal(4, await peer.ReceiveAsync(got));
+
+        var wait = upstream.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None);
+        Assert.False(wait.IsCompleted);   // zero-byte read: parked until data
+        await peer.SendAsync("pong"u8.ToArray());
+        Assert.Equal(0, await wait.AsTask().WaitAsync(Patience));
+        var buffer = new byte[16];
+        Assert.Equal(4, await upstream.ReceiveAsync(buffer, CancellationToken.None));
+        Assert.Equal("pong", Encoding.ASCII.GetString(buffer, 0, 4));
+
+        peer.Shutdown(SocketShutdown.Send);
+        Assert.Equal(0, await upstream.ReceiveAsync(buffer, CancellationToken.None).AsTask().WaitAsync(Patience));
+        Assert.False(upstream.LooksAlive());
+    }
+}
