@@ -35,6 +35,15 @@ dotnet test EdgeProxy.sln -c Release --no-build -nologo --logger "console;verbos
   --results-directory "$LOG_DIR" --logger "trx;LogFileName=xunit.trx" 2>&1 | tee "$LOG_DIR/xunit.log"
 xunit_rc=${PIPESTATUS[0]}
 
+# The gateway runs its own epoll transport by default (TRANSPORT=epoll); the classes that exercise
+# the transport (fast path, streaming, disconnects, framing, stale upstream connections) run once
+# more on Kestrel's socket transport, which TRANSPORT=sockets keeps available.
+echo "== xunit again on TRANSPORT=sockets (transport-sensitive classes)"
+EDGEPROXY_TEST_TRANSPORT=sockets dotnet test EdgeProxy.sln -c Release --no-build -nologo --logger "console;verbosity=normal" \
+  --filter "FullyQualifiedName~FastPathTests|FullyQualifiedName~Functional.Streaming|FullyQualifiedName~UpstreamFraming|FullyQualifiedName~StaleConnectionTests|FullyQualifiedName~SmokeTests|FullyQualifiedName~HopByHopTests|FullyQualifiedName~LargeBodyTests" \
+  --results-directory "$LOG_DIR" --logger "trx;LogFileName=xunit-sockets.trx" 2>&1 | tee "$LOG_DIR/xunit-sockets.log"
+[ "${PIPESTATUS[0]}" -ne 0 ] && xunit_rc=1
+
 echo "== e2e (node --test)"
 (
   cd tests/e2e || exit 1
@@ -44,8 +53,8 @@ echo "== e2e (node --test)"
 e2e_rc=${PIPESTATUS[0]}
 
 # One summary line over both runners.
-x_pass=$(grep -Eo 'Passed: +[0-9]+' "$LOG_DIR/xunit.log" | awk '{s+=$2} END {print s+0}')
-x_fail=$(grep -Eo 'Failed: +[0-9]+' "$LOG_DIR/xunit.log" | awk '{s+=$2} END {print s+0}')
+x_pass=$(cat "$LOG_DIR/xunit.log" "$LOG_DIR/xunit-sockets.log" | grep -Eo 'Passed: +[0-9]+' | awk '{s+=$2} END {print s+0}')
+x_fail=$(cat "$LOG_DIR/xunit.log" "$LOG_DIR/xunit-sockets.log" | grep -Eo 'Failed: +[0-9]+' | awk '{s+=$2} END {print s+0}')
 n_pass=$(grep -Eo '^ℹ pass [0-9]+' "$LOG_DIR/e2e.log" | awk '{s+=$3} END {print s+0}')
 n_fail=$(grep -Eo '^ℹ fail [0-9]+' "$LOG_DIR/e2e.log" | awk '{s+=$3} END {print s+0}')
 [ "$xunit_rc" -ne 0 ] && [ "$x_fail" -eq 0 ] && x_fail=1

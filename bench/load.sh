@@ -10,6 +10,8 @@
 #   kestrel   bench/KestrelFloor       (/bench/m/ -> upstream /): the floor -- a bare Native AOT
 #             Kestrel + HttpClient proxy with no gateway features, same runtime settings
 #   edgeproxy dist/edgeproxy           (/bench/m/ -> upstream /)
+#   sockets   dist/edgeproxy with TRANSPORT=sockets (optional target: Kestrel's socket transport
+#             instead of the gateway's epoll loops, for the side-by-side figure)
 #   general   dist/edgeproxy with HTTP1_FAST_PATH=off (optional target: the general path only,
 #             i.e. what the HTTP/1.1 fast path saves, in the same run)
 #   epoll     bench/EpollFloor (optional target): a one-thread Native AOT relay on raw epoll and libc
@@ -29,7 +31,7 @@
 #   QUIET_MAX=15       a round is "quiet" when other processes used <= this % of one core during
 #                      it; medians are taken over quiet rounds only (all rounds, flagged, if none)
 #   ONLY=direct,nginx,haproxy,kestrel,edgeproxy   subset / order of targets (add ",general" for the
-#                      general-path row, ",epoll" for the epoll floor)
+#                      general-path row, ",sockets" for the socket transport, ",epoll" for the epoll floor)
 #   IO_THREADS=1       socket event loops of edgeproxy, general and the Kestrel floor (0: the runtime's
 #                      default, one per core). 1 matches the peers: nginx runs worker_processes 1 and
 #                      HAProxy nbthread 1, i.e. one event loop each.
@@ -78,7 +80,7 @@ CLK_TCK=$(getconf CLK_TCK)
 TS=$(date +%Y%m%d-%H%M%S)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/edgeproxy-bench.XXXXXX")
 chmod 755 "$TMP"   # nginx workers run as 'nobody' when started by root
-mkdir -p "$TMP/up" "$TMP/nginx" "$TMP/haproxy" "$TMP/kestrel" "$TMP/edgeproxy" "$TMP/general" "$TMP/epoll"
+mkdir -p "$TMP/up" "$TMP/nginx" "$TMP/haproxy" "$TMP/kestrel" "$TMP/edgeproxy" "$TMP/general" "$TMP/epoll" "$TMP/sockets"
 
 STARTED_PIDS=()
 cleanup() {
@@ -135,8 +137,8 @@ PY
     printf '%s\n' "${got[@]}"
   fi
 }
-mapfile -t PORTS < <(free_ports 7)
-UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} EDGE_PORT=${PORTS[3]} KESTREL_PORT=${PORTS[4]} GENERAL_PORT=${PORTS[5]} EPOLL_PORT=${PORTS[6]}
+mapfile -t PORTS < <(free_ports 8)
+UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} EDGE_PORT=${PORTS[3]} KESTREL_PORT=${PORTS[4]} GENERAL_PORT=${PORTS[5]} EPOLL_PORT=${PORTS[6]} SOCKETS_PORT=${PORTS[7]}
 
 # ---------------------------------------------------------------- /proc helpers
 children_of() {  # direct children of a pid, by scanning /proc/*/stat for its ppid
@@ -291,6 +293,20 @@ start_edgeproxy() {
   }
 }
 
+start_sockets() {  # the same binary on Kestrel's socket transport (TRANSPORT=sockets) instead of its epoll loops
+  [[ -x $EDGEPROXY_BIN ]] || { log "EdgeProxy binary not found at $EDGEPROXY_BIN; skipping the sockets row."; return 1; }
+  TARGET_URL="http://127.0.0.1:$SOCKETS_PORT/bench/m/v1/ping"
+  local t0
+  now_us; t0=$NOW_US
+  PORT=$SOCKETS_PORT BACKENDS_CONFIG_PATH="$TMP/edgeproxy/backends.json" BACKEND_API_KEY='' \
+    LOG_LEVEL=WARNING HEALTH_CHECK_INTERVAL=30 TRANSPORT=sockets IO_THREADS=$IO_THREADS \
+    "$EDGEPROXY_BIN" >"$TMP/sockets/stdout.log" 2>&1 &
+  TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
+  time_to_health sockets "$SOCKETS_PORT" "$TARGET_PID" "$t0" "$TMP/sockets/stdout.log" || return 1
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$TARGET_URL" || true) == 200 ]] || {
+    log "sockets (TRANSPORT=sockets) is up but GET /bench/m/v1/ping is not 200"; return 1; }
+}
+
 start_general() {  # the same binary, general path only (HTTP1_FAST_PATH=off)
   [[ -x $EDGEPROXY_BIN ]] || { log "EdgeProxy binary not found at $EDGEPROXY_BIN; skipping the general row."; return 1; }
   TARGET_URL="http://127.0.0.1:$GENERAL_PORT/bench/m/v1/ping"
@@ -382,7 +398,7 @@ to_ms() {  # "1.23ms" / "850.00us" / "1.02s" -> ms
 # ---------------------------------------------------------------- run
 IFS=, read -r -a TARGETS <<<"$ONLY"
 for t in "${TARGETS[@]}"; do
-  case $t in direct|nginx|haproxy|kestrel|edgeproxy|general|epoll) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
+  case $t in direct|nginx|haproxy|kestrel|edgeproxy|sockets|general|epoll) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
 done
 
 declare -A RPS P50 P99 CPU USR UPCPU OTHER RSS_PEAK RSS_AFTER NOTE   # final (median) figures
@@ -447,7 +463,7 @@ measure() {  # target round
   log "== $t (round $r): ${R_RPS[$t,$r]} req/s  p50 ${R_P50[$t,$r]} ms  p99 ${R_P99[$t,$r]} ms  cpu ${R_CPU[$t,$r]:--} us/req (user ${R_USR[$t,$r]:--})  other ${R_OTHER[$t,$r]}%  ${R_NOTE[$t,$r]}"
 }
 
-log "tmp=$TMP ports: upstream=$UP_PORT nginx=$NGINX_PORT haproxy=$HAPROXY_PORT kestrel=$KESTREL_PORT edgeproxy=$EDGE_PORT general=$GENERAL_PORT epoll=$EPOLL_PORT"
+log "tmp=$TMP ports: upstream=$UP_PORT nginx=$NGINX_PORT haproxy=$HAPROXY_PORT kestrel=$KESTREL_PORT edgeproxy=$EDGE_PORT general=$GENERAL_PORT epoll=$EPOLL_PORT sockets=$SOCKETS_PORT"
 start_upstream
 UP_PIDS=()
 mapfile -t UP_PIDS < <(proc_tree "$UP_PID")
@@ -561,6 +577,9 @@ report() {
   fi
   if [[ -n ${RPS[epoll]:-} ]]; then
     echo "epoll floor vs nginx: throughput $(ratio "${RPS[epoll]:-}" "${RPS[nginx]:-}")   cpu/req $(ratio "${CPU[epoll]:-}" "${CPU[nginx]:-}")   p99 $(ratio "${P99[epoll]:-}" "${P99[nginx]:-}")   user/req $(ratio "${USR[epoll]:-}" "${USR[nginx]:-}")   (C# owning its I/O, no features)"
+  fi
+  if [[ -n ${RPS[sockets]:-} && -n ${RPS[edgeproxy]:-} ]]; then
+    echo "edgeproxy vs sockets transport (TRANSPORT=sockets): throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[sockets]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[sockets]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[sockets]:-}")   (what the epoll transport saves)"
   fi
   if [[ -n ${RPS[general]:-} && -n ${RPS[edgeproxy]:-} ]]; then
     echo "edgeproxy vs general path (HTTP1_FAST_PATH=off): throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[general]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[general]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[general]:-}")   (what the fast path saves)"

@@ -73,9 +73,10 @@ internal sealed record GatewaySettings
     public int IoThreads { get; init; }
 
     /// <summary>
-    /// TRANSPORT: "sockets" (Kestrel's socket transport on the runtime's socket engine) or "epoll"
-    /// (Linux: the gateway's own event loops, <see cref="EdgeProxy.Transport.EpollTransportFactory"/>,
-    /// IO_THREADS of them, with the fast path's upstream sockets on the same loops).
+    /// TRANSPORT: "epoll" (the default on Linux, the only OS that has it: the gateway's own event
+    /// loops, <see cref="EdgeProxy.Transport.EpollTransportFactory"/>, IO_THREADS of them, with the
+    /// fast path's upstream sockets on the same loops) or "sockets" (Kestrel's socket transport on
+    /// the runtime's socket engine; the default elsewhere).
     /// </summary>
     public bool EpollTransport { get; init; }
 

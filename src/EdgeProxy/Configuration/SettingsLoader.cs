@@ -56,7 +56,7 @@ internal static class SettingsLoader
             LeanUpstreamClient = reader.Choice("UPSTREAM_CLIENT", "httpclient", ["httpclient", "lean"]) == "lean",
             Http1FastPath = reader.Choice("HTTP1_FAST_PATH", "on", ["on", "off"]) == "on",
             IoThreads = reader.Int("IO_THREADS", 0, 0, 1024),
-            EpollTransport = reader.Choice("TRANSPORT", "sockets", ["sockets", "epoll"]) == "epoll",
+            EpollTransport = reader.Choice("TRANSPORT", OperatingSystem.IsLinux() ? "epoll" : "sockets", OperatingSystem.IsLinux() ? ["epoll", "sockets"] : ["sockets"]) == "epoll",
             BackendApiKey = reader.String("BACKEND_API_KEY", ""),
             BackendAuthMode = reader.AuthMode("BACKEND_AUTH_MODE"),
             TrustedProxies = reader.Networks("TRUSTED_PROXIES"),

@@ -160,7 +160,7 @@ internal sealed class EpollLoops : IDisposable
         _loops = new EpollLoop[Math.Max(1, count)];
         for (var i = 0; i < _loops.Length; i++)
         {
-            _loops[i] = new EpollLoop($".EdgeProxy epoll {i}");
+            _loops[i] = new EpollLoop($"edgeproxy-io-{i}");   // thread names show in /proc as 15 characters at most
         }
     }
 

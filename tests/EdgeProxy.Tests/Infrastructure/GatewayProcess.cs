@@ -207,11 +207,16 @@ internal sealed class GatewayProcess : IAsyncDisposable
         // A clean environment for the gateway's own variables: nothing from the developer's shell leaks in.
         foreach (var key in info.Environment.Keys.ToArray())
         {
-            if (key is "PORT" or "HOST" or "LOG_LEVEL" || key.StartsWith("BACKEND", StringComparison.Ordinal) || key.StartsWith("HEALTH_", StringComparison.Ordinal)
+            if (key is "PORT" or "HOST" or "LOG_LEVEL" or "TRANSPORT" or "IO_THREADS" || key.StartsWith("BACKEND", StringComparison.Ordinal) || key.StartsWith("HEALTH_", StringComparison.Ordinal)
                 || key.EndsWith("_TIMEOUT", StringComparison.Ordinal) || key.StartsWith("MAX_", StringComparison.Ordinal) || key.StartsWith("METRICS_", StringComparison.Ordinal))
             {
                 info.Environment.Remove(key);
             }
+        }
+        // test.sh runs the transport-sensitive classes a second time on the other transport.
+        if (Environment.GetEnvironmentVariable("EDGEPROXY_TEST_TRANSPORT") is { Length: > 0 } transport)
+        {
+            info.Environment["TRANSPORT"] = transport;
         }
         foreach (var (k, v) in env)
         {

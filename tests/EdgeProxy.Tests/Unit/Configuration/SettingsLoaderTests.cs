@@ -178,6 +178,15 @@ public sealed class SettingsLoaderTests
         Assert.Equal(1, SettingsLoader.Load(new Dictionary<string, string> { ["IO_THREADS"] = "1" }, dir.Path).IoThreads);
     }
 
+    [Fact]
+    public void TRANSPORT_defaults_to_epoll_on_linux_and_takes_sockets()
+    {
+        using var dir = new UnitFixtures.TempDir();
+        Assert.Equal(OperatingSystem.IsLinux(), SettingsLoader.Load(NoEnv, dir.Path).EpollTransport);
+        Assert.False(SettingsLoader.Load(new Dictionary<string, string> { ["TRANSPORT"] = "sockets" }, dir.Path).EpollTransport);
+        Assert.Equal(OperatingSystem.IsLinux(), SettingsLoader.Load(new Dictionary<string, string> { ["TRANSPORT"] = "EPOLL" }, dir.Path).EpollTransport);
+    }
+
     /// <summary>One row per bad variable: the error names the variable.</summary>
     [Theory]
     [InlineData("PORT", "eighty", "not an integer")]
@@ -200,6 +209,7 @@ public sealed class SettingsLoaderTests
     [InlineData("HTTP1_FAST_PATH", "fast", "not one of")]
     [InlineData("IO_THREADS", "-1", "out of range")]
     [InlineData("IO_THREADS", "auto", "not an integer")]
+    [InlineData("TRANSPORT", "io_uring", "not one of")]
     [InlineData("EJECTION_MAX_SECONDS", "1", "at least EJECTION_BASE_SECONDS")]
     [InlineData("HEALTH_CHECK_UNHEALTHY_THRESHOLD", "0", "out of range")]
     [InlineData("METRICS_PORT", "70000", "out of range")]
