@@ -214,10 +214,22 @@ internal static partial class GatewayApp
         configureLogging?.Invoke(builder.Logging);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
         EdgeProxy.Transport.EpollLoops? loops = null;
+        string? epollUnavailable = null;
         if (settings.EpollTransport)
         {
+            try
+            {
+                loops = new EdgeProxy.Transport.EpollLoops(settings.IoThreads > 0 ? settings.IoThreads : Environment.ProcessorCount);
+            }
+            catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException or System.Net.Sockets.SocketException)
+            {
+                // A sandbox that forbids epoll (seccomp) or a libc without it: serve on the socket transport rather than not at all.
+                epollUnavailable = $"{ex.GetType().Name}: {ex.Message}";
+            }
+        }
+        if (loops is not null)
+        {
             // Registered after the socket transport, so Kestrel asks this one first for IP endpoints.
-            loops = new EdgeProxy.Transport.EpollLoops(settings.IoThreads > 0 ? settings.IoThreads : Environment.ProcessorCount);
             builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(new EdgeProxy.Transport.EpollTransportFactory(loops));
         }
         else if (InlineScheduling)
@@ -285,6 +297,10 @@ internal static partial class GatewayApp
         {
             LogAuthOff(logger);
         }
+        if (epollUnavailable is not null)
+        {
+            LogEpollUnavailable(logger, epollUnavailable);
+        }
         var forwarder = app.Services.GetRequiredService<HttpForwarder>();
         forwarder.Loops = loops;
         var dispatcher = new RequestDispatcher(
@@ -341,6 +357,9 @@ internal static partial class GatewayApp
 
     [ZLoggerMessage(LogLevel.Warning, "Configuration: {warning}")]
     private static partial void LogConfigWarning(ILogger logger, string warning);
+
+    [ZLoggerMessage(LogLevel.Warning, "TRANSPORT=epoll is not available here ({reason}); serving on Kestrel's socket transport (TRANSPORT=sockets)")]
+    private static partial void LogEpollUnavailable(ILogger logger, string reason);
 
     [ZLoggerMessage(LogLevel.Warning, "BACKEND_API_KEY is empty: client authentication is OFF. Use this only for local development.")]
     private static partial void LogAuthOff(ILogger logger);
