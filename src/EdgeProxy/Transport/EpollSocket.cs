@@ -107,7 +107,7 @@ internal sealed unsafe class EpollSocket : IDisposable
                     }
                     return (int)n;
                 }
-                var errno = Libc.Errno;
+                var errno = Libc.LastError;
                 if (errno == Libc.EAGAIN)
                 {
                     _read.DrainedAt = seq;
@@ -143,7 +143,7 @@ internal sealed unsafe class EpollSocket : IDisposable
                 {
                     return true;
                 }
-                var errno = Libc.Errno;
+                var errno = Libc.LastError;
                 if (errno == Libc.EAGAIN)
                 {
                     _read.DrainedAt = seq;
@@ -183,7 +183,7 @@ internal sealed unsafe class EpollSocket : IDisposable
                 {
                     return (int)n;
                 }
-                var errno = Libc.Errno;
+                var errno = Libc.LastError;
                 if (errno == Libc.EAGAIN)
                 {
                     _write.DrainedAt = seq;

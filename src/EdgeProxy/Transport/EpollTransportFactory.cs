@@ -111,7 +111,7 @@ internal sealed class EpollConnectionListener : IConnectionListener
                 remote = Libc.ToEndPoint(&address);
                 return fd;
             }
-            var errno = Libc.Errno;
+            var errno = Libc.LastError;
             switch (errno)
             {
                 case Libc.EAGAIN:
