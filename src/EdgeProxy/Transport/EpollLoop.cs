@@ -114,12 +114,16 @@ internal sealed unsafe class EpollLoop : IDisposable
                         continue;   // the wake-up descriptor: only _stopping matters
                     }
                     var slot = (int)(uint)data;
-                    if (slot >= slots.Length)
+                    var generation = (uint)(data >> 32);
+                    var socket = slot < slots.Length ? Volatile.Read(ref slots[slot]) : null;
+                    if (socket is null || socket.Generation != generation)
                     {
+                        // The table may have grown since this batch began, with the slot reused in the
+                        // new array only: look again before dropping an edge (a lost edge is a hang).
                         slots = Volatile.Read(ref _slots);
+                        socket = slot < slots.Length ? Volatile.Read(ref slots[slot]) : null;
                     }
-                    var socket = Volatile.Read(ref slots[slot]);
-                    if (socket is not null && socket.Generation == (uint)(data >> 32))
+                    if (socket is not null && socket.Generation == generation)
                     {
                         try
                         {

@@ -59,6 +59,9 @@ internal sealed unsafe class EpollSocket : IDisposable
 
     public bool IsClosed => (Volatile.Read(ref _refs) & ClosedFlag) != 0;
 
+    /// <summary>False when the last read found the socket empty and no edge came since: a receive now would only return EAGAIN.</summary>
+    public bool MaybeReadable => Volatile.Read(ref _read.Seq) != _read.DrainedAt;
+
     /// <summary>From the loop thread: the events of one edge.</summary>
     internal void OnEvents(uint events)
     {

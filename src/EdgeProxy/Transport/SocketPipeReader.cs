@@ -96,6 +96,10 @@ internal sealed class SocketPipeReader(EpollConnection connection, EpollSocket s
         {
             throw Fail(aborted);
         }
+        if (!socket.MaybeReadable)
+        {
+            return false;   // nothing there: wait for the edge without taking a buffer (idle connections hold none)
+        }
         if (_tail is null || _tail.Free < MinReceive)
         {
             var segment = BufferSegment.Rent(ref _spare, SegmentSize, _tail is null ? 0 : _tail.RunningIndex + _tail.End);
