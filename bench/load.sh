@@ -293,33 +293,26 @@ start_edgeproxy() {
   }
 }
 
-start_sockets() {  # the same binary on Kestrel's socket transport (TRANSPORT=sockets) instead of its epoll loops
-  [[ -x $EDGEPROXY_BIN ]] || { log "EdgeProxy binary not found at $EDGEPROXY_BIN; skipping the sockets row."; return 1; }
-  TARGET_URL="http://127.0.0.1:$SOCKETS_PORT/bench/m/v1/ping"
+start_variant() {  # name port VAR=value: the same binary with one setting changed, on its own port
+  local name=$1 port=$2 setting=$3
+  [[ -x $EDGEPROXY_BIN ]] || { log "EdgeProxy binary not found at $EDGEPROXY_BIN; skipping the $name row."; return 1; }
+  TARGET_URL="http://127.0.0.1:$port/bench/m/v1/ping"
   local t0
   now_us; t0=$NOW_US
-  PORT=$SOCKETS_PORT BACKENDS_CONFIG_PATH="$TMP/edgeproxy/backends.json" BACKEND_API_KEY='' \
-    LOG_LEVEL=WARNING HEALTH_CHECK_INTERVAL=30 TRANSPORT=sockets IO_THREADS=$IO_THREADS \
-    "$EDGEPROXY_BIN" >"$TMP/sockets/stdout.log" 2>&1 &
+  env PORT="$port" BACKENDS_CONFIG_PATH="$TMP/edgeproxy/backends.json" BACKEND_API_KEY='' \
+    LOG_LEVEL=WARNING HEALTH_CHECK_INTERVAL=30 IO_THREADS="$IO_THREADS" "$setting" \
+    "$EDGEPROXY_BIN" >"$TMP/$name/stdout.log" 2>&1 &
   TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
-  time_to_health sockets "$SOCKETS_PORT" "$TARGET_PID" "$t0" "$TMP/sockets/stdout.log" || return 1
+  time_to_health "$name" "$port" "$TARGET_PID" "$t0" "$TMP/$name/stdout.log" || return 1
   [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$TARGET_URL" || true) == 200 ]] || {
-    log "sockets (TRANSPORT=sockets) is up but GET /bench/m/v1/ping is not 200"; return 1; }
+    log "$name ($setting) is up but GET /bench/m/v1/ping is not 200"; return 1; }
 }
 
-start_general() {  # the same binary, general path only (HTTP1_FAST_PATH=off)
-  [[ -x $EDGEPROXY_BIN ]] || { log "EdgeProxy binary not found at $EDGEPROXY_BIN; skipping the general row."; return 1; }
-  TARGET_URL="http://127.0.0.1:$GENERAL_PORT/bench/m/v1/ping"
-  local t0
-  now_us; t0=$NOW_US
-  PORT=$GENERAL_PORT BACKENDS_CONFIG_PATH="$TMP/edgeproxy/backends.json" BACKEND_API_KEY='' \
-    LOG_LEVEL=WARNING HEALTH_CHECK_INTERVAL=30 HTTP1_FAST_PATH=off IO_THREADS=$IO_THREADS \
-    "$EDGEPROXY_BIN" >"$TMP/general/stdout.log" 2>&1 &
-  TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
-  time_to_health general "$GENERAL_PORT" "$TARGET_PID" "$t0" "$TMP/general/stdout.log" || return 1
-  [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$TARGET_URL" || true) == 200 ]] || {
-    log "general (HTTP1_FAST_PATH=off) is up but GET /bench/m/v1/ping is not 200"; return 1; }
-}
+# The same binary on Kestrel's socket transport instead of its epoll loops.
+start_sockets() { start_variant sockets "$SOCKETS_PORT" TRANSPORT=sockets; }
+
+# The same binary, general path only.
+start_general() { start_variant general "$GENERAL_PORT" HTTP1_FAST_PATH=off; }
 
 ensure_floor() {  # name bin project-dir target label: publish bench/<project-dir> on first use
   local name=$1 bin=$2 dir=$3 target=$4 label=$5

@@ -146,7 +146,7 @@ internal sealed class EpollUpstreamSocket : UpstreamSocket
         {
             return new ValueTask<int>(n);
         }
-        var receive = _receive ??= new PendingReceive(_socket);
+        var receive = _receive ??= new PendingTransfer(_socket, send: false);
         receive.Buffer = buffer;
         return receive.RunAsync(cancellationToken);
     }
@@ -158,47 +158,31 @@ internal sealed class EpollUpstreamSocket : UpstreamSocket
         {
             return new ValueTask<int>(n);
         }
-        var send = _send ??= new PendingSend(_socket);
-        send.Data = data;
+        var send = _send ??= new PendingTransfer(_socket, send: true);
+        send.Buffer = System.Runtime.InteropServices.MemoryMarshal.AsMemory(data);   // only read from
         return send.RunAsync(cancellationToken);
     }
 
-    private PendingReceive? _receive;
-    private PendingSend? _send;
+    private PendingTransfer? _receive;
+    private PendingTransfer? _send;
     private PendingPeek? _peek;
 
-    private sealed class PendingReceive(EpollSocket socket) : ReadinessOperation<int>
+    /// <summary>A receive into, or a send from, <see cref="Buffer"/>, retried on each edge of its direction.</summary>
+    private sealed class PendingTransfer(EpollSocket socket, bool send) : ReadinessOperation<int>
     {
         public Memory<byte> Buffer;
 
-        protected override ValueTask WaitAsync(CancellationToken cancellationToken) => socket.WaitReadableAsync(cancellationToken);
+        protected override ValueTask WaitAsync(CancellationToken cancellationToken)
+            => send ? socket.WaitWritableAsync(cancellationToken) : socket.WaitReadableAsync(cancellationToken);
 
         protected override bool TryComplete(out int result)
         {
-            result = socket.TryReceive(Buffer.Span);
+            result = send ? socket.TrySend(Buffer.Span) : socket.TryReceive(Buffer.Span);
             if (result < 0)
             {
                 return false;
             }
             Buffer = default;
-            return true;
-        }
-    }
-
-    private sealed class PendingSend(EpollSocket socket) : ReadinessOperation<int>
-    {
-        public ReadOnlyMemory<byte> Data;
-
-        protected override ValueTask WaitAsync(CancellationToken cancellationToken) => socket.WaitWritableAsync(cancellationToken);
-
-        protected override bool TryComplete(out int result)
-        {
-            result = socket.TrySend(Data.Span);
-            if (result < 0)
-            {
-                return false;
-            }
-            Data = default;
             return true;
         }
     }
