@@ -41,6 +41,17 @@ internal sealed class BufferSegment : ReadOnlySequenceSegment<byte>
 
     public void Append(BufferSegment next) => Next = next;
 
+    /// <summary>Releases <paramref name="first"/> and every segment after it.</summary>
+    public static void ReleaseChain(BufferSegment? first, ref BufferSegment? spare)
+    {
+        for (var segment = first; segment is not null;)
+        {
+            var next = segment.NextSegment;
+            segment.Release(ref spare);
+            segment = next;
+        }
+    }
+
     /// <summary>The array goes back to the pool; the segment object becomes the owner's spare.</summary>
     public void Release(ref BufferSegment? spare)
     {

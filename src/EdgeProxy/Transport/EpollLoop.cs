@@ -168,8 +168,6 @@ internal sealed class EpollLoops : IDisposable
         }
     }
 
-    public int Count => _loops.Length;
-
     /// <summary>The loop the calling thread runs, so an upstream socket opened by a request shares its client's loop; otherwise the next in turn.</summary>
     public EpollLoop Pick()
     {

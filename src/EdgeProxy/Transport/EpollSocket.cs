@@ -52,7 +52,7 @@ internal sealed unsafe class EpollSocket : IDisposable
 
     internal uint Generation { get; set; }
 
-    public IPeerClosedListener? Listener { get; set; }
+    public IPeerClosedListener? Listener { get; }
 
     /// <summary>The peer sent FIN, reset the connection, or the socket errored.</summary>
     public bool PeerShutdown => _peerShutdown;
@@ -92,40 +92,16 @@ internal sealed unsafe class EpollSocket : IDisposable
         {
             return -1;
         }
-        Enter();
-        try
+        int n;
+        fixed (byte* p = buffer)
         {
-            while (true)
-            {
-                nint n;
-                fixed (byte* p = buffer)
-                {
-                    n = Libc.recv(Fd, p, buffer.Length, 0);
-                }
-                if (n >= 0)
-                {
-                    if (n < buffer.Length && n > 0 && !_peerShutdown)
-                    {
-                        _read.DrainedAt = seq;   // a short read emptied the queue: the next data raises an edge
-                    }
-                    return (int)n;
-                }
-                var errno = Libc.LastError;
-                if (errno == Libc.EAGAIN)
-                {
-                    _read.DrainedAt = seq;
-                    return -1;
-                }
-                if (errno != Libc.EINTR)
-                {
-                    throw Libc.SocketError(errno);
-                }
-            }
+            n = Transfer(_read, seq, p, buffer.Length, 0, send: false);
         }
-        finally
+        if (n > 0 && n < buffer.Length && !_peerShutdown)
         {
-            Exit();
+            _read.DrainedAt = seq;   // a short read emptied the queue: the next data raises an edge
         }
+        return n;
     }
 
     /// <summary>True when a read would not wait: data, the peer's FIN or an error is there (MSG_PEEK, nothing consumed).</summary>
@@ -136,32 +112,8 @@ internal sealed unsafe class EpollSocket : IDisposable
         {
             return false;
         }
-        Enter();
-        try
-        {
-            byte one;
-            while (true)
-            {
-                if (Libc.recv(Fd, &one, 1, Libc.MSG_PEEK) >= 0)
-                {
-                    return true;
-                }
-                var errno = Libc.LastError;
-                if (errno == Libc.EAGAIN)
-                {
-                    _read.DrainedAt = seq;
-                    return false;
-                }
-                if (errno != Libc.EINTR)
-                {
-                    throw Libc.SocketError(errno);
-                }
-            }
-        }
-        finally
-        {
-            Exit();
-        }
+        byte one;
+        return Transfer(_read, seq, &one, 1, Libc.MSG_PEEK, send: false) >= 0;
     }
 
     /// <summary>Bytes accepted by the kernel, or -1 when its send buffer is full. Throws <see cref="SocketException"/> on a socket error (EPIPE, ECONNRESET).</summary>
@@ -172,24 +124,29 @@ internal sealed unsafe class EpollSocket : IDisposable
         {
             return -1;
         }
+        fixed (byte* p = data)
+        {
+            return Transfer(_write, seq, p, data.Length, Libc.MSG_NOSIGNAL, send: true);
+        }
+    }
+
+    /// <summary>One recv or send (retried on EINTR): the byte count, or -1 on EAGAIN, which marks <paramref name="side"/> drained at <paramref name="seq"/>.</summary>
+    private int Transfer(Readiness side, int seq, byte* buffer, int length, int flags, bool send)
+    {
         Enter();
         try
         {
             while (true)
             {
-                nint n;
-                fixed (byte* p = data)
-                {
-                    n = Libc.send(Fd, p, data.Length, Libc.MSG_NOSIGNAL);
-                }
+                var n = send ? Libc.send(Fd, buffer, length, flags) : Libc.recv(Fd, buffer, length, flags);
                 if (n >= 0)
                 {
                     return (int)n;
                 }
-                var errno = Libc.LastError;
+                var errno = Libc.LastError;   // read before anything else can overwrite it (Libc.LastError)
                 if (errno == Libc.EAGAIN)
                 {
-                    _write.DrainedAt = seq;
+                    side.DrainedAt = seq;
                     return -1;
                 }
                 if (errno != Libc.EINTR)

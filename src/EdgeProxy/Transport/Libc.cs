@@ -11,7 +11,7 @@ internal static unsafe partial class Libc
     public const int SOCK_STREAM = 1, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
     public const int SOL_SOCKET = 1, SO_ERROR = 4, IPPROTO_TCP = 6, TCP_NODELAY = 1;
     public const int MSG_NOSIGNAL = 0x4000, MSG_PEEK = 0x2;
-    public const int SHUT_RD = 0, SHUT_WR = 1, SHUT_RDWR = 2;
+    public const int SHUT_RDWR = 2;
     public const int EPOLL_CLOEXEC = 0x80000, EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2;
     public const uint EPOLLIN = 0x1, EPOLLOUT = 0x4, EPOLLERR = 0x8, EPOLLHUP = 0x10, EPOLLRDHUP = 0x2000, EPOLLET = 1u << 31;
     public const int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
@@ -30,37 +30,16 @@ internal static unsafe partial class Libc
         public ushort Family;
     }
 
-    [StructLayout(LayoutKind.Sequential)]
-    public struct IoVec
-    {
-        public byte* Base;
-        public nuint Length;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    public struct MsgHdr
-    {
-        public void* Name;
-        public uint NameLength;
-        public IoVec* Iov;
-        public nuint IovLength;
-        public void* Control;
-        public nuint ControlLength;
-        public int Flags;
-    }
-
     [LibraryImport("libc", SetLastError = true)] public static partial int epoll_create1(int flags);
     [LibraryImport("libc", SetLastError = true)] public static partial int epoll_ctl(int epfd, int op, int fd, EpollEvent* ev);
     [LibraryImport("libc", SetLastError = true)] public static partial int epoll_wait(int epfd, EpollEvent* events, int maxEvents, int timeout);
     [LibraryImport("libc", SetLastError = true)] public static partial int eventfd(uint initval, int flags);
-    [LibraryImport("libc", SetLastError = true)] public static partial nint read(int fd, byte* buffer, nint length);
     [LibraryImport("libc", SetLastError = true)] public static partial nint write(int fd, byte* buffer, nint length);
     [LibraryImport("libc", SetLastError = true)] public static partial int socket(int domain, int type, int protocol);
     [LibraryImport("libc", SetLastError = true)] public static partial int connect(int fd, SockAddr* address, int length);
     [LibraryImport("libc"), SuppressGCTransition] public static partial int accept4(int fd, SockAddr* address, int* length, int flags);
     [LibraryImport("libc"), SuppressGCTransition] public static partial nint recv(int fd, byte* buffer, nint length, int flags);
     [LibraryImport("libc"), SuppressGCTransition] public static partial nint send(int fd, byte* buffer, nint length, int flags);
-    [LibraryImport("libc", SetLastError = true)] public static partial nint sendmsg(int fd, MsgHdr* message, int flags);
     [LibraryImport("libc", SetLastError = true)] public static partial int shutdown(int fd, int how);
     [LibraryImport("libc", SetLastError = true)] public static partial int close(int fd);
     [LibraryImport("libc", SetLastError = true)] public static partial int setsockopt(int fd, int level, int name, int* value, int length);

@@ -197,12 +197,7 @@ internal sealed class SocketPipeReader(EpollConnection connection, EpollSocket s
             return;
         }
         _completed = true;
-        for (var segment = _head; segment is not null;)
-        {
-            var next = segment.NextSegment;
-            segment.Release(ref _spare);
-            segment = next;
-        }
+        BufferSegment.ReleaseChain(_head, ref _spare);
         _head = _tail = null;
         connection.OnInputCompleted();
     }

@@ -24,9 +24,6 @@ internal sealed class SocketPipeWriter(EpollConnection connection, EpollSocket s
     private bool _failed;
     private long _unflushed;
 
-    /// <summary>True once a send failed or the connection was aborted: further bytes are dropped.</summary>
-    public bool Failed => _failed;
-
     public override bool CanGetUnflushedBytes => true;
 
     public override long UnflushedBytes => _unflushed;
@@ -160,12 +157,7 @@ internal sealed class SocketPipeWriter(EpollConnection connection, EpollSocket s
 
     private void DropAll()
     {
-        for (var segment = _first; segment is not null;)
-        {
-            var next = segment.NextSegment;
-            segment.Release(ref _spare);
-            segment = next;
-        }
+        BufferSegment.ReleaseChain(_first, ref _spare);
         _first = _last = null;
         _unflushed = 0;
     }
