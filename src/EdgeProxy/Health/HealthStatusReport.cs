@@ -182,15 +182,6 @@ internal sealed record HistorySample
     public bool? Healthy { get; init; }
 }
 
-internal sealed record GatewayHealth
-{
-    public required string Status { get; init; }
-
-    public required string Service { get; init; }
-
-    public required string Version { get; init; }
-}
-
 internal sealed record ReadyStatus
 {
     public required string Status { get; init; }
@@ -205,6 +196,5 @@ internal sealed record ReadyStatus
 /// <summary>Source-generated JSON for every type the gateway serializes (no reflection; AOT-safe).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(HealthStatusDocument))]
-[JsonSerializable(typeof(GatewayHealth))]
 [JsonSerializable(typeof(ReadyStatus))]
 internal sealed partial class GatewayJsonContext : JsonSerializerContext;
