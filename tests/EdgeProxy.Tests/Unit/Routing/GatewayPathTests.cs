@@ -52,4 +52,26 @@ public sealed class GatewayPathTests
     [InlineData("?/svc/model")]
     public void Rejects_targets_without_a_service_and_model(string target)
         => Assert.False(GatewayPath.TryParse(target, out _));
+
+    /// <summary>Dot segments (plain, percent-encoded in either case, or behind a backslash) in the path; never the query.</summary>
+    [Theory]
+    [InlineData("/a/./b", true)]
+    [InlineData("/a/../b", true)]
+    [InlineData("/..", true)]
+    [InlineData("/a/%2e%2E/b", true)]
+    [InlineData("/a/%2E/b", true)]
+    [InlineData("/a/%2e", true)]
+    [InlineData("/a/.%2e/b", true)]
+    [InlineData("/a\\..\\b", true)]
+    [InlineData("/v1/chat/completions", false)]
+    [InlineData("/a/.b/c.d/e..", false)]
+    [InlineData("/a/%2eb", false)]
+    [InlineData("/a/%252e/b", false)]
+    [InlineData("/a/%2", false)]
+    [InlineData("/a/%", false)]
+    [InlineData("/a/%e2%80%a6", false)]
+    [InlineData("/a/b?x=/../", false)]
+    [InlineData("/a/b?x=%2e%2e", false)]
+    public void Finds_dot_segments_in_the_path(string remainder, bool expected)
+        => Assert.Equal(expected, GatewayPath.HasDotSegment(remainder));
 }
