@@ -324,6 +324,30 @@ public sealed partial class PrometheusExporterTests : IDisposable
         Assert.Equal(16, samples.Count(s => s.Name.EndsWith("_bucket")));
     }
 
+    /// <summary>
+    /// The exporter finds series by the identity of the tag strings first (the forwarder's are the
+    /// route's own instances); equal strings that are other instances (a reloaded config, values
+    /// built at run time) must still count into the one series, not open a second.
+    /// </summary>
+    [Fact]
+    public void Equal_tag_values_from_different_string_instances_count_into_one_series()
+    {
+        static string Fresh(string value) => new(value.AsSpan());
+        for (var i = 0; i < 1000; i++)
+        {
+            var tags = GatewayMetrics.Tags(Fresh("google"), Fresh("gemma"), i % 2 == 0 ? "g1" : Fresh("g1"));
+            tags.Add("status_class", Fresh("2xx"));
+            _metrics.Requests.Add(1, tags);
+            _metrics.RequestDuration.Record(0.01, GatewayMetrics.Tags(Fresh("google"), "gemma", Fresh("g1")));
+        }
+        var families = ParseStrict(_exporter.Render());
+
+        var requests = Assert.Single(families["edgeproxy_requests_total"].Samples);
+        Assert.Equal(1000, requests.Value);
+        var count = Assert.Single(families["edgeproxy_request_duration_seconds"].Samples, s => s.Name.EndsWith("_count", StringComparison.Ordinal));
+        Assert.Equal(1000, count.Value);
+    }
+
     [Fact]
     public void A_value_on_a_bucket_bound_falls_in_that_bucket()
     {
