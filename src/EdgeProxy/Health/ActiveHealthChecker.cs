@@ -12,7 +12,7 @@ namespace EdgeProxy.Health;
 /// completions, so they spend zero tokens. One loop per backend; on reload, loops of unchanged
 /// backends keep running (and keep their state), new ones start and removed ones stop.
 /// </summary>
-internal sealed partial class ActiveHealthChecker : IHostedService, IDisposable
+internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDisposable
 {
     private readonly RouteTableProvider _routes;
     private readonly HttpMessageInvoker _client;
@@ -34,7 +34,12 @@ internal sealed partial class ActiveHealthChecker : IHostedService, IDisposable
         _logger = logger;
     }
 
-    public Task StartAsync(CancellationToken cancellationToken)
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>Checks start once the server listens (their first probe waits 0–1 s anyway), not in front of it.</summary>
+    public Task StartedAsync(CancellationToken cancellationToken)
     {
         _stopping = new CancellationTokenSource();
         _routes.Changed += OnRoutesChanged;
@@ -42,6 +47,10 @@ internal sealed partial class ActiveHealthChecker : IHostedService, IDisposable
         LogStarted(_logger, _settings.HealthCheckInterval.TotalSeconds, _settings.HealthCheckTimeout.TotalSeconds);
         return Task.CompletedTask;
     }
+
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {

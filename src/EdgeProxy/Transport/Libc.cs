@@ -9,7 +9,7 @@ internal static unsafe partial class Libc
     public const int EMFILE = 24, ENFILE = 23, ENOBUFS = 105, ENOMEM = 12;
     public const int AF_INET = 2, AF_INET6 = 10;
     public const int SOCK_STREAM = 1, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
-    public const int SOL_SOCKET = 1, SO_ERROR = 4, IPPROTO_TCP = 6, TCP_NODELAY = 1;
+    public const int SOL_SOCKET = 1, SO_REUSEADDR = 2, SO_ERROR = 4, IPPROTO_TCP = 6, TCP_NODELAY = 1, IPPROTO_IPV6 = 41, IPV6_V6ONLY = 26;
     public const int MSG_NOSIGNAL = 0x4000, MSG_PEEK = 0x2;
     public const int SHUT_RDWR = 2;
     public const int EPOLL_CLOEXEC = 0x80000, EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2;
@@ -37,6 +37,8 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)] public static partial nint write(int fd, byte* buffer, nint length);
     [LibraryImport("libc", SetLastError = true)] public static partial int socket(int domain, int type, int protocol);
     [LibraryImport("libc", SetLastError = true)] public static partial int connect(int fd, SockAddr* address, int length);
+    [LibraryImport("libc", SetLastError = true)] public static partial int bind(int fd, SockAddr* address, int length);
+    [LibraryImport("libc", SetLastError = true)] public static partial int listen(int fd, int backlog);
     [LibraryImport("libc"), SuppressGCTransition] public static partial int accept4(int fd, SockAddr* address, int* length, int flags);
     [LibraryImport("libc"), SuppressGCTransition] public static partial nint recv(int fd, byte* buffer, nint length, int flags);
     [LibraryImport("libc"), SuppressGCTransition] public static partial nint send(int fd, byte* buffer, nint length, int flags);
@@ -44,7 +46,6 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)] public static partial int close(int fd);
     [LibraryImport("libc", SetLastError = true)] public static partial int setsockopt(int fd, int level, int name, int* value, int length);
     [LibraryImport("libc", SetLastError = true)] public static partial int getsockopt(int fd, int level, int name, int* value, int* length);
-    [LibraryImport("libc", SetLastError = true)] public static partial int fcntl(int fd, int command, int argument);
     [LibraryImport("libc", SetLastError = true)] public static partial int getsockname(int fd, SockAddr* address, int* length);
 
     public static int Errno => Marshal.GetLastPInvokeError();

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using EdgeProxy.Tests.Infrastructure;
 
 namespace EdgeProxy.Tests.Functional.Foundation;
@@ -37,6 +39,27 @@ public sealed class ConfigErrorTests
         { """{"services":{"s":{"models":{"m":{"backends":[]}}}}""", "line 1", "invalid JSON" },
         { "{\"services\":\n  {\"s\": nope}}", "line 2", "invalid JSON" },
     };
+
+    /// <summary>
+    /// A port another process listens on stops the start with exit code 1 and says so, on both
+    /// transports (the epoll transport opens its listening socket through libc, not the runtime).
+    /// </summary>
+    [Theory]
+    [InlineData("epoll")]
+    [InlineData("sockets")]
+    public async Task A_port_already_in_use_is_refused_with_a_clear_message(string transport)
+    {
+        using var squatter = new TcpListener(IPAddress.Loopback, 0);
+        squatter.Start();
+        var port = ((IPEndPoint)squatter.LocalEndpoint).Port;
+
+        var (exitCode, output) = await GatewayProcess.RunToExitAsync(Config($"[{Good}]"),
+            new Dictionary<string, string> { ["PORT"] = port.ToString(), ["TRANSPORT"] = transport });
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains($"cannot listen on 127.0.0.1:{port}", output);
+        Assert.Contains("address already in use", output, StringComparison.OrdinalIgnoreCase);
+    }
 
     [Theory]
     [MemberData(nameof(BadBackendsFiles))]
