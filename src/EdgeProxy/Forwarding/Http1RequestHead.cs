@@ -90,7 +90,7 @@ internal sealed class Http1RequestHead
         Buffer = [];
         if (buffer.Length > 0)
         {
-            HeadBuffers.Pool.Return(buffer);
+            HeadBuffers.Return(buffer);
         }
     }
 
@@ -165,7 +165,7 @@ internal sealed class Http1RequestHead
         if (Buffer.Length < length)
         {
             Release();
-            Buffer = HeadBuffers.Pool.Rent(Math.Max(length, 1024));
+            Buffer = HeadBuffers.Rent(Math.Max(length, 1024));
         }
         input.Slice(0, length).CopyTo(Buffer);
         Length = length;
@@ -208,7 +208,7 @@ internal sealed class Http1RequestHead
         var head = Buffer.AsSpan(0, Length - 2);
 
         // request-line = method SP request-target SP HTTP-version CRLF   (RFC 9112 §3)
-        var lineEnd = head.IndexOf("\r\n"u8);
+        var lineEnd = HttpAscii.IndexOfCrlf(head);
         var line = head[..lineEnd];
         var space = line.IndexOf((byte)' ');
         if (space <= 0 || KnownMethod(line[..space]) is not { } method)
@@ -232,7 +232,7 @@ internal sealed class Http1RequestHead
         while (offset < head.Length)
         {
             var rest = head[offset..];
-            lineEnd = rest.IndexOf("\r\n"u8);
+            lineEnd = HttpAscii.IndexOfCrlf(rest);
             line = lineEnd < 0 ? rest : rest[..lineEnd];
             var colon = line.IndexOf((byte)':');
             if (colon <= 0 || colon > nameChars.Length || line[..colon].IndexOfAnyExcept(TokenBytes) >= 0 || FieldCount == MaxFields)
@@ -254,7 +254,7 @@ internal sealed class Http1RequestHead
                 var next = rawValue[(bad + 1)..].IndexOfAnyExceptInRange((byte)0x20, (byte)0x7E);
                 bad = next < 0 ? -1 : bad + 1 + next;
             }
-            var value = rawValue.Trim(" \t"u8);
+            var value = HttpAscii.TrimOws(rawValue);
             var valueStart = offset + colon + 1 + (rawValue.Length - rawValue.TrimStart(" \t"u8).Length);
             var name = nameChars[..Encoding.ASCII.GetChars(line[..colon], nameChars)];
             var index = FieldCount;
@@ -316,12 +316,12 @@ internal sealed class Http1RequestHead
                 // keeps only the keep-alive token, so the general path cannot).
                 foreach (var range in value.Split((byte)','))
                 {
-                    var token = value[range].Trim(" \t"u8);
-                    if (Ascii.EqualsIgnoreCase(token, "close"u8))
+                    var token = HttpAscii.TrimOws(value[range]);
+                    if (HttpAscii.EqualsIgnoreCase(token, "close"u8))
                     {
                         Close = true;
                     }
-                    else if (!token.IsEmpty && !Ascii.EqualsIgnoreCase(token, "keep-alive"u8))
+                    else if (!token.IsEmpty && !HttpAscii.EqualsIgnoreCase(token, "keep-alive"u8))
                     {
                         _connectionOptions = _connectionOptions is null ? Encoding.ASCII.GetString(value) : _connectionOptions + "," + Encoding.ASCII.GetString(value);
                     }

@@ -31,11 +31,32 @@ internal readonly record struct Http1ResponseHead(
     public static int StatusOf(ReadOnlySpan<byte> head)
         => head.Length >= 12 && head.StartsWith("HTTP/1."u8) && Utf8Parser.TryParse(head.Slice(9, 3), out int status, out var used) && used == 3 ? status : 0;
 
+    private enum Field : byte
+    {
+        Other,
+        ContentLength,
+        TransferEncoding,
+        Connection,
+        ContentType,
+        Date,
+    }
+
+    /// <summary>The fields the parser acts on, by length first: one case-insensitive compare per field at most (five in a row were ~3% of the fast path's instructions).</summary>
+    private static Field FieldOf(ReadOnlySpan<byte> name) => name.Length switch
+    {
+        4 when HttpAscii.EqualsIgnoreCase(name, "Date"u8) => Field.Date,
+        10 when HttpAscii.EqualsIgnoreCase(name, "Connection"u8) => Field.Connection,
+        12 when HttpAscii.EqualsIgnoreCase(name, "Content-Type"u8) => Field.ContentType,
+        14 when HttpAscii.EqualsIgnoreCase(name, "Content-Length"u8) => Field.ContentLength,
+        17 when HttpAscii.EqualsIgnoreCase(name, "Transfer-Encoding"u8) => Field.TransferEncoding,
+        _ => Field.Other,
+    };
+
     /// <param name="head">The whole head including the final empty line.</param>
     /// <param name="headRequest">The request was HEAD: no body follows whatever the fields say (RFC 9110 §9.3.2).</param>
     public static Http1ResponseHead Parse(ReadOnlySpan<byte> head, bool headRequest)
     {
-        var lineEnd = head.IndexOf("\r\n"u8);
+        var lineEnd = HttpAscii.IndexOfCrlf(head);
         var line = head[..lineEnd];
         var status = StatusOf(line);
         if (status < 200 || status > 599 || line[8] != (byte)' ' || (line.Length > 12 && line[12] != (byte)' '))
@@ -52,7 +73,7 @@ internal readonly record struct Http1ResponseHead(
         var fields = head[(lineEnd + 2)..^2];
         while (!fields.IsEmpty)
         {
-            lineEnd = fields.IndexOf("\r\n"u8);
+            lineEnd = HttpAscii.IndexOfCrlf(fields);
             line = lineEnd < 0 ? fields : fields[..lineEnd];
             fields = lineEnd < 0 ? default : fields[(lineEnd + 2)..];
             var colon = line.IndexOf((byte)':');
@@ -61,51 +82,49 @@ internal readonly record struct Http1ResponseHead(
                 throw Invalid("malformed header field");
             }
             var name = line[..colon];
-            var value = line[(colon + 1)..].Trim(" \t"u8);
-            if (Ascii.EqualsIgnoreCase(name, "Content-Length"u8))
+            var value = HttpAscii.TrimOws(line[(colon + 1)..]);
+            switch (FieldOf(name))
             {
-                if (!Utf8Parser.TryParse(value, out long parsed, out var used) || used != value.Length || parsed < 0 || (bodyLength >= 0 && bodyLength != parsed))
-                {
-                    throw Invalid("invalid Content-Length");
-                }
-                bodyLength = parsed;
-            }
-            else if (Ascii.EqualsIgnoreCase(name, "Transfer-Encoding"u8))
-            {
-                chunked = value.Length >= 7 && Ascii.EqualsIgnoreCase(value[^7..], "chunked"u8);
-            }
-            else if (Ascii.EqualsIgnoreCase(name, "Connection"u8))
-            {
-                var extra = false;
-                foreach (var range in value.Split((byte)','))
-                {
-                    var token = value[range].Trim(" \t"u8);
-                    if (Ascii.EqualsIgnoreCase(token, "close"u8))
+                case Field.ContentLength:
+                    if (!Utf8Parser.TryParse(value, out long parsed, out var used) || used != value.Length || parsed < 0 || (bodyLength >= 0 && bodyLength != parsed))
                     {
-                        keepAlive = false;
+                        throw Invalid("invalid Content-Length");
                     }
-                    else if (Ascii.EqualsIgnoreCase(token, "keep-alive"u8))
+                    bodyLength = parsed;
+                    break;
+                case Field.TransferEncoding:
+                    chunked = value.Length >= 7 && HttpAscii.EqualsIgnoreCase(value[^7..], "chunked"u8);
+                    break;
+                case Field.Connection:
+                    var extra = false;
+                    foreach (var range in value.Split((byte)','))
                     {
-                        keepAlive |= http10;
+                        var token = HttpAscii.TrimOws(value[range]);
+                        if (HttpAscii.EqualsIgnoreCase(token, "close"u8))
+                        {
+                            keepAlive = false;
+                        }
+                        else if (HttpAscii.EqualsIgnoreCase(token, "keep-alive"u8))
+                        {
+                            keepAlive |= http10;
+                        }
+                        else if (!token.IsEmpty)
+                        {
+                            extra = true;
+                        }
                     }
-                    else if (!token.IsEmpty)
+                    // Almost always just keep-alive or close: a string only when it names other fields.
+                    if (extra)
                     {
-                        extra = true;
+                        connectionOptions = HeaderRules.ExtraConnectionOptions(Encoding.ASCII.GetString(value));
                     }
-                }
-                // Almost always just keep-alive or close: a string only when it names other fields.
-                if (extra)
-                {
-                    connectionOptions = HeaderRules.ExtraConnectionOptions(Encoding.ASCII.GetString(value));
-                }
-            }
-            else if (Ascii.EqualsIgnoreCase(name, "Content-Type"u8))
-            {
-                contentType = value;
-            }
-            else if (Ascii.EqualsIgnoreCase(name, "Date"u8))
-            {
-                hasDate = true;
+                    break;
+                case Field.ContentType:
+                    contentType = value;
+                    break;
+                case Field.Date:
+                    hasDate = true;
+                    break;
             }
         }
 
@@ -159,19 +178,9 @@ internal readonly record struct Http1ResponseHead(
     }
 
     private static bool StartsWithIgnoreCase(ReadOnlySpan<byte> value, ReadOnlySpan<byte> prefix)
-        => value.Length >= prefix.Length && Ascii.EqualsIgnoreCase(value[..prefix.Length], prefix);
+        => value.Length >= prefix.Length && HttpAscii.EqualsIgnoreCase(value[..prefix.Length], prefix);
 
-    private static bool ContainsJson(ReadOnlySpan<byte> contentType)
-    {
-        for (var i = 0; i + 4 <= contentType.Length; i++)
-        {
-            if (Ascii.EqualsIgnoreCase(contentType.Slice(i, 4), "json"u8))
-            {
-                return true;
-            }
-        }
-        return false;
-    }
+    private static bool ContainsJson(ReadOnlySpan<byte> contentType) => HttpAscii.ContainsIgnoreCase(contentType, "json"u8);
 
     /// <summary>`HTTP/1.1 {status} {reason}\r\n`, built once per status code.</summary>
     public static byte[] StatusLine(int status)

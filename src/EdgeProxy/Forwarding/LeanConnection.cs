@@ -341,7 +341,7 @@ internal sealed class LeanConnection : IDisposable
             return null;
         }
         head = Http1ResponseHead.Parse(bytes, request.Method == HttpMethod.Head);
-        var lineEnd = bytes.IndexOf("\r\n"u8);
+        var lineEnd = HttpAscii.IndexOfCrlf(bytes);
         var statusLine = bytes[..lineEnd];
         var response = new HttpResponseMessage((HttpStatusCode)status)
         {
@@ -356,12 +356,12 @@ internal sealed class LeanConnection : IDisposable
         Span<char> nameChars = stackalloc char[128];
         while (!fields.IsEmpty)
         {
-            lineEnd = fields.IndexOf("\r\n"u8);
+            lineEnd = HttpAscii.IndexOfCrlf(fields);
             var line = lineEnd < 0 ? fields : fields[..lineEnd];
             fields = lineEnd < 0 ? default : fields[(lineEnd + 2)..];
             var colon = line.IndexOf((byte)':');
             var nameBytes = line[..colon];
-            var valueBytes = line[(colon + 1)..].Trim(" \t"u8);
+            var valueBytes = HttpAscii.TrimOws(line[(colon + 1)..]);
             string name;
             if (nameBytes.Length <= nameChars.Length)
             {

@@ -211,7 +211,7 @@ internal sealed class LeanResponseStream : Stream
         while (true)
         {
             var buffered = _connection.BufferedSpan;
-            var end = buffered.IndexOf("\r\n"u8);
+            var end = HttpAscii.IndexOfCrlf(buffered);
             if (end >= 0)
             {
                 if (end == 0 && _chunkState == ChunkState.DataCrlf)

@@ -127,34 +127,54 @@ internal sealed class UsageScanner
         }
     }
 
+    /// <summary>Bytes that change the capture's state outside a string, and inside one.</summary>
+    private static readonly SearchValues<byte> Structural = SearchValues.Create("\"{}"u8);
+    private static readonly SearchValues<byte> StringEnd = SearchValues.Create("\"\\"u8);
+
+    /// <summary>
+    /// Copies the usage object until its closing brace, a run of ordinary bytes at a time (found
+    /// vectorised) rather than byte by byte: quotes and escapes are tracked so braces inside strings
+    /// do not count. At <see cref="MaxObjectBytes"/> the object is given up on and searching resumes.
+    /// </summary>
     private int Capture(ReadOnlySpan<byte> chunk, int position)
     {
-        for (; position < chunk.Length; position++)
+        while (position < chunk.Length)
         {
-            var b = chunk[position];
-            if (_objectLength == MaxObjectBytes)
+            var rest = chunk[position..];
+            // After a backslash the next byte is taken as it is; otherwise up to the next byte that matters.
+            var stop = _escaped ? 0 : rest.IndexOfAny(_inString ? StringEnd : Structural);
+            var take = stop < 0 ? rest.Length : stop + 1;
+            var room = MaxObjectBytes - _objectLength;
+            if (take > room)
             {
                 _state = State.Searching;
-                return position;
+                return position + room;
             }
-            _object![_objectLength++] = b;
+            rest[..take].CopyTo(_object.AsSpan(_objectLength));
+            _objectLength += take;
+            position += take;
+            if (_escaped)
+            {
+                _escaped = false;
+                continue;
+            }
+            if (stop < 0)
+            {
+                break;
+            }
+            var b = rest[stop];
             if (_inString)
             {
-                if (_escaped)
-                {
-                    _escaped = false;
-                }
-                else if (b == (byte)'\\')
+                if (b == (byte)'\\')
                 {
                     _escaped = true;
                 }
-                else if (b == (byte)'"')
+                else
                 {
                     _inString = false;
                 }
-                continue;
             }
-            if (b == (byte)'"')
+            else if (b == (byte)'"')
             {
                 _inString = true;
             }
@@ -162,11 +182,11 @@ internal sealed class UsageScanner
             {
                 _depth++;
             }
-            else if (b == (byte)'}' && --_depth == 0)
+            else if (--_depth == 0)
             {
                 Parse(_object.AsSpan(0, _objectLength));
                 _state = State.Searching;
-                return position + 1;
+                return position;
             }
         }
         return position;

@@ -118,4 +118,44 @@ public sealed class UsageScannerTests
         Assert.Equal(6, scanner.PromptTokens);
         Assert.Equal(7, scanner.CompletionTokens);
     }
+
+    /// <summary>Braces and quotes inside the usage object's strings (escaped or not) do not end it, at any split.</summary>
+    [Fact]
+    public void Braces_and_escaped_quotes_inside_strings_do_not_end_the_object()
+    {
+        var body = "{\"usage\":{\"note\":\"a } and \\\" and { and \\\\\",\"prompt_tokens\":7,\"nested\":{\"x\":\"}\"},\"completion_tokens\":9}}"u8.ToArray();
+        for (var split = 0; split <= body.Length; split++)
+        {
+            var scanner = new UsageScanner();
+            scanner.Observe(body.AsSpan(0, split));
+            scanner.Observe(body.AsSpan(split));
+            Assert.True(scanner.PromptTokens == 7 && scanner.CompletionTokens == 9, $"split at {split}: {scanner.PromptTokens}/{scanner.CompletionTokens}");
+        }
+        var bytewise = new UsageScanner();
+        foreach (var b in body)
+        {
+            bytewise.Observe([b]);
+        }
+        Assert.Equal(7, bytewise.PromptTokens);
+        Assert.Equal(9, bytewise.CompletionTokens);
+    }
+
+    /// <summary>An object over the 2 KiB cap is given up on; a later usage object in the same stream is still read.</summary>
+    [Fact]
+    public void An_oversized_usage_object_is_skipped_and_the_next_one_is_read()
+    {
+        var huge = "{\"usage\":{\"pad\":\"" + new string('x', 3000) + "\",\"prompt_tokens\":1,\"completion_tokens\":1}}\n";
+        var next = "{\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":6}}\n";
+        foreach (var size in new[] { 1, 100, 5000 })
+        {
+            var bytes = Encoding.UTF8.GetBytes(huge + next);
+            var scanner = new UsageScanner();
+            for (var i = 0; i < bytes.Length; i += size)
+            {
+                scanner.Observe(bytes.AsSpan(i, Math.Min(size, bytes.Length - i)));
+            }
+            Assert.Equal(4, scanner.PromptTokens);
+            Assert.Equal(6, scanner.CompletionTokens);
+        }
+    }
 }

@@ -1,0 +1,65 @@
+using System.Text;
+using EdgeProxy.Forwarding;
+
+namespace EdgeProxy.Tests.Unit.Forwarding;
+
+/// <summary>The fast path's byte helpers agree with the library calls they replace.</summary>
+public sealed class HttpAsciiTests
+{
+    [Theory]
+    [InlineData("")]
+    [InlineData("\r\n")]
+    [InlineData("abc")]
+    [InlineData("abc\r\ndef")]
+    [InlineData("a\nb\r\nc")]
+    [InlineData("\n\n\r\n")]
+    [InlineData("a\r\rb\n")]
+    [InlineData("a\rb\r\n\r\n")]
+    public void IndexOfCrlf_matches_a_substring_search(string text)
+    {
+        var bytes = Encoding.ASCII.GetBytes(text);
+        Assert.Equal(bytes.AsSpan().IndexOf("\r\n"u8), HttpAscii.IndexOfCrlf(bytes));
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData(" ")]
+    [InlineData("\t a b \t")]
+    [InlineData("ab")]
+    [InlineData(" \r ")]
+    public void TrimOws_matches_the_library_trim(string text)
+    {
+        var bytes = Encoding.ASCII.GetBytes(text);
+        Assert.Equal(bytes.AsSpan().Trim(" \t"u8).ToArray(), HttpAscii.TrimOws(bytes).ToArray());
+    }
+
+    /// <summary>Every pair of bytes: ASCII letters fold and nothing else does ('@' vs '`', '[' vs '{'); a non-ASCII byte matches only itself.</summary>
+    [Fact]
+    public void EqualsIgnoreCase_folds_letters_only()
+    {
+        for (var a = 0; a < 256; a++)
+        {
+            for (var b = 0; b < 256; b++)
+            {
+                ReadOnlySpan<byte> x = [(byte)'k', (byte)a];
+                ReadOnlySpan<byte> y = [(byte)'K', (byte)b];
+                var expected = a < 0x80 && b < 0x80 ? System.Text.Ascii.EqualsIgnoreCase(x, y) : a == b;
+                Assert.True(expected == HttpAscii.EqualsIgnoreCase(x, y), $"{a:x2} vs {b:x2}");
+            }
+        }
+        Assert.False(HttpAscii.EqualsIgnoreCase("abc"u8, "ab"u8));
+        Assert.True(HttpAscii.EqualsIgnoreCase("Content-Length"u8, "content-length"u8));
+    }
+
+    [Theory]
+    [InlineData("application/json", true)]
+    [InlineData("application/JSON; charset=utf-8", true)]
+    [InlineData("application/problem+Json", true)]
+    [InlineData("text/plain", false)]
+    [InlineData("jso", false)]
+    [InlineData("j", false)]
+    [InlineData("jjson", true)]
+    [InlineData("application/jso", false)]
+    public void ContainsIgnoreCase_finds_the_word_in_any_case(string text, bool expected)
+        => Assert.Equal(expected, HttpAscii.ContainsIgnoreCase(Encoding.ASCII.GetBytes(text), "json"u8));
+}
