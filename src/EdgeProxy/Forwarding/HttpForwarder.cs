@@ -255,7 +255,7 @@ internal sealed partial class HttpForwarder(
     {
         if (usage is { Found: true })
         {
-            RecordUsage(route, backend.Id, usage);
+            RecordUsage(route, backend.State, usage);
         }
         if (outcome != ForwarderError.None)
         {
@@ -335,14 +335,7 @@ internal sealed partial class HttpForwarder(
     {
         var elapsed = time.GetElapsedTime(started);
         var backendId = backend?.Config.Id ?? "-";
-        var tags = GatewayMetrics.Tags(route.Service, route.Model, backendId);
-        tags.Add("status_class", outcome == ForwarderError.ClientGone ? "client_gone" : GatewayMetrics.StatusClass(status));
-        metrics.Requests.Add(1, tags);
-        metrics.RequestDuration.Record(elapsed.TotalSeconds, GatewayMetrics.Tags(route.Service, route.Model, backendId));
-        if (firstByteMs is double ttfb)
-        {
-            metrics.FirstByte.Record(ttfb / 1000, GatewayMetrics.Tags(route.Service, route.Model, backendId));
-        }
+        SeriesOf(route, backend).Completed(status, outcome == ForwarderError.ClientGone, elapsed.TotalSeconds, firstByteMs / 1000);
         backend?.Stats.Record(elapsed.TotalMilliseconds, firstByteMs, error: status >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
         if (logger.IsEnabled(LogLevel.Information))
         {
@@ -681,20 +674,37 @@ internal sealed partial class HttpForwarder(
         _ => new HttpMethod(method),
     };
 
-    private void RecordUsage(ModelRoute route, string backendId, UsageScanner usage)
+    private void RecordUsage(ModelRoute route, BackendState backend, UsageScanner usage)
     {
+        var series = SeriesOf(route, backend);
         if (usage.PromptTokens is long prompt)
         {
-            var tags = GatewayMetrics.Tags(route.Service, route.Model, backendId);
-            tags.Add("type", "prompt");
-            metrics.Tokens.Add(prompt, tags);
+            series.PromptTokens(prompt);
         }
         if (usage.CompletionTokens is long completion)
         {
-            var tags = GatewayMetrics.Tags(route.Service, route.Model, backendId);
-            tags.Add("type", "completion");
-            metrics.Tokens.Add(completion, tags);
+            series.CompletionTokens(completion);
         }
+    }
+
+    /// <summary>The request series of a backend (or of the route, for requests no backend took), kept on it after the first request.</summary>
+    private RequestSeries SeriesOf(ModelRoute route, BackendState? backend)
+    {
+        var cached = backend is null ? route.UnservedSeries : backend.RequestSeries;
+        if (cached?.Metrics == metrics)
+        {
+            return cached;
+        }
+        var series = new RequestSeries(metrics, route.Service, route.Model, backend?.Config.Id ?? "-");
+        if (backend is null)
+        {
+            route.UnservedSeries = series;
+        }
+        else
+        {
+            backend.RequestSeries = series;
+        }
+        return series;
     }
 
     /// <summary>JSON answers and event streams may carry an OpenAI-style `usage` object worth counting.</summary>

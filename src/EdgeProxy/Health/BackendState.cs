@@ -51,6 +51,9 @@ internal sealed class BackendState
     /// <summary>The backend's configuration (name and weight may change on reload; id and url do not).</summary>
     public BackendConfig Config { get; private set; }
 
+    /// <summary>The per-request metric series of this backend, found on its first request (<see cref="Observability.RequestSeries"/>).</summary>
+    public Observability.RequestSeries? RequestSeries { get; set; }
+
     public BackendStats Stats { get; }
 
     public HealthStatus Status => (HealthStatus)Volatile.Read(ref _status);

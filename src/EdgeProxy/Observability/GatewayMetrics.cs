@@ -41,6 +41,9 @@ internal sealed class GatewayMetrics : IDisposable
 
     public Meter Meter => _meter;
 
+    /// <summary>Every series of these instruments (fed by the exporter's listener, and by <see cref="RequestSeries"/> directly).</summary>
+    public MetricStore Store { get; } = new();
+
     public Counter<long> Requests { get; }
 
     public Histogram<double> RequestDuration { get; }

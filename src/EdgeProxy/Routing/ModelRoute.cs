@@ -11,6 +11,9 @@ internal sealed class ModelRoute
 {
     private int _cursor = -1;
 
+    /// <summary>The per-request metric series of requests that reached no backend (backend "-"), found on the first.</summary>
+    public Observability.RequestSeries? UnservedSeries { get; set; }
+
     public ModelRoute(string service, string model, BackendEntry[] backends, AffinityConfig affinity, double maxEjectionPercent)
     {
         Service = service;

@@ -348,6 +348,44 @@ public sealed partial class PrometheusExporterTests : IDisposable
         Assert.Equal(1000, count.Value);
     }
 
+    /// <summary>
+    /// The request path writes its series directly (<see cref="RequestSeries"/>); they must be the
+    /// very series the instruments write, so both land in one line of /metrics each.
+    /// </summary>
+    [Fact]
+    public void Request_series_written_directly_are_the_instruments_series()
+    {
+        var tags = GatewayMetrics.Tags("google", "gemma", "g1");
+        tags.Add("status_class", "2xx");
+        _metrics.Requests.Add(1, tags);
+        _metrics.RequestDuration.Record(0.02, GatewayMetrics.Tags("google", "gemma", "g1"));
+        var prompt = GatewayMetrics.Tags("google", "gemma", "g1");
+        prompt.Add("type", "prompt");
+        _metrics.Tokens.Add(10, prompt);
+
+        var direct = new RequestSeries(_metrics, "google", "gemma", "g1");
+        direct.Completed(200, clientGone: false, seconds: 0.02, firstByteSeconds: 0.005);
+        direct.Completed(503, clientGone: false, seconds: 2, firstByteSeconds: null);
+        direct.Completed(200, clientGone: true, seconds: 0.3, firstByteSeconds: null);
+        direct.PromptTokens(5);
+        direct.CompletionTokens(7);
+        var families = ParseStrict(_exporter.Render());
+
+        var requests = families["edgeproxy_requests_total"].Samples;
+        Assert.Equal(2, requests.Single(s => s.Label("status_class") == "2xx").Value);
+        Assert.Equal(1, requests.Single(s => s.Label("status_class") == "5xx").Value);
+        Assert.Equal(1, requests.Single(s => s.Label("status_class") == "client_gone").Value);
+        Assert.Equal(3, requests.Count);
+        Assert.All(requests, s => Assert.Equal(("google", "gemma", "g1"), (s.Label("service"), s.Label("model"), s.Label("backend"))));
+        var duration = families["edgeproxy_request_duration_seconds"].Samples;
+        Assert.Equal(4, duration.Single(s => s.Name.EndsWith("_count", StringComparison.Ordinal)).Value);
+        Assert.Equal(2.34, duration.Single(s => s.Name.EndsWith("_sum", StringComparison.Ordinal)).Value, 6);
+        Assert.Equal(1, families["edgeproxy_time_to_first_byte_seconds"].Samples.Single(s => s.Name.EndsWith("_count", StringComparison.Ordinal)).Value);
+        var tokens = families["edgeproxy_llm_tokens_total"].Samples;
+        Assert.Equal(15, tokens.Single(s => s.Label("type") == "prompt").Value);
+        Assert.Equal(7, tokens.Single(s => s.Label("type") == "completion").Value);
+    }
+
     [Fact]
     public void A_value_on_a_bucket_bound_falls_in_that_bucket()
     {
