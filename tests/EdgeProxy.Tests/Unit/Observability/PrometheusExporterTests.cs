@@ -245,6 +245,15 @@ public sealed partial class PrometheusExporterTests : IDisposable
 
     // ---- tests ----------------------------------------------------------------------------------
 
+    /// <summary>A finished request as the instruments record it: one request of the status class, and its duration.</summary>
+    private void RecordRequest(string service, string model, string backend, string statusClass, double seconds)
+    {
+        var tags = GatewayMetrics.Tags(service, model, backend);
+        tags.Add("status_class", statusClass);
+        _metrics.Requests.Add(1, tags);
+        _metrics.RequestDuration.Record(seconds, GatewayMetrics.Tags(service, model, backend));
+    }
+
     private void RecordTraffic()
     {
         var g1 = GatewayMetrics.Tags("google", "gemma", "g1");
@@ -355,10 +364,7 @@ public sealed partial class PrometheusExporterTests : IDisposable
     [Fact]
     public void Request_series_written_directly_are_the_instruments_series()
     {
-        var tags = GatewayMetrics.Tags("google", "gemma", "g1");
-        tags.Add("status_class", "2xx");
-        _metrics.Requests.Add(1, tags);
-        _metrics.RequestDuration.Record(0.02, GatewayMetrics.Tags("google", "gemma", "g1"));
+        RecordRequest("google", "gemma", "g1", "2xx", 0.02);
         var prompt = GatewayMetrics.Tags("google", "gemma", "g1");
         prompt.Add("type", "prompt");
         _metrics.Tokens.Add(10, prompt);
@@ -398,10 +404,7 @@ public sealed partial class PrometheusExporterTests : IDisposable
     [Fact]
     public void Label_values_escape_backslash_quote_and_newline()
     {
-        var tags = GatewayMetrics.Tags("svc\\with\\backslashes", "say \"hi\"", "line1\nline2");
-        tags.Add("status_class", "2xx");
-        _metrics.Requests.Add(1, tags);
-        _metrics.RequestDuration.Record(0.1, GatewayMetrics.Tags("svc\\with\\backslashes", "say \"hi\"", "line1\nline2"));
+        RecordRequest("svc\\with\\backslashes", "say \"hi\"", "line1\nline2", "2xx", 0.1);
         var text = _exporter.Render();
 
         Assert.Contains("service=\"svc\\\\with\\\\backslashes\"", text);
