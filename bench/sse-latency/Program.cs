@@ -17,6 +17,13 @@ using Microsoft.Extensions.Logging;
 // 3. Per target: BACKGROUND streams (default 200) each receiving an event every 100 ms, plus
 //    MEASURED streams (default 20) each receiving EVENTS events (default 100) every 20 ms; the
 //    latency of every measured event is recorded. Added latency = target percentile - direct percentile.
+// 3b. Paired (the closer measure of "added latency per event"): each measured stream through a proxy
+//    has a twin straight to the upstream, and the upstream writes every event to both at the same
+//    moment (which one first alternates per event). The added latency of an event is its arrival
+//    through the proxy minus its arrival direct, so noise that delays both (the box, the client,
+//    the upstream) cancels out; reported as percentiles of those per-event differences. The
+//    separate runs above measure the direct path and the proxy minutes apart on a box whose own
+//    p99 moves by milliseconds between runs.
 // 4. IDLE streams (default 2000) opened through the gateway, each past its first event: VmRSS of
 //    the gateway before and after, divided by the number of streams.
 var background = Env("BACKGROUND", 200);
@@ -66,6 +73,44 @@ try
         }
         catch (OperationCanceledException)
         {
+        }
+    });
+    // Paired streams: the first request of a pair waits; the second writes each event to both.
+    var pairs = new System.Collections.Concurrent.ConcurrentDictionary<string, PairSlot>();
+    upstream.MapGet("/v1/pair", async (HttpContext context, string pair, int count, int intervalMs) =>
+    {
+        context.Response.ContentType = "text/event-stream";
+        context.Response.Headers.CacheControl = "no-cache";
+        await context.Response.StartAsync(context.RequestAborted);
+        var slot = pairs.GetOrAdd(pair, _ => new PairSlot());
+        if (slot.Join(context.Response) is not { } first)
+        {
+            await slot.Done.Task.WaitAsync(context.RequestAborted).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            return;
+        }
+        try
+        {
+            for (var i = 0; i < count; i++)
+            {
+                if (i > 0)
+                {
+                    await Task.Delay(intervalMs, context.RequestAborted);
+                }
+                var line = "data: " + i.ToString(CultureInfo.InvariantCulture) + "\n\n";
+                var (a, b) = i % 2 == 0 ? (first, context.Response) : (context.Response, first);
+                await a.WriteAsync(line, context.RequestAborted);
+                await a.Body.FlushAsync(context.RequestAborted);
+                await b.WriteAsync(line, context.RequestAborted);
+                await b.Body.FlushAsync(context.RequestAborted);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        finally
+        {
+            slot.Done.TrySetResult();
+            pairs.TryRemove(pair, out _);
         }
     });
     await upstream.StartAsync();
@@ -146,6 +191,26 @@ try
         Console.WriteLine(gcNote);
     }
 
+    // 3b. Paired: each proxy against the direct path, event by event, under the same background load.
+    Console.WriteLine();
+    Console.WriteLine($"paired: {measured} streams x {events} events every 20 ms, each through the proxy and straight to the upstream at once; added = arrival through the proxy - arrival direct, per event");
+    Console.WriteLine($"{"target",-10} {"added_p50",10} {"added_p99",10} {"added_max",10} {"events",7}");
+    var directBase = targets[0].Url.Replace("/v1/stream", "/v1/pair", StringComparison.Ordinal);
+    foreach (var (name, url, _) in targets.Skip(1))
+    {
+        using var stop = new CancellationTokenSource();
+        var bg = Enumerable.Range(0, background).Select(_ => DrainAsync(client, url + "?count=100000&intervalMs=100", null, stop.Token)).ToList();
+        await Task.Delay(warmupMs);
+        var pairBase = url.Replace("/v1/stream", "/v1/pair", StringComparison.Ordinal);
+        var added = new List<double>[measured];
+        var runs = Enumerable.Range(0, measured).Select(i => PairAsync(client, $"{name}-{i}", directBase, pairBase, events, added[i] = [])).ToList();
+        await Task.WhenAll(runs);
+        stop.Cancel();
+        await Task.WhenAll(bg);
+        var all = added.SelectMany(a => a).Order().ToArray();
+        Console.WriteLine($"{name,-10} {Pct(all, 50),10:+0.000;-0.000} {Pct(all, 99),10:+0.000;-0.000} {all[^1],10:+0.000;-0.000} {all.Length,7}");
+    }
+
     // 4. Gateway memory per idle stream.
     Console.WriteLine();
     var before = VmRssKb(gateway.Id);
@@ -211,6 +276,37 @@ static async Task DrainAsync(HttpClient client, string url, List<double>? sample
     }
     catch (OperationCanceledException) when (cancel.IsCancellationRequested)
     {
+    }
+}
+
+// One paired stream: the same events read through the proxy and direct; per event, the difference of the arrivals (ms).
+static async Task PairAsync(HttpClient client, string pair, string directBase, string proxyBase, int events, List<double> added)
+{
+    var query = $"?pair={pair}&count={events}&intervalMs=20";
+    var direct = new long[events];
+    var proxied = new long[events];
+    await Task.WhenAll(ArrivalsAsync(client, directBase + query, direct), ArrivalsAsync(client, proxyBase + query, proxied));
+    for (var i = 0; i < events; i++)
+    {
+        if (direct[i] != 0 && proxied[i] != 0)
+        {
+            added.Add(Stopwatch.GetElapsedTime(direct[i], proxied[i]).TotalMilliseconds);
+        }
+    }
+}
+
+static async Task ArrivalsAsync(HttpClient client, string url, long[] arrivals)
+{
+    using var response = await client.GetAsync(url, HttpCompletionOption.ResponseHeadersRead);
+    response.EnsureSuccessStatusCode();
+    using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(), Encoding.UTF8);
+    while (await reader.ReadLineAsync() is { } line)
+    {
+        var now = Stopwatch.GetTimestamp();
+        if (line.StartsWith("data: ", StringComparison.Ordinal) && int.TryParse(line.AsSpan(6), CultureInfo.InvariantCulture, out var index) && index < arrivals.Length)
+        {
+            arrivals[index] = now;
+        }
     }
 }
 
@@ -320,4 +416,27 @@ static string FindRepo()
         }
     }
     return Directory.GetCurrentDirectory();
+}
+
+/// <summary>The two requests of a paired stream: the first to arrive is kept until the second writes to both.</summary>
+sealed class PairSlot
+{
+    private HttpResponse? _first;
+    private readonly Lock _gate = new();
+
+    public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Null for the first request of the pair (it waits for <see cref="Done"/>); the first's response for the second.</summary>
+    public HttpResponse? Join(HttpResponse response)
+    {
+        lock (_gate)
+        {
+            if (_first is null)
+            {
+                _first = response;
+                return null;
+            }
+            return _first;
+        }
+    }
 }
