@@ -69,15 +69,6 @@ internal sealed class GatewayMetrics : IDisposable
 
     public Counter<long> Tokens { get; }
 
-    public static string StatusClass(int status) => status switch
-    {
-        < 200 => "1xx",
-        < 300 => "2xx",
-        < 400 => "3xx",
-        < 500 => "4xx",
-        _ => "5xx",
-    };
-
     public static TagList Tags(string service, string model, string backend)
         => new() { { "service", service }, { "model", model }, { "backend", backend } };
 

@@ -99,6 +99,7 @@ internal sealed class RequestSeries(GatewayMetrics metrics, string service, stri
 {
     private const int ClientGone = 5;
 
+    /// <summary>The `status_class` label: the response's class, or client_gone when the client left first.</summary>
     private static readonly string[] Outcomes = ["1xx", "2xx", "3xx", "4xx", "5xx", "client_gone"];
 
     private readonly Series?[] _requests = new Series?[Outcomes.Length];

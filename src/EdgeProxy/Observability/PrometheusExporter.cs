@@ -1,7 +1,5 @@
-using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using System.Text;
 using EdgeProxy.Auth;
 using EdgeProxy.Configuration;
