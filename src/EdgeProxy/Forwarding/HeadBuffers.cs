@@ -40,6 +40,9 @@ internal static class HeadBuffers
     [ThreadStatic]
     private static FreeList[]? t_lists;
 
+    /// <summary>This thread's lists, one per cached size.</summary>
+    private static FreeList[] Lists => t_lists ??= [new(), new(), new()];
+
     public static byte[] Rent(int minimumLength)
     {
         if (minimumLength > CachedMaxLength)
@@ -47,8 +50,7 @@ internal static class HeadBuffers
             return Pool.Rent(minimumLength);
         }
         var size = SizeClass(minimumLength);
-        var lists = t_lists ??= [new(), new(), new()];
-        return lists[size].TryPop() ?? Pool.Rent(1 << (size + SmallestShift));
+        return Lists[size].TryPop() ?? Pool.Rent(1 << (size + SmallestShift));
     }
 
     public static void Return(byte[] array)
@@ -59,8 +61,7 @@ internal static class HeadBuffers
             Pool.Return(array);
             return;
         }
-        var lists = t_lists ??= [new(), new(), new()];
-        if (!lists[BitOperations.Log2((uint)length) - SmallestShift].TryPush(array))
+        if (!Lists[BitOperations.Log2((uint)length) - SmallestShift].TryPush(array))
         {
             Pool.Return(array);
         }

@@ -254,8 +254,8 @@ internal sealed class Http1RequestHead
                 var next = rawValue[(bad + 1)..].IndexOfAnyExceptInRange((byte)0x20, (byte)0x7E);
                 bad = next < 0 ? -1 : bad + 1 + next;
             }
-            var value = HttpAscii.TrimOws(rawValue);
-            var valueStart = offset + colon + 1 + (rawValue.Length - rawValue.TrimStart(" \t"u8).Length);
+            var value = HttpAscii.TrimOws(rawValue, out var leading);
+            var valueStart = offset + colon + 1 + leading;
             var name = nameChars[..Encoding.ASCII.GetChars(line[..colon], nameChars)];
             var index = FieldCount;
             var kind = Kinds.TryGetValue(name, out var known) ? known : FieldKind.Other;

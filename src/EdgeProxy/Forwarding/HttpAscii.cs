@@ -29,7 +29,10 @@ internal static class HttpAscii
     }
 
     /// <summary>Optional whitespace (SP, HTAB) removed from both ends (RFC 9110 §5.6.3).</summary>
-    public static ReadOnlySpan<byte> TrimOws(ReadOnlySpan<byte> value)
+    public static ReadOnlySpan<byte> TrimOws(ReadOnlySpan<byte> value) => TrimOws(value, out _);
+
+    /// <summary><see cref="TrimOws(ReadOnlySpan{byte})"/>, also telling how many bytes came off the front.</summary>
+    public static ReadOnlySpan<byte> TrimOws(ReadOnlySpan<byte> value, out int leading)
     {
         var start = 0;
         var end = value.Length;
@@ -41,6 +44,7 @@ internal static class HttpAscii
         {
             end--;
         }
+        leading = start;
         return value[start..end];
     }
 

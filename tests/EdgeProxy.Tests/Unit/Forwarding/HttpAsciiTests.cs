@@ -31,6 +31,8 @@ public sealed class HttpAsciiTests
     {
         var bytes = Encoding.ASCII.GetBytes(text);
         Assert.Equal(bytes.AsSpan().Trim(" \t"u8).ToArray(), HttpAscii.TrimOws(bytes).ToArray());
+        HttpAscii.TrimOws(bytes, out var leading);
+        Assert.Equal(bytes.Length - bytes.AsSpan().TrimStart(" \t"u8).Length, leading);
     }
 
     /// <summary>Every pair of bytes: ASCII letters fold and nothing else does ('@' vs '`', '[' vs '{'); a non-ASCII byte matches only itself.</summary>
