@@ -1,0 +1,44 @@
+namespace EdgeProxy.Tests.Infrastructure;
+
+/// <summary>
+/// One of the four ways a request can cross the gateway: the HTTP/1.1 fast path on or off
+/// (<c>HTTP1_FAST_PATH</c>) × the gateway's epoll transport or Kestrel's socket transport
+/// (<c>TRANSPORT</c>). A behaviour test takes the variant as a theory argument
+/// (<c>[MemberData(nameof(GatewayVariant.All), MemberType = typeof(GatewayVariant))]</c>) and
+/// passes it to <see cref="Apply"/>, so every case runs on every path and transport; the name shows
+/// in the test's display name ("fast+epoll").
+/// </summary>
+public sealed record GatewayVariant(bool FastPath, string Transport)
+{
+    public static readonly GatewayVariant FastEpoll = new(true, "epoll");
+    public static readonly GatewayVariant FastSockets = new(true, "sockets");
+    public static readonly GatewayVariant GeneralEpoll = new(false, "epoll");
+    public static readonly GatewayVariant GeneralSockets = new(false, "sockets");
+
+    /// <summary>The four variants as theory data.</summary>
+    public static TheoryData<string> All => new() { FastEpoll.Name, FastSockets.Name, GeneralEpoll.Name, GeneralSockets.Name };
+
+    public string Name => (FastPath ? "fast" : "general") + "+" + Transport;
+
+    public static GatewayVariant Parse(string name) => name switch
+    {
+        "fast+epoll" => FastEpoll,
+        "fast+sockets" => FastSockets,
+        "general+epoll" => GeneralEpoll,
+        "general+sockets" => GeneralSockets,
+        _ => throw new ArgumentException($"unknown gateway variant '{name}'", nameof(name)),
+    };
+
+    /// <summary>Sets the variant's variables in a gateway's environment (they win over EDGEPROXY_TEST_TRANSPORT).</summary>
+    public Dictionary<string, string> Apply(IDictionary<string, string>? environment = null)
+    {
+        var env = new Dictionary<string, string>(environment ?? new Dictionary<string, string>())
+        {
+            ["HTTP1_FAST_PATH"] = FastPath ? "on" : "off",
+            ["TRANSPORT"] = Transport,
+        };
+        return env;
+    }
+
+    public override string ToString() => Name;
+}
