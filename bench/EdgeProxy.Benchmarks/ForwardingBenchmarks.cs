@@ -45,11 +45,14 @@ public class ForwardingBenchmarks
         headers["X-Request-ID"] = "req-42";
     }
 
+    private readonly CancellationTokenSource _timer = new();
+    private readonly EdgeProxy.Configuration.GatewaySettings _settings = new();
+
     [Benchmark]
     public int CreateRequest()
     {
         using var message = HttpForwarder.CreateRequest(_context, _backend, "/v1/chat/completions", "req-42", IPAddress.Loopback, peerTrusted: false,
-            new StreamingRequestContent(Stream.Null, 412));
+            new StreamingRequestContent(Stream.Null, 412, _timer, _settings));
         return message.Headers.NonValidated.Count;
     }
 

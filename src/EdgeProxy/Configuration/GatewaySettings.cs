@@ -43,19 +43,18 @@ internal sealed record GatewaySettings
     /// <summary>Time to response headers and first body chunk (default REQUEST_TIMEOUT).</summary>
     public TimeSpan FirstByteTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Longest wait for the next part of a client's request body (default REQUEST_TIMEOUT; nginx's
+    /// client_body_timeout). Time spent waiting for the client is the client's: it ends in a 408
+    /// and never counts against the backend, whose first-byte timer starts once the body is sent.
+    /// </summary>
+    public TimeSpan ClientBodyTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Longest silence between two chunks of a response body (default REQUEST_TIMEOUT).</summary>
     public TimeSpan StreamIdleTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Upstream connection cap per backend (contract default 100).</summary>
     public int MaxConnections { get; init; } = 100;
-
-    /// <summary>
-    /// UPSTREAM_CLIENT: "httpclient" (default; SocketsHttpHandler) or "lean" (the gateway's own HTTP/1.1
-    /// connection pool, <see cref="Forwarding.LeanHttpHandler"/>). Lean is opt-in because side-by-side
-    /// runs on the 2-core bench box showed no clear CPU-per-request gain over SocketsHttpHandler
-    /// (bench/README.md, "Hot path and SSE latency"); the default stays the battle-tested client.
-    /// </summary>
-    public bool LeanUpstreamClient { get; init; }
 
     /// <summary>
     /// HTTP1_FAST_PATH: "on" (default) or "off". On, plain HTTP/1.1 proxy requests to models whose

@@ -29,6 +29,9 @@ internal enum ForwarderError
     /// <summary>The client's request body exceeds MAX_REQUEST_BODY_MB.</summary>
     RequestBodyTooLarge,
 
+    /// <summary>The client sent no part of its request body for CLIENT_BODY_TIMEOUT.</summary>
+    ClientBodyTimeout,
+
     /// <summary>The client disconnected; the upstream request was cancelled.</summary>
     ClientGone,
 
@@ -41,6 +44,13 @@ internal enum ForwarderError
 
 internal static class ForwarderErrors
 {
+    /// <summary>
+    /// The client's doing (gone, slow, bad or oversized body): never counted against the backend's
+    /// passive health or its error count, whatever path or timer noticed it.
+    /// </summary>
+    public static bool IsClientFault(ForwarderError error)
+        => error is ForwarderError.ClientGone or ForwarderError.ClientRequestBody or ForwarderError.ClientBodyTimeout or ForwarderError.RequestBodyTooLarge;
+
     /// <summary>Status for an error before the response started. 499 is nginx's "client closed request", log only.</summary>
     public static int StatusCode(ForwarderError error) => error switch
     {
@@ -51,6 +61,7 @@ internal static class ForwarderErrors
         ForwarderError.UpstreamRequestFailed => 502,
         ForwarderError.ClientRequestBody => 400,
         ForwarderError.RequestBodyTooLarge => 413,
+        ForwarderError.ClientBodyTimeout => 408,
         ForwarderError.ClientGone => 499,
         ForwarderError.UpstreamReset => 502,
         ForwarderError.StreamIdleTimeout => 504,
@@ -67,6 +78,7 @@ internal static class ForwarderErrors
         ForwarderError.UpstreamRequestFailed => "upstream_request_failed",
         ForwarderError.ClientRequestBody => "client_request_body",
         ForwarderError.RequestBodyTooLarge => "request_body_too_large",
+        ForwarderError.ClientBodyTimeout => "client_body_timeout",
         ForwarderError.ClientGone => "client_gone",
         ForwarderError.UpstreamReset => "upstream_reset",
         ForwarderError.StreamIdleTimeout => "idle_timeout",
@@ -83,6 +95,7 @@ internal static class ForwarderErrors
         ForwarderError.UpstreamRequestFailed => "The backend failed while handling the request.",
         ForwarderError.ClientRequestBody => "The request body could not be read.",
         ForwarderError.RequestBodyTooLarge => "The request body is too large.",
+        ForwarderError.ClientBodyTimeout => "The request body did not arrive in time.",
         ForwarderError.ClientGone => "The client closed the request.",
         ForwarderError.UpstreamReset => "The backend connection was reset mid-response.",
         ForwarderError.StreamIdleTimeout => "The backend stopped sending data.",

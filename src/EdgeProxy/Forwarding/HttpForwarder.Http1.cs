@@ -208,22 +208,24 @@ internal sealed partial class HttpForwarder
                     var length = WriteRequestHead(requestHead, head, target, exchange, clientIp, requestId, inlineBody, bodyLength);
                     backend.State.OnRequestStart();
                     metrics.UpstreamStarted();
-                    timeouts.CancelAfter(settings.FirstByteTimeout);
+                    ExchangeTimers.AwaitUpstream(timeouts, settings);
                     var retriedStale = false;
                     var staleRetryHead = requestHead;
                     var staleRetryLength = length;
                     try
                     {
-                        connection = await SendHeadAsync(_pools.For(target, settings, Loops), requestHead.AsMemory(0, length), checkAlive: hasBody, timeouts.Token).ConfigureAwait(false);
+                        connection = await SendHeadAsync(_pools.For(target, settings, Loops), requestHead.AsMemory(0, length), timeouts.Token).ConfigureAwait(false);
                         bodyStarted = hasBody;
                         if (!bodyConsumed)
                         {
-                            clientReadError = await CopyRequestBodyAsync(input, connection, head.ContentLength, timeouts.Token).ConfigureAwait(false);
+                            clientReadError = await CopyRequestBodyAsync(input, connection, head.ContentLength, timeouts, settings).ConfigureAwait(false);
                             bodyConsumed = clientReadError is null;
                             if (clientReadError is not null)
                             {
                                 throw new IOException("Reading the client's request body failed.", clientReadError);
                             }
+                            // The request is completely sent: from here on the wait is the backend's.
+                            ExchangeTimers.AwaitUpstream(timeouts, settings);
                         }
                         // The response head (interim 1xx skipped, RFC 9110 §15.2). A reused connection
                         // the backend had closed yields no byte: the same request once more on a fresh
@@ -257,7 +259,7 @@ internal sealed partial class HttpForwarder
                                 retriedStale = true;
                                 connection.Abandon();
                                 connection = null;
-                                connection = await SendHeadAsync(_pools.For(target, settings, Loops), staleRetryHead!.AsMemory(0, staleRetryLength), checkAlive: false, timeouts.Token, fresh: true).ConfigureAwait(false);
+                                connection = await SendHeadAsync(_pools.For(target, settings, Loops), staleRetryHead!.AsMemory(0, staleRetryLength), timeouts.Token, fresh: true).ConfigureAwait(false);
                                 scanned = 0;
                                 continue;
                             }
@@ -408,11 +410,11 @@ internal sealed partial class HttpForwarder
     /// fresh connection (what SocketsHttpHandler does; nothing of the request was consumed).
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<LeanConnection> SendHeadAsync(LeanConnectionPool pool, ReadOnlyMemory<byte> head, bool checkAlive, CancellationToken cancellationToken, bool fresh = false)
+    private static async ValueTask<LeanConnection> SendHeadAsync(LeanConnectionPool pool, ReadOnlyMemory<byte> head, CancellationToken cancellationToken, bool fresh = false)
     {
         while (true)
         {
-            var connection = await pool.RentAsync(checkAlive, fresh, cancellationToken).ConfigureAwait(false);
+            var connection = await pool.RentAsync(fresh, cancellationToken).ConfigureAwait(false);
             var reused = connection.BeginExchange();
             try
             {
@@ -432,19 +434,26 @@ internal sealed partial class HttpForwarder
         }
     }
 
-    /// <summary>Streams a body that did not come with the head; the error is the client's side failing (null when all was sent).</summary>
+    /// <summary>
+    /// Streams a body that did not come with the head; the error is the client's side failing
+    /// (null when all was sent), a timeout waiting for the client included (<see cref="ExchangeTimers"/>:
+    /// reads run on the client's timer, sends on the backend's). Bytes from the backend before the
+    /// body is all sent mean the response began early: the connection is not reused afterwards.
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<Exception?> CopyRequestBodyAsync(PipeReader input, LeanConnection connection, long length, CancellationToken cancellationToken)
+    private static async ValueTask<Exception?> CopyRequestBodyAsync(PipeReader input, LeanConnection connection, long length, CancellationTokenSource timer, GatewaySettings settings)
     {
         var remaining = length;
+        var early = false;
         while (remaining > 0)
         {
             ReadResult result;
+            ExchangeTimers.AwaitClient(timer, settings);
             try
             {
-                result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+                result = await input.ReadAsync(timer.Token).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
+            catch (Exception ex)
             {
                 return ex;
             }
@@ -453,10 +462,16 @@ internal sealed partial class HttpForwarder
             {
                 return new IOException($"The client's request body ended {remaining} bytes before its Content-Length.");
             }
+            ExchangeTimers.AwaitUpstream(timer, settings);
+            if (!early && (connection.Buffered > 0 || !connection.LooksAlive()))
+            {
+                early = true;
+                connection.MarkNotReusable();
+            }
             var slice = buffer.Slice(0, Math.Min(buffer.Length, remaining));
             foreach (var segment in slice)
             {
-                await connection.SendAllAsync(segment, cancellationToken).ConfigureAwait(false);
+                await connection.SendAllAsync(segment, timer.Token).ConfigureAwait(false);
             }
             remaining -= slice.Length;
             input.AdvanceTo(slice.End);
@@ -661,7 +676,7 @@ internal sealed partial class HttpForwarder
                 {
                     firstChunkAt = time.GetTimestamp();
                 }
-                timeouts.CancelAfter(settings.StreamIdleTimeout);
+                ExchangeTimers.AwaitNextChunk(timeouts, settings);
                 var span = memory.Span;
                 usage?.Observe(span.Slice(headPart + prefix, read));
                 head.Span[..headPart].CopyTo(span);

@@ -37,10 +37,10 @@ internal sealed partial class HttpForwarder(
         var started = time.GetTimestamp();
         var clientIp = ClientAddress.Resolve(context, settings, out var peerTrusted);
         var affinityKey = AffinityKey(route, context, clientIp);
-        var content = RequestHasBody(context)
-            ? new StreamingRequestContent(context.Request.Body, context.Request.ContentLength)
-            : null;
         using var timeouts = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        var content = RequestHasBody(context)
+            ? new StreamingRequestContent(context.Request.Body, context.Request.ContentLength, timeouts, settings)
+            : null;
 
         // 1. Pick a backend and send; fail over while nothing has been delivered.
         ulong tried = 0;
@@ -60,7 +60,7 @@ internal sealed partial class HttpForwarder(
             var request = CreateRequest(context, backend, remainder, requestId, clientIp, peerTrusted, content);
             backend.State.OnRequestStart();
             metrics.UpstreamStarted();
-            timeouts.CancelAfter(settings.FirstByteTimeout);
+            ExchangeTimers.AwaitUpstream(timeouts, settings);
             try
             {
                 upstream = await invoker.SendAsync(request, timeouts.Token).ConfigureAwait(false);
@@ -123,7 +123,7 @@ internal sealed partial class HttpForwarder(
             //    later one under the idle timer.
             var body = await upstream.Content.ReadAsStreamAsync(timeouts.Token).ConfigureAwait(false);
             usage = status is >= 200 and < 300 && CarriesUsage(upstream, streamKind) ? new UsageScanner() : null;
-            var observer = new ResponseObserver(timeouts, settings.StreamIdleTimeout, time, usage);
+            var observer = new ResponseObserver(timeouts, settings, time, usage);
             var copy = await StreamCopier.CopyAsync(body, response.Body, flush: false, observer, timeouts.Token, context.RequestAborted,
                 expectedLength: upstream.Headers.TransferEncodingChunked == true ? null : upstream.Content.Headers.ContentLength).ConfigureAwait(false);
             if (observer.FirstChunkAt != 0)
@@ -191,7 +191,7 @@ internal sealed partial class HttpForwarder(
     /// </summary>
     private bool RetryAfterFailedAttempt(ModelRoute route, BackendEntry backend, Admission admission, ForwarderError error, Exception ex, bool bodyStarted, bool hasBody, string method, RequestId requestId)
     {
-        backend.State.OnRequestEnd(error: error is not (ForwarderError.ClientGone or ForwarderError.ClientRequestBody or ForwarderError.RequestBodyTooLarge));
+        backend.State.OnRequestEnd(error: !ForwarderErrors.IsClientFault(error));
         metrics.UpstreamEnded();
         ReportPassive(route, backend, admission, error);
         var retryable = error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout && !bodyStarted;
@@ -385,6 +385,7 @@ internal sealed partial class HttpForwarder(
         {
             return readError is BadHttpRequestException { StatusCode: 413 } ? ForwarderError.RequestBodyTooLarge
                 : clientAborted ? ForwarderError.ClientGone
+                : readError is OperationCanceledException ? ForwarderError.ClientBodyTimeout
                 : ForwarderError.ClientRequestBody;
         }
         if (clientAborted)
@@ -722,9 +723,17 @@ internal sealed partial class HttpForwarder(
     /// Sees each chunk after it was written: the first chunk ends the first-byte phase, every chunk
     /// re-arms the idle timer, and token usage is read on the way past.
     /// </summary>
-    private sealed class ResponseObserver(CancellationTokenSource timeouts, TimeSpan idle, TimeProvider time, UsageScanner? usage) : ICopyObserver
+    private sealed class ResponseObserver(CancellationTokenSource timeouts, GatewaySettings settings, TimeProvider time, UsageScanner? usage) : ICopyObserver
     {
         public long FirstChunkAt { get; private set; }
+
+        public void OnReading()
+        {
+        }
+
+        public void OnWriting()
+        {
+        }
 
         public void OnChunk(ReadOnlySpan<byte> chunk)
         {
@@ -732,7 +741,7 @@ internal sealed partial class HttpForwarder(
             {
                 FirstChunkAt = time.GetTimestamp();
             }
-            timeouts.CancelAfter(idle);
+            ExchangeTimers.AwaitNextChunk(timeouts, settings);
             usage?.Observe(chunk);
         }
     }

@@ -1,18 +1,20 @@
-using System.Buffers;
-using System.Buffers.Text;
-using System.Collections.Frozen;
-using System.Net;
-using System.Net.Http.Headers;
-using System.Net.Sockets;
 using System.Runtime.CompilerServices;
-using System.Text;
 
 namespace EdgeProxy.Forwarding;
 
 /// <summary>
-/// One upstream HTTP/1.1 connection: writes a request head (and body) straight from the
-/// <see cref="HttpRequestMessage"/> into one buffer and one send, parses the response head with a
-/// strict minimal parser (RFC 9112 §2–§6) and hands the body to a <see cref="LeanResponseStream"/>.
+/// One upstream HTTP/1.1 connection of the fast path: the request head (and body) go out as bytes,
+/// the response head is found in the connection's buffer (and parsed by <see cref="Http1ResponseHead"/>),
+/// the body is read by a <see cref="LeanResponseStream"/>.
+/// <para>
+/// A connection goes back to its pool only when it is provably clean: the response was completely
+/// framed, nothing beyond it was received (neither in the buffer nor waiting in the socket), and
+/// the whole request body was sent before the response began (<see cref="MarkNotReusable"/>
+/// otherwise). While it idles in the pool it is watched: any byte, FIN or error closes it at once
+/// (nginx's keepalive module does the same), and it is checked again when taken. Bytes a backend
+/// sends after a response — a body on a 204/304 or a HEAD answer, more than its Content-Length, an
+/// answer to a request smuggled in a body — would otherwise be read as the next client's response.
+/// </para>
 /// </summary>
 internal sealed class LeanConnection : IDisposable
 {
@@ -21,35 +23,22 @@ internal sealed class LeanConnection : IDisposable
 
     private const int InitialBufferSize = 4096;
 
-    private static readonly SearchValues<char> ForbiddenInHeader = SearchValues.Create("\r\n\0");
-
-    /// <summary>Response header names we see all the time: no string allocated for them.</summary>
-    private static readonly FrozenDictionary<string, string> KnownNames = FrozenDictionary.ToFrozenDictionary(
-        new[]
-        {
-            "Content-Type", "Content-Length", "Content-Encoding", "Content-Language", "Content-Location", "Content-Disposition",
-            "Content-Range", "Content-MD5", "Transfer-Encoding", "Connection", "Keep-Alive", "Date", "Server", "ETag",
-            "Cache-Control", "Expires", "Last-Modified", "Allow", "Vary", "Location", "Set-Cookie", "X-Request-ID",
-            "Access-Control-Allow-Origin", "X-Accel-Buffering", "Retry-After", "Trailer", "Upgrade", "WWW-Authenticate",
-        }.Select(n => KeyValuePair.Create(n, n)),
-        StringComparer.OrdinalIgnoreCase);
-
-    private static readonly FrozenDictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> KnownNameLookup = KnownNames.GetAlternateLookup<ReadOnlySpan<char>>();
-
-    /// <summary>Headers that belong to <see cref="HttpContent.Headers"/> (HttpContentHeaders' known set).</summary>
-    private static readonly FrozenSet<string> ContentHeaderNames = FrozenSet.ToFrozenSet(
-    [
-        "Allow", "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length", "Content-Location",
-        "Content-MD5", "Content-Range", "Content-Type", "Expires", "Last-Modified",
-    ], StringComparer.OrdinalIgnoreCase);
-
     private readonly LeanConnectionPool _pool;
     private readonly UpstreamSocket _socket;
     private byte[] _buffer = new byte[InitialBufferSize];
     private int _start;
     private int _end;
     private bool _reused;
+    private bool _notReusable;
     private int _disposed;
+
+    /// <summary><see cref="InUse"/>, <see cref="Idle"/> (in the pool, watched) or <see cref="Closed"/>.</summary>
+    private int _state;
+    private const int InUse = 0;
+    private const int Idle = 1;
+    private const int Closed = 2;
+
+    private static readonly Action<object?> OnIdleReadable = static s => ((LeanConnection)s!).CloseIfIdle();
 
     public LeanConnection(LeanConnectionPool pool, UpstreamSocket socket)
     {
@@ -65,6 +54,7 @@ internal sealed class LeanConnection : IDisposable
     internal bool BeginExchange()
     {
         _handedBack = 0;
+        _notReusable = false;
         Reused = _reused;
         _reused = true;
         return Reused;
@@ -75,7 +65,7 @@ internal sealed class LeanConnection : IDisposable
 
     /// <summary>
     /// True when a complete response head is buffered; <paramref name="scanned"/> carries how far
-    /// earlier calls looked (the lean client's <see cref="ReadHeadAsync"/> and the fast path both use it).
+    /// earlier calls looked.
     /// </summary>
     internal bool TryFindHead(ref int scanned, out int length)
     {
@@ -110,206 +100,30 @@ internal sealed class LeanConnection : IDisposable
     /// <summary>An idle keep-alive connection is readable only when the backend closed it (or sent garbage).</summary>
     public bool LooksAlive() => _socket.LooksAlive();
 
-    public async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    /// <summary>The response began before the whole request body was sent: the connection's state is unknown, close it at the end.</summary>
+    internal void MarkNotReusable() => _notReusable = true;
+
+    /// <summary>Into the pool: from now on any byte or close that arrives closes the connection (<see cref="CloseIfIdle"/>).</summary>
+    internal void ParkIdle()
     {
-        var reused = BeginExchange();
-        var content = request.Content;
-        var method = request.Method;
-        var chunkedBody = content is not null && content.Headers.ContentLength is null;
+        Volatile.Write(ref _state, Idle);
+        _socket.WatchIdle(OnIdleReadable, this);
+    }
 
-        // 1. Request line and headers in one buffer, one send.
-        var head = ArrayPool<byte>.Shared.Rent(4096);
-        try
-        {
-            var length = WriteHead(ref head, request, _pool.HostHeader, content, chunkedBody);
-            try
-            {
-                await SendAllAsync(head.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
-            }
-            catch (SocketException ex) when (reused)
-            {
-                throw new LeanStaleConnectionException(ex);
-            }
-            catch (SocketException ex)
-            {
-                throw new HttpRequestException(HttpRequestError.Unknown, "Sending the request upstream failed: " + ex.Message, ex);
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(head);
-        }
+    /// <summary>Out of the pool for an exchange; false when the idle watch closed it first.</summary>
+    internal bool TryTakeIdle() => Interlocked.CompareExchange(ref _state, InUse, Idle) == Idle;
 
-        // 2. The body, streamed (the content decides how: ours copies the client's body as it arrives).
-        if (content is not null)
+    /// <summary>The idle watch fired: bytes nobody asked for, or the backend's close. Ignored once the connection is in use again.</summary>
+    private void CloseIfIdle()
+    {
+        if (Interlocked.CompareExchange(ref _state, Closed, Idle) == Idle)
         {
-            var body = new LeanRequestBodyStream(this, chunkedBody);
-            await content.CopyToAsync(body, cancellationToken).ConfigureAwait(false);
-            await body.CompleteAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        // 3. The response head; interim 1xx responses are skipped (RFC 9110 §15.2).
-        while (true)
-        {
-            var headLength = await ReadHeadAsync(reused && content is null, cancellationToken).ConfigureAwait(false);
-            var response = ParseHead(request, headLength, out var parsed);
-            _start += headLength;
-            if (response is null)
-            {
-                continue;
-            }
-            var stream = new LeanResponseStream(this, parsed.Framing, parsed.BodyLength, parsed.KeepAlive);
-            var responseContent = new LeanResponseContent(stream);
-            MoveContentHeaders(responseContent);
-            response.Content = responseContent;
-            stream.CompleteIfEmpty();
-            return response;
+            Dispose();
         }
     }
 
-    private static int WriteHead(ref byte[] buffer, HttpRequestMessage request, string hostHeader, HttpContent? content, bool chunkedBody)
-    {
-        var writer = new HeadWriter(buffer);
-        var uri = request.RequestUri!;
-        writer.Append(request.Method.Method);
-        writer.Append(" ");
-        writer.Append(uri.PathAndQuery);
-        writer.Append(" HTTP/1.1\r\nHost: ");
-        writer.Append(request.Headers.NonValidated.TryGetValues("Host", out var host) ? host.ToString() : hostHeader);
-        writer.Append("\r\n");
-        foreach (var header in request.Headers.NonValidated)
-        {
-            if (header.Key.Equals("Host", StringComparison.OrdinalIgnoreCase))
-            {
-                continue;
-            }
-            writer.Header(header.Key, header.Value);
-        }
-        if (content is not null)
-        {
-            foreach (var header in content.Headers.NonValidated)
-            {
-                if (!header.Key.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
-                {
-                    writer.Header(header.Key, header.Value);
-                }
-            }
-            // The length may be computed by the content rather than set as a header (RFC 9112 §6.2, §6.1).
-            if (content.Headers.ContentLength is long length)
-            {
-                writer.Append("Content-Length: ");
-                writer.Append(length.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                writer.Append("\r\n");
-            }
-            else if (chunkedBody)
-            {
-                writer.Append("Transfer-Encoding: chunked\r\n");
-            }
-        }
-        else if (request.Method == HttpMethod.Post || request.Method == HttpMethod.Put)
-        {
-            // RFC 9110 §8.6: a body-expecting method without a body says so.
-            writer.Append("Content-Length: 0\r\n");
-        }
-        writer.Append("\r\n");
-        buffer = writer.Buffer;
-        return writer.Length;
-    }
-
-    /// <summary>Builds the head with Latin-1 bytes (RFC 9110 §5.5), growing a pooled buffer when needed.</summary>
-    private struct HeadWriter(byte[] buffer)
-    {
-        public byte[] Buffer = buffer;
-        public int Length;
-
-        public void Append(string? text)
-        {
-            if (text is null)
-            {
-                return;
-            }
-            Ensure(text.Length);
-            foreach (var c in text)
-            {
-                if (c > 0xFF)
-                {
-                    throw new HttpRequestException(HttpRequestError.Unknown, "Request header value contains non-Latin-1 characters.");
-                }
-                Buffer[Length++] = (byte)c;
-            }
-        }
-
-        public void Header(string name, HeaderStringValues values)
-        {
-            Append(name);
-            Append(": ");
-            var first = true;
-            // RFC 9110 §5.3: repeated fields combine with commas; Cookie is the exception (RFC 6265 §5.4).
-            var separator = name.Equals("Cookie", StringComparison.OrdinalIgnoreCase) ? "; " : ", ";
-            foreach (var value in values)
-            {
-                if (value.AsSpan().ContainsAny(ForbiddenInHeader))
-                {
-                    throw new HttpRequestException(HttpRequestError.Unknown, $"Request header '{name}' contains a line break.");
-                }
-                if (!first)
-                {
-                    Append(separator);
-                }
-                Append(value);
-                first = false;
-            }
-            Append("\r\n");
-        }
-
-        private void Ensure(int more)
-        {
-            if (Length + more <= Buffer.Length)
-            {
-                return;
-            }
-            var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(Buffer.Length * 2, Length + more));
-            Buffer.AsSpan(0, Length).CopyTo(bigger);
-            ArrayPool<byte>.Shared.Return(Buffer);
-            Buffer = bigger;
-        }
-    }
-
-    /// <summary>Reads until the buffer holds a complete head; returns its length including the blank line.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<int> ReadHeadAsync(bool mayBeStale, CancellationToken cancellationToken)
-    {
-        var scanned = 0;
-        while (true)
-        {
-            if (TryFindHead(ref scanned, out var length))
-            {
-                return length;
-            }
-            int read;
-            try
-            {
-                read = await ReceiveAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (SocketException ex) when (mayBeStale && _end == _start)
-            {
-                throw new LeanStaleConnectionException(ex);
-            }
-            catch (SocketException ex)
-            {
-                throw new HttpRequestException(HttpRequestError.ResponseEnded, "Reading the upstream response failed: " + ex.Message, ex);
-            }
-            if (read == 0)
-            {
-                if (mayBeStale && _end == _start)
-                {
-                    throw new LeanStaleConnectionException(null);
-                }
-                throw new HttpRequestException(HttpRequestError.ResponseEnded, "The upstream closed the connection before the response head was complete.");
-            }
-            Received(read);
-        }
-    }
+    /// <summary>Closed by the idle watch (the pool skips and drops it).</summary>
+    internal bool IsClosed => Volatile.Read(ref _state) == Closed;
 
     /// <summary>Moves unread bytes to the front; grows the buffer (up to the head limit) when it is full.</summary>
     internal void MakeRoom()
@@ -323,77 +137,6 @@ internal sealed class LeanConnection : IDisposable
         if (_end == _buffer.Length)
         {
             Array.Resize(ref _buffer, Math.Min(_buffer.Length * 2, MaxHeadBytes + 8));
-        }
-    }
-
-    /// <summary>
-    /// Parses a response head; null for an interim (1xx) response. Validation and framing are
-    /// <see cref="Http1ResponseHead"/>'s (shared with the fast path); this only builds the header
-    /// objects HttpClient's callers expect.
-    /// </summary>
-    private HttpResponseMessage? ParseHead(HttpRequestMessage request, int headLength, out Http1ResponseHead head)
-    {
-        var bytes = _buffer.AsSpan(_start, headLength);
-        var status = Http1ResponseHead.StatusOf(bytes);
-        if (status is >= 100 and < 200 and not 101)
-        {
-            head = default;
-            return null;
-        }
-        head = Http1ResponseHead.Parse(bytes, request.Method == HttpMethod.Head);
-        var lineEnd = HttpAscii.IndexOfCrlf(bytes);
-        var statusLine = bytes[..lineEnd];
-        var response = new HttpResponseMessage((HttpStatusCode)status)
-        {
-            Version = statusLine[7] == (byte)'0' ? HttpVersion.Version10 : HttpVersion.Version11,
-            RequestMessage = request,
-        };
-        if (statusLine.Length > 13)
-        {
-            response.ReasonPhrase = Encoding.Latin1.GetString(statusLine[13..]);
-        }
-        var fields = bytes[(lineEnd + 2)..^2];
-        Span<char> nameChars = stackalloc char[128];
-        while (!fields.IsEmpty)
-        {
-            lineEnd = HttpAscii.IndexOfCrlf(fields);
-            var line = lineEnd < 0 ? fields : fields[..lineEnd];
-            fields = lineEnd < 0 ? default : fields[(lineEnd + 2)..];
-            var colon = line.IndexOf((byte)':');
-            var nameBytes = line[..colon];
-            var valueBytes = HttpAscii.TrimOws(line[(colon + 1)..]);
-            string name;
-            if (nameBytes.Length <= nameChars.Length)
-            {
-                var chars = nameChars[..Encoding.Latin1.GetChars(nameBytes, nameChars)];
-                name = KnownNameLookup.TryGetValue(chars, out var known) ? known : new string(chars);
-            }
-            else
-            {
-                name = Encoding.Latin1.GetString(nameBytes);
-            }
-            var value = valueBytes.IsEmpty ? "" : Encoding.Latin1.GetString(valueBytes);
-            if (!response.Headers.TryAddWithoutValidation(name, value))
-            {
-                // Content headers go to the content; collected on a placeholder until it exists.
-                (_pendingContentHeaders ??= []).Add(KeyValuePair.Create(name, value));
-            }
-        }
-        return response;
-    }
-
-    private List<KeyValuePair<string, string>>? _pendingContentHeaders;
-
-    /// <summary>Content headers (Content-Type, Content-Length, …) parsed before the content object existed.</summary>
-    private void MoveContentHeaders(HttpContent content)
-    {
-        if (_pendingContentHeaders is { } pending)
-        {
-            foreach (var (name, value) in pending)
-            {
-                content.Headers.TryAddWithoutValidation(name, value);
-            }
-            pending.Clear();
         }
     }
 
@@ -437,14 +180,15 @@ internal sealed class LeanConnection : IDisposable
         {
             return;   // already back (each exchange frees its pool slot exactly once)
         }
-        if (keepAlive && _start == _end)
+        if (keepAlive && _start == _end && !_notReusable && _socket.LooksAlive())
         {
             _start = _end = 0;
             _pool.Return(this);
         }
         else
         {
-            // Bytes after the end of the response, or the backend asked to close: never reuse.
+            // Bytes after the end of the response (buffered or waiting in the socket), a response
+            // that began before the request body was sent, or the backend asked to close: never reuse.
             _pool.Discard(this);
         }
     }
@@ -461,6 +205,7 @@ internal sealed class LeanConnection : IDisposable
 
     public void Dispose()
     {
+        Volatile.Write(ref _state, Closed);
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             _socket.Dispose();

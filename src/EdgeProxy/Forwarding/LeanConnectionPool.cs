@@ -7,7 +7,7 @@ namespace EdgeProxy.Forwarding;
 /// <summary>
 /// Keep-alive HTTP/1.1 connections to one backend (host:port). At most MAX_CONNECTIONS are in use
 /// at once (further requests wait, as with SocketsHttpHandler's MaxConnectionsPerServer) and at most
-/// MAX_KEEPALIVE_CONNECTIONS idle ones are kept up to <see cref="LeanHttpHandler.IdleTimeout"/>; the
+/// MAX_KEEPALIVE_CONNECTIONS idle ones are kept up to <see cref="IdleTimeout"/>; the
 /// surplus of a burst is closed after <see cref="SurplusIdleTimeout"/>.
 /// </summary>
 internal sealed class LeanConnectionPool : IDisposable
@@ -23,12 +23,13 @@ internal sealed class LeanConnectionPool : IDisposable
     /// <summary>With TRANSPORT=epoll (the fast path's pools): new connections open on the gateway's event loops.</summary>
     private readonly Transport.EpollLoops? _loops;
 
+    /// <summary>Idle keep-alive connections older than this are closed (SocketsHttpHandler uses 60 s too).</summary>
+    internal static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(60);
+
     public LeanConnectionPool(string host, int port, int maxConnections, int maxIdle, TimeSpan connectTimeout, Transport.EpollLoops? loops = null)
     {
         _loops = loops;
         _endPoint = new DnsEndPoint(host, port);
-        // RFC 9112 §3.2: Host carries the port unless it is the scheme's default.
-        HostHeader = port == 80 ? host : host + ":" + port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         _slots = new SemaphoreSlim(maxConnections, maxConnections);
         _maxIdle = maxIdle;
         _connectTimeout = connectTimeout;
@@ -43,47 +44,13 @@ internal sealed class LeanConnectionPool : IDisposable
     /// </summary>
     private static readonly TimeSpan SurplusIdleTimeout = TimeSpan.FromSeconds(1);
 
-    public string HostHeader { get; }
-
-    public async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-    {
-        if (!_slots.Wait(0))
-        {
-            await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        var content = request.Content;
-        while (true)
-        {
-            LeanConnection? connection = null;
-            try
-            {
-                connection = TakeIdle(checkAlive: content is not null)
-                    ?? new LeanConnection(this, await LeanHttpHandler.ConnectAsync(_endPoint, _connectTimeout, _loops, cancellationToken).ConfigureAwait(false));
-                return await connection.SendAsync(request, cancellationToken).ConfigureAwait(false);
-            }
-            catch (LeanStaleConnectionException)
-            {
-                // A reused connection the backend had already closed, and nothing of this request
-                // was consumed: safe to send it again on another one (what SocketsHttpHandler does).
-                connection!.Dispose();
-                continue;
-            }
-            catch
-            {
-                connection?.Dispose();
-                _slots.Release();
-                throw;
-            }
-        }
-    }
-
     /// <summary>
     /// A connection for one raw exchange (the HTTP/1.1 fast path writes and reads it itself): an
     /// idle one when there is one, else a new one. It holds a slot until
     /// <see cref="LeanConnection.Release"/> or <see cref="LeanConnection.Abandon"/>.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<LeanConnection> RentAsync(bool checkAlive, bool fresh, CancellationToken cancellationToken)
+    public async ValueTask<LeanConnection> RentAsync(bool fresh, CancellationToken cancellationToken)
     {
         if (!_slots.Wait(0))
         {
@@ -91,8 +58,8 @@ internal sealed class LeanConnectionPool : IDisposable
         }
         try
         {
-            return (fresh ? null : TakeIdle(checkAlive))
-                ?? new LeanConnection(this, await LeanHttpHandler.ConnectAsync(_endPoint, _connectTimeout, _loops, cancellationToken).ConfigureAwait(false));
+            return (fresh ? null : TakeIdle())
+                ?? new LeanConnection(this, await ConnectAsync(_endPoint, _connectTimeout, _loops, cancellationToken).ConfigureAwait(false));
         }
         catch
         {
@@ -101,7 +68,12 @@ internal sealed class LeanConnectionPool : IDisposable
         }
     }
 
-    private LeanConnection? TakeIdle(bool checkAlive)
+    /// <summary>
+    /// The most recently used idle connection that is still clean: not closed by its idle watch,
+    /// not expired, and with nothing to read (a byte that arrived just before it was taken, before
+    /// the watch could run, is caught here).
+    /// </summary>
+    private LeanConnection? TakeIdle()
     {
         while (true)
         {
@@ -113,8 +85,12 @@ internal sealed class LeanConnectionPool : IDisposable
                     return null;
                 }
             }
-            if (Environment.TickCount64 - connection.IdleSince > (long)LeanHttpHandler.IdleTimeout.TotalMilliseconds
-                || (checkAlive && !connection.LooksAlive()))
+            if (!connection.TryTakeIdle())
+            {
+                continue;   // the idle watch closed it
+            }
+            if (Environment.TickCount64 - connection.IdleSince > (long)IdleTimeout.TotalMilliseconds
+                || !connection.LooksAlive())
             {
                 connection.Dispose();
                 continue;
@@ -132,6 +108,7 @@ internal sealed class LeanConnectionPool : IDisposable
         {
             if (!_disposed)
             {
+                connection.ParkIdle();
                 _idle.Push(connection);
                 kept = true;
             }
@@ -166,7 +143,11 @@ internal sealed class LeanConnectionPool : IDisposable
             {
                 // The stack enumerates most recently used first: the first MAX_KEEPALIVE_CONNECTIONS
                 // live up to the idle timeout, the surplus only briefly.
-                var limit = rank++ < _maxIdle ? LeanHttpHandler.IdleTimeout : SurplusIdleTimeout;
+                if (connection.IsClosed)
+                {
+                    continue;   // closed by its idle watch: just drop it
+                }
+                var limit = rank++ < _maxIdle ? IdleTimeout : SurplusIdleTimeout;
                 if (now - connection.IdleSince > (long)limit.TotalMilliseconds)
                 {
                     (expired ??= []).Add(connection);
@@ -176,7 +157,7 @@ internal sealed class LeanConnectionPool : IDisposable
                     keep.Add(connection);
                 }
             }
-            if (expired is null)
+            if (expired is null && keep.Count == _idle.Count)
             {
                 return;
             }
@@ -186,7 +167,7 @@ internal sealed class LeanConnectionPool : IDisposable
                 _idle.Push(keep[i]);
             }
         }
-        foreach (var connection in expired)
+        foreach (var connection in expired ?? [])
         {
             connection.Dispose();
         }
@@ -204,7 +185,23 @@ internal sealed class LeanConnectionPool : IDisposable
             }
         }
     }
-}
 
-/// <summary>A reused keep-alive connection failed before any byte of the response and before the body was sent.</summary>
-internal sealed class LeanStaleConnectionException(Exception? inner) : IOException("The pooled upstream connection was closed by the backend.", inner);
+    /// <summary>The connect (timeout, Nagle off), with failures as the ConnectionError SocketsHttpHandler would raise.</summary>
+    private static async ValueTask<UpstreamSocket> ConnectAsync(DnsEndPoint endPoint, TimeSpan timeout, Transport.EpollLoops? loops, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return loops is null
+                ? new RuntimeUpstreamSocket(await UpstreamClientFactory.ConnectSocketAsync(endPoint, timeout, cancellationToken).ConfigureAwait(false))
+                : await EpollUpstreamSocket.ConnectAsync(loops, endPoint, timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (UpstreamConnectTimeoutException ex)
+        {
+            throw new HttpRequestException(HttpRequestError.ConnectionError, $"Connecting to {endPoint.Host}:{endPoint.Port} timed out.", ex);
+        }
+        catch (SocketException ex)
+        {
+            throw new HttpRequestException(HttpRequestError.ConnectionError, $"{ex.Message} ({endPoint.Host}:{endPoint.Port})", ex);
+        }
+    }
+}

@@ -16,7 +16,7 @@ internal static class StreamCopier
     /// <param name="readToken">Cancels reads (timeouts, client gone).</param>
     /// <param name="writeToken">Cancels writes.</param>
     /// <param name="flush">Flush the destination after every chunk (upstream request bodies).</param>
-    /// <param name="observer">Sees each chunk after it was written (timers, token accounting); may be null.</param>
+    /// <param name="observer">Sees the waits and each chunk after it was written (timers, token accounting); may be null.</param>
     /// <param name="expectedLength">
     /// The body's declared length (Content-Length), when known: the copy ends as soon as that many
     /// bytes went through, without the two further reads (zero-byte, then end-of-stream) it would
@@ -39,6 +39,7 @@ internal static class StreamCopier
             while (true)
             {
                 int read;
+                observer?.OnReading();
                 try
                 {
                     if (buffer is null)
@@ -58,6 +59,7 @@ internal static class StreamCopier
                     return new StreamCopyResult(StreamCopyOutcome.Completed, total, null);
                 }
                 total += read;
+                observer?.OnWriting();
                 try
                 {
                     await destination.WriteAsync(buffer.AsMemory(0, read), writeToken).ConfigureAwait(false);
@@ -91,9 +93,15 @@ internal static class StreamCopier
     }
 }
 
-/// <summary>Sees every chunk a copy loop forwarded, after it was written.</summary>
+/// <summary>Sees a copy loop wait for its source, then for its destination, and every chunk after it was written (timers, token accounting).</summary>
 internal interface ICopyObserver
 {
+    /// <summary>The copy is about to wait for the source's next bytes.</summary>
+    void OnReading();
+
+    /// <summary>A chunk was read; the copy is about to wait for the destination to take it.</summary>
+    void OnWriting();
+
     void OnChunk(ReadOnlySpan<byte> chunk);
 }
 

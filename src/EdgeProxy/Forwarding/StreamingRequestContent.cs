@@ -1,13 +1,16 @@
 using System.Net;
+using EdgeProxy.Configuration;
 
 namespace EdgeProxy.Forwarding;
 
 /// <summary>
 /// Sends the client's request body upstream as it arrives (no buffering of uploads). Remembers
 /// whether reading has started: until then the request was never delivered and may be retried on
-/// another backend; afterwards the body is gone and a failure is final.
+/// another backend; afterwards the body is gone and a failure is final. Waiting for the client's
+/// bytes runs on the client's timer, sending them on the backend's (<see cref="ExchangeTimers"/>),
+/// and the first-byte timer starts over once the body is all sent.
 /// </summary>
-internal sealed class StreamingRequestContent(Stream body, long? contentLength) : HttpContent
+internal sealed class StreamingRequestContent(Stream body, long? contentLength, CancellationTokenSource timer, GatewaySettings settings) : HttpContent, ICopyObserver
 {
     private int _started;
 
@@ -36,15 +39,26 @@ internal sealed class StreamingRequestContent(Stream body, long? contentLength) 
             // a streamed body cannot be replayed, so fail instead of sending half a body.
             throw new InvalidOperationException("The request body was already sent and cannot be replayed.");
         }
-        var result = await StreamCopier.CopyAsync(body, stream, flush: true, observer: null, cancellationToken, cancellationToken).ConfigureAwait(false);
+        var result = await StreamCopier.CopyAsync(body, stream, flush: true, observer: this, cancellationToken, cancellationToken).ConfigureAwait(false);
         switch (result.Outcome)
         {
+            case StreamCopyOutcome.Completed:
+                ExchangeTimers.AwaitUpstream(timer, settings);
+                break;
             case StreamCopyOutcome.ReadFailed:
                 ClientReadError = result.Exception;
                 throw new IOException("Reading the client request body failed.", result.Exception);
             case StreamCopyOutcome.WriteFailed:
                 throw new IOException("Writing the request body upstream failed.", result.Exception);
         }
+    }
+
+    void ICopyObserver.OnReading() => ExchangeTimers.AwaitClient(timer, settings);
+
+    void ICopyObserver.OnWriting() => ExchangeTimers.AwaitUpstream(timer, settings);
+
+    void ICopyObserver.OnChunk(ReadOnlySpan<byte> chunk)
+    {
     }
 
     protected override bool TryComputeLength(out long length)

@@ -12,16 +12,7 @@ namespace EdgeProxy.Forwarding;
 internal static class UpstreamClientFactory
 {
     public static HttpMessageInvoker CreateForwardingClient(GatewaySettings settings)
-    {
-        var standard = CreateHandler(settings, settings.MaxConnections);
-        if (!settings.LeanUpstreamClient)
-        {
-            return new(standard, disposeHandler: true);
-        }
-        // https, HTTP/2 and Expect: 100-continue still go through SocketsHttpHandler.
-        var fallback = new HttpMessageInvoker(standard, disposeHandler: true);
-        return new(new LeanHttpHandler(fallback, settings.MaxConnections, settings.MaxKeepAliveConnections, settings.ConnectTimeout), disposeHandler: true);
-    }
+        => new(CreateHandler(settings, settings.MaxConnections), disposeHandler: true);
 
     /// <summary>
     /// Health checks use their own small pool so a backend saturated by live traffic is not

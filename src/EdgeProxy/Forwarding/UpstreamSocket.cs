@@ -20,12 +20,21 @@ internal abstract class UpstreamSocket : IDisposable
     /// <summary>An idle keep-alive connection is readable only when the backend closed it (or sent garbage).</summary>
     public abstract bool LooksAlive();
 
+    /// <summary>
+    /// While the connection idles in its pool: calls <paramref name="onReadable"/> (at most once, on
+    /// any thread) when bytes, a FIN or an error arrive. It may also be called after the connection
+    /// was taken again, when the next response arrives; the callee tells the two apart.
+    /// </summary>
+    public abstract void WatchIdle(Action<object?> onReadable, object state);
+
     public abstract void Dispose();
 }
 
-/// <summary>The runtime's socket (the socket transport, and the lean HttpClient handler).</summary>
+/// <summary>The runtime's socket (TRANSPORT=sockets).</summary>
 internal sealed class RuntimeUpstreamSocket(Socket socket) : UpstreamSocket
 {
+    private SocketAsyncEventArgs? _idleWatch;
+    private int _watching;
     public override ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
         => socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
 
@@ -44,7 +53,56 @@ internal sealed class RuntimeUpstreamSocket(Socket socket) : UpstreamSocket
         }
     }
 
-    public override void Dispose() => socket.Dispose();
+    /// <summary>
+    /// A zero-byte receive, which completes when the socket turns readable without taking a byte
+    /// (one reusable event-args per connection; at most one pending). It stays queued ahead of the
+    /// next exchange's receives and completes with them, which the callback ignores.
+    /// </summary>
+    public override void WatchIdle(Action<object?> onReadable, object state)
+    {
+        if (Interlocked.Exchange(ref _watching, 1) != 0)
+        {
+            return;   // the last watch has not fired yet: it covers this idle period too
+        }
+        var args = _idleWatch;
+        if (args is null)
+        {
+            args = _idleWatch = new SocketAsyncEventArgs();
+            args.SetBuffer(Memory<byte>.Empty);
+            args.Completed += static (_, e) => ((RuntimeUpstreamSocket)e.UserToken!).IdleWatchFired();
+            args.UserToken = this;
+        }
+        _onIdleReadable = onReadable;
+        _idleState = state;
+        try
+        {
+            if (!socket.ReceiveAsync(args))
+            {
+                IdleWatchFired();
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            IdleWatchFired();
+        }
+    }
+
+    private Action<object?>? _onIdleReadable;
+    private object? _idleState;
+
+    private void IdleWatchFired()
+    {
+        var callback = _onIdleReadable;
+        var state = _idleState;
+        Volatile.Write(ref _watching, 0);
+        callback?.Invoke(state);
+    }
+
+    public override void Dispose()
+    {
+        socket.Dispose();
+        _idleWatch?.Dispose();
+    }
 }
 
 /// <summary>An upstream socket on an <see cref="EpollLoop"/>: tried at once, parked on EAGAIN, resumed by the loop.</summary>
@@ -212,6 +270,24 @@ internal sealed class EpollUpstreamSocket : UpstreamSocket
         {
             return false;
         }
+    }
+
+    public override void WatchIdle(Action<object?> onReadable, object state)
+    {
+        _watch ??= new ReadableWatch();
+        _watch.Callback = onReadable;
+        _watch.State = state;
+        _socket.WatchReadable(_watch);
+    }
+
+    private ReadableWatch? _watch;
+
+    private sealed class ReadableWatch : IReadableWatcher
+    {
+        public Action<object?>? Callback;
+        public object? State;
+
+        public void OnReadable() => Callback?.Invoke(State);
     }
 
     public override void Dispose() => _socket.Dispose();

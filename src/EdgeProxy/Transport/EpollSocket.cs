@@ -9,6 +9,12 @@ internal interface IPeerClosedListener
     void OnPeerClosed();
 }
 
+/// <summary>Told, once, of the first read-side edge (data, FIN, reset or error) after <see cref="EpollSocket.WatchReadable"/> (from the loop thread).</summary>
+internal interface IReadableWatcher
+{
+    void OnReadable();
+}
+
 /// <summary>
 /// A non-blocking socket on an <see cref="EpollLoop"/>. Operations are tried at once and, when the
 /// kernel has nothing (EAGAIN), parked until the loop sees the next readiness edge; the loop then
@@ -82,7 +88,20 @@ internal sealed unsafe class EpollSocket : IDisposable
         {
             Listener?.OnPeerClosed();
         }
+        if ((events & (Libc.EPOLLIN | Libc.EPOLLRDHUP | Libc.EPOLLHUP | Libc.EPOLLERR)) != 0 && _readableWatcher is not null)
+        {
+            Interlocked.Exchange(ref _readableWatcher, null)?.OnReadable();
+        }
     }
+
+    private IReadableWatcher? _readableWatcher;
+
+    /// <summary>
+    /// Calls <paramref name="watcher"/> on the next read-side edge (null: stop watching). An idle
+    /// pooled upstream connection is watched so that bytes or a close arriving while nobody reads
+    /// it close it at once, as nginx's keepalive module does.
+    /// </summary>
+    public void WatchReadable(IReadableWatcher? watcher) => Volatile.Write(ref _readableWatcher, watcher);
 
     /// <summary>Bytes received (0: the peer's FIN), or -1 when nothing is there yet. Throws <see cref="SocketException"/> on a socket error.</summary>
     public int TryReceive(Span<byte> buffer)

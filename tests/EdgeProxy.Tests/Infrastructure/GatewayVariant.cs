@@ -15,8 +15,25 @@ public sealed record GatewayVariant(bool FastPath, string Transport)
     public static readonly GatewayVariant GeneralEpoll = new(false, "epoll");
     public static readonly GatewayVariant GeneralSockets = new(false, "sockets");
 
+    /// <summary>The four variants' names.</summary>
+    public static IReadOnlyList<string> Names => [FastEpoll.Name, FastSockets.Name, GeneralEpoll.Name, GeneralSockets.Name];
+
     /// <summary>The four variants as theory data.</summary>
-    public static TheoryData<string> All => new() { FastEpoll.Name, FastSockets.Name, GeneralEpoll.Name, GeneralSockets.Name };
+    public static TheoryData<string> All => new(Names);
+
+    /// <summary>Every variant with every one of <paramref name="cases"/>, as theory data (variant, case).</summary>
+    public static TheoryData<string, string> With(params string[] cases)
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var variant in Names)
+        {
+            foreach (var c in cases)
+            {
+                data.Add(variant, c);
+            }
+        }
+        return data;
+    }
 
     public string Name => (FastPath ? "fast" : "general") + "+" + Transport;
 

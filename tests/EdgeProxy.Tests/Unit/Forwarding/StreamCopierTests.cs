@@ -150,7 +150,18 @@ public sealed class StreamCopierTests
     {
         public List<byte[]> Chunks { get; } = [];
 
-        public void OnChunk(ReadOnlySpan<byte> chunk) => Chunks.Add(chunk.ToArray());
+        /// <summary>The waits and chunks in order: "r" before each read, "w" before each write, "c" after it.</summary>
+        public System.Text.StringBuilder Events { get; } = new();
+
+        public void OnReading() => Events.Append('r');
+
+        public void OnWriting() => Events.Append('w');
+
+        public void OnChunk(ReadOnlySpan<byte> chunk)
+        {
+            Events.Append('c');
+            Chunks.Add(chunk.ToArray());
+        }
     }
 
     [Theory]
@@ -180,6 +191,9 @@ public sealed class StreamCopierTests
         Assert.Equal(source.Returned.Count(n => n > 0), observer.Chunks.Count);
         Assert.Equal(data, observer.Chunks.SelectMany(c => c).ToArray());
         Assert.Equal(0, destination.Flushes);
+        // Each chunk: the wait for the source, then for the destination, then the chunk; and one
+        // last wait for the source that finds the end (the request-body timers hang on this order).
+        Assert.Equal(string.Concat(Enumerable.Repeat("rwc", observer.Chunks.Count)) + "r", observer.Events.ToString());
     }
 
     [Fact]
