@@ -20,6 +20,9 @@ internal sealed partial class HttpForwarder
     [ZLoggerMessage(LogLevel.Information, "request {requestId} {route}: the client went away before backend {backendId} answered; upstream request cancelled")]
     private static partial void LogClientGoneBeforeResponse(ILogger logger, string requestId, string route, string backendId);
 
+    [ZLoggerMessage(LogLevel.Information, "request {requestId} {route}: the client's request body failed ({reason}); upstream request to {backendId} cancelled, not counted against it")]
+    private static partial void LogClientBodyFailed(ILogger logger, string requestId, string route, string reason, string backendId);
+
     [ZLoggerMessage(LogLevel.Warning, "request {requestId} {route}: every backend is unhealthy; panic mode, trying {backendId} anyway")]
     private static partial void LogPanic(ILogger logger, string requestId, string route, string backendId);
 

@@ -214,6 +214,10 @@ internal sealed partial class HttpForwarder(
             // Not the backend's failure: say who went away (issue #4: the log names the client).
             LogClientGoneBeforeResponse(logger, requestId.ToString(), route.RouteLabel, backend.Id);
         }
+        else if (ForwarderErrors.IsClientFault(error))
+        {
+            LogClientBodyFailed(logger, requestId.ToString(), route.RouteLabel, ForwarderErrors.Code(error), backend.Id);
+        }
         else
         {
             LogUpstreamError(logger, requestId.ToString(), route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.GetType().Name, ex.Message);
