@@ -2,6 +2,8 @@
 # Publishes the Native AOT binary to dist/edgeproxy (trimmed, invariant globalization, warnings as errors).
 #   ./build.sh            -> dist/edgeproxy
 #   RID=linux-musl-x64 ./build.sh   (Alpine; needs musl-gcc / a musl sysroot, used by Dockerfile.alpine)
+#   RID=linux-arm64 OUT=dist-arm64 ./build.sh -p:CppCompilerAndLinker=clang-14 -p:LinkerFlavor=lld -p:ObjCopyName=llvm-objcopy-14
+#     (cross-build on x64 Debian 12: apt-get install clang-14 lld-14 llvm-14 libc6-dev-arm64-cross libgcc-12-dev-arm64-cross)
 set -euo pipefail
 cd "$(dirname "$0")"
 RID="${RID:-linux-x64}"

@@ -31,8 +31,7 @@ internal sealed unsafe class EpollLoop : IDisposable
             throw Libc.SocketError(Libc.Errno);
         }
         _wakeFd = Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
-        var wake = new Libc.EpollEvent { Events = Libc.EPOLLIN, Data = ulong.MaxValue };
-        Libc.epoll_ctl(_epoll, Libc.EPOLL_CTL_ADD, _wakeFd, &wake);
+        EpollEvent.Control(_epoll, Libc.EPOLL_CTL_ADD, _wakeFd, Libc.EPOLLIN, ulong.MaxValue);
         _thread = new Thread(Run) { IsBackground = true, Name = name };
         _thread.UnsafeStart();
     }
@@ -62,12 +61,8 @@ internal sealed unsafe class EpollLoop : IDisposable
         }
         socket.Slot = slot;
         socket.Generation = generation;
-        var ev = new Libc.EpollEvent
-        {
-            Events = Libc.EPOLLIN | Libc.EPOLLOUT | Libc.EPOLLRDHUP | Libc.EPOLLET,
-            Data = ((ulong)generation << 32) | (uint)slot,
-        };
-        if (Libc.epoll_ctl(_epoll, Libc.EPOLL_CTL_ADD, socket.Fd, &ev) != 0)
+        var events = Libc.EPOLLIN | Libc.EPOLLOUT | Libc.EPOLLRDHUP | Libc.EPOLLET;
+        if (EpollEvent.Control(_epoll, Libc.EPOLL_CTL_ADD, socket.Fd, events, ((ulong)generation << 32) | (uint)slot) != 0)
         {
             var errno = Libc.Errno;
             Unregister(socket);
@@ -91,7 +86,21 @@ internal sealed unsafe class EpollLoop : IDisposable
 
     private void Run()
     {
-        var events = (Libc.EpollEvent*)NativeMemory.Alloc(MaxEvents, (nuint)sizeof(Libc.EpollEvent));
+        // The kernel's struct epoll_event differs by architecture: pick it once, so the loop reads
+        // each batch at a fixed stride with no per-event branch.
+        if (EpollEvent.IsPacked)
+        {
+            Run<PackedEpollEvent>();
+        }
+        else
+        {
+            Run<AlignedEpollEvent>();
+        }
+    }
+
+    private void Run<TEvent>() where TEvent : unmanaged, IEpollEvent<TEvent>
+    {
+        var events = (TEvent*)NativeMemory.Alloc(MaxEvents, (nuint)sizeof(TEvent));
         try
         {
             while (!_stopping)

@@ -16,13 +16,6 @@ internal static unsafe partial class Libc
     public const uint EPOLLIN = 0x1, EPOLLOUT = 0x4, EPOLLERR = 0x8, EPOLLHUP = 0x10, EPOLLRDHUP = 0x2000, EPOLLET = 1u << 31;
     public const int EFD_CLOEXEC = 0x80000, EFD_NONBLOCK = 0x800;
 
-    [StructLayout(LayoutKind.Sequential, Pack = 1)]
-    public struct EpollEvent
-    {
-        public uint Events;
-        public ulong Data;
-    }
-
     /// <summary>Big enough for sockaddr_in and sockaddr_in6.</summary>
     [StructLayout(LayoutKind.Sequential, Size = 28)]
     public struct SockAddr
@@ -31,8 +24,9 @@ internal static unsafe partial class Libc
     }
 
     [LibraryImport("libc", SetLastError = true)] public static partial int epoll_create1(int flags);
-    [LibraryImport("libc", SetLastError = true)] public static partial int epoll_ctl(int epfd, int op, int fd, EpollEvent* ev);
-    [LibraryImport("libc", SetLastError = true)] public static partial int epoll_wait(int epfd, EpollEvent* events, int maxEvents, int timeout);
+    // The events are the architecture's struct epoll_event (EpollEvent.cs): its layout differs between architectures.
+    [LibraryImport("libc", SetLastError = true)] public static partial int epoll_ctl(int epfd, int op, int fd, void* ev);
+    [LibraryImport("libc", SetLastError = true)] public static partial int epoll_wait(int epfd, void* events, int maxEvents, int timeout);
     [LibraryImport("libc", SetLastError = true)] public static partial int eventfd(uint initval, int flags);
     [LibraryImport("libc", SetLastError = true)] public static partial nint write(int fd, byte* buffer, nint length);
     [LibraryImport("libc", SetLastError = true)] public static partial int socket(int domain, int type, int protocol);
