@@ -33,55 +33,6 @@ public sealed partial class SelfContainedBinaryTests
         Assert.Equal("0", Gen0Line().Match(text).Groups[1].Value);
     }
 
-    /// <summary>
-    /// Hosting/Native/prefault.c, linked into the binary, maps the writable segment's zero-filled
-    /// tail (.bss and the runtime's rehydrated type data) in one madvise before the runtime starts,
-    /// instead of ~750 single page faults. If the build stops linking it, that mapping is no longer
-    /// fully resident after start (the runtime leaves some of its pages untouched).
-    /// </summary>
-    [AotFact]
-    public async Task The_binary_maps_its_zero_filled_data_in_one_go_before_the_runtime_starts()
-    {
-        await using var gateway = await GatewayProcess.StartAsync(new GatewayOptions
-        {
-            BackendsJson = BackendsJson.For("svc", "m", ("b1", "http://127.0.0.1:9", 1)),
-            Environment = new Dictionary<string, string> { ["HEALTH_CHECK_INTERVAL"] = "300" },
-        });
-
-        // The executable's mappings come first, in order; the anonymous one right after them is the
-        // zero-fill tail of its last (writable) segment.
-        var binary = File.ReadAllLines($"/proc/{gateway.ProcessId}/maps")[0].Split(' ', StringSplitOptions.RemoveEmptyEntries)[^1];
-        var mappings = SmapsEntries(gateway.ProcessId);
-        var last = mappings.FindLastIndex(m => m.Path == binary);
-        Assert.True(last >= 0 && last + 1 < mappings.Count, $"no mapping of {binary} followed by another");
-        var tail = mappings[last + 1];
-        Assert.Equal("", tail.Path);
-        Assert.True(tail.SizeKb > 1024, $"the zero-filled tail is {tail.SizeKb} kB: not the segment with the rehydrated data");
-        Assert.Equal(tail.SizeKb, tail.RssKb);
-    }
-
-    private static List<(string Path, long SizeKb, long RssKb)> SmapsEntries(int processId)
-    {
-        var entries = new List<(string Path, long SizeKb, long RssKb)>();
-        foreach (var line in File.ReadLines($"/proc/{processId}/smaps"))
-        {
-            var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            if (fields[0].Contains('-', StringComparison.Ordinal) && !fields[0].EndsWith(':'))
-            {
-                entries.Add((fields.Length > 5 ? fields[5] : "", 0, 0));
-            }
-            else if (fields[0] == "Size:")
-            {
-                entries[^1] = entries[^1] with { SizeKb = long.Parse(fields[1]) };
-            }
-            else if (fields[0] == "Rss:")
-            {
-                entries[^1] = entries[^1] with { RssKb = long.Parse(fields[1]) };
-            }
-        }
-        return entries;
-    }
-
     [GeneratedRegex(@"^edgeproxy_gc_collections_total\{generation=""0""\} (\d+)$", RegexOptions.Multiline)]
     private static partial Regex Gen0Line();
 
