@@ -126,6 +126,13 @@ internal sealed record GatewaySettings
     /// </summary>
     public int Http2Port { get; init; }
 
+    /// <summary>
+    /// SHUTDOWN_TIMEOUT (30 s, as long as REQUEST_TIMEOUT's default: a request that would not time out
+    /// on its own gets as long to finish): after SIGTERM, how long in-flight requests and streams may
+    /// go on. Those still open then end with the shutdown error (503, or the stream's error frame).
+    /// </summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Watch backends.json and reload it on change.</summary>
     public bool WatchConfig { get; init; } = true;
 

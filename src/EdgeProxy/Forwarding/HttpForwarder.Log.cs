@@ -20,6 +20,9 @@ internal sealed partial class HttpForwarder
     [ZLoggerMessage(LogLevel.Information, "request {requestId} {route}: the client went away before backend {backendId} answered; upstream request cancelled")]
     private static partial void LogClientGoneBeforeResponse(ILogger logger, string requestId, string route, string backendId);
 
+    [ZLoggerMessage(LogLevel.Information, "request {requestId} {route}: SHUTDOWN_TIMEOUT ran out before backend {backendId} answered; upstream request cancelled")]
+    private static partial void LogShutdownBeforeResponse(ILogger logger, string requestId, string route, string backendId);
+
     [ZLoggerMessage(LogLevel.Warning, "request {requestId} {route}: every backend is unhealthy; panic mode, trying {backendId} anyway")]
     private static partial void LogPanic(ILogger logger, string requestId, string route, string backendId);
 
@@ -36,5 +39,10 @@ internal sealed partial class HttpForwarder
     private static partial void LogStreamFailedCore(ILogger logger, string requestId, string reason, string exceptionType, string clientNote);
 
     private static void LogStreamFailed(ILogger logger, string requestId, string reason, string exceptionType)
-        => LogStreamFailedCore(logger, requestId, reason, exceptionType, reason == "client_gone" ? ": the client went away, upstream request cancelled" : "");
+        => LogStreamFailedCore(logger, requestId, reason, exceptionType, reason switch
+        {
+            "client_gone" => ": the client went away, upstream request cancelled",
+            "shutdown" => ": SHUTDOWN_TIMEOUT ran out while the gateway drained, upstream request cancelled",
+            _ => "",
+        });
 }
