@@ -40,6 +40,10 @@ internal sealed partial class BackendsConfigWatcher(
     public Task StartedAsync(CancellationToken cancellationToken)
     {
         _lastContent = ReadFile() ?? [];
+        if (SighupDisposition.ResetIfIgnored())
+        {
+            LogSighupWasIgnored(logger);
+        }
         _sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
         {
             context.Cancel = true;
@@ -153,6 +157,9 @@ internal sealed partial class BackendsConfigWatcher(
 
     [ZLogger.ZLoggerMessage(LogLevel.Warning, "Configuration: {warning}")]
     private static partial void LogWarning(ILogger logger, string warning);
+
+    [ZLogger.ZLoggerMessage(LogLevel.Information, "SIGHUP was inherited as ignored (nohup); handling it anyway: kill -HUP reloads the configuration")]
+    private static partial void LogSighupWasIgnored(ILogger logger);
 
     [ZLogger.ZLoggerMessage(LogLevel.Information, "SIGHUP received: reloading configuration")]
     private static partial void LogSighup(ILogger logger);

@@ -71,6 +71,7 @@ internal static class SettingsLoader
             MetricsKey = reader.String("METRICS_KEY", ""),
             MetricsPort = reader.Int("METRICS_PORT", 0, 0, 65535),
             Http2Port = reader.Int("HTTP2_PORT", 0, 0, 65535),
+            ShutdownTimeout = reader.Seconds("SHUTDOWN_TIMEOUT", 25, min: 0),
             WatchConfig = reader.Choice("WATCH_CONFIG", "true", ["true", "false", "1", "0"]) is "true" or "1",
         };
         if (settings.EjectionMax < settings.EjectionBase)

@@ -10,8 +10,10 @@ namespace EdgeProxy.Dashboard;
 /// <summary>
 /// `GET /api/health/events`: the status document as server-sent events — at once on connect, then
 /// every second and immediately on any health change — so the dashboard is live without polling.
+/// The feed ends at the shutdown signal (the browser reconnects after `retry`), so an open dashboard
+/// does not hold the drain for all of SHUTDOWN_TIMEOUT.
 /// </summary>
-internal sealed class HealthEventsEndpoint(RouteTableProvider routes, HealthChangeSignal signal, TimeProvider time)
+internal sealed class HealthEventsEndpoint(RouteTableProvider routes, HealthChangeSignal signal, TimeProvider time, Hosting.ShutdownDrain drain)
 {
     private static readonly TimeSpan Period = TimeSpan.FromSeconds(1);
 
@@ -22,7 +24,8 @@ internal sealed class HealthEventsEndpoint(RouteTableProvider routes, HealthChan
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
-        var aborted = context.RequestAborted;
+        using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, drain.Stopping);
+        var aborted = ended.Token;
         try
         {
             await response.StartAsync(aborted).ConfigureAwait(false);
@@ -39,7 +42,7 @@ internal sealed class HealthEventsEndpoint(RouteTableProvider routes, HealthChan
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException)
         {
-            // The dashboard went away.
+            // The dashboard went away, or the gateway is shutting down.
         }
     }
 }

@@ -40,6 +40,9 @@ internal enum ForwarderError
 
     /// <summary>After the response started: no chunk within STREAM_IDLE_TIMEOUT.</summary>
     StreamIdleTimeout,
+
+    /// <summary>The gateway is shutting down and SHUTDOWN_TIMEOUT ran out before the exchange ended.</summary>
+    Shutdown,
 }
 
 internal static class ForwarderErrors
@@ -65,6 +68,7 @@ internal static class ForwarderErrors
         ForwarderError.ClientGone => 499,
         ForwarderError.UpstreamReset => 502,
         ForwarderError.StreamIdleTimeout => 504,
+        ForwarderError.Shutdown => 503,
         _ => 500,
     };
 
@@ -82,6 +86,7 @@ internal static class ForwarderErrors
         ForwarderError.ClientGone => "client_gone",
         ForwarderError.UpstreamReset => "upstream_reset",
         ForwarderError.StreamIdleTimeout => "idle_timeout",
+        ForwarderError.Shutdown => "shutdown",
         _ => "none",
     };
 
@@ -99,6 +104,14 @@ internal static class ForwarderErrors
         ForwarderError.ClientGone => "The client closed the request.",
         ForwarderError.UpstreamReset => "The backend connection was reset mid-response.",
         ForwarderError.StreamIdleTimeout => "The backend stopped sending data.",
+        ForwarderError.Shutdown => "The gateway is shutting down.",
         _ => "Internal error.",
     };
+
+    /// <summary>
+    /// Whether the outcome is the backend's failure (its in-flight error count, its dashboard error
+    /// rate): the client leaving, the client's own body and the gateway's shutdown are not.
+    /// </summary>
+    public static bool BlamesBackend(ForwarderError error)
+        => error is not (ForwarderError.None or ForwarderError.Shutdown) && !IsClientFault(error);
 }

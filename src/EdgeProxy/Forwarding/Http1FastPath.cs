@@ -50,7 +50,7 @@ internal sealed partial class Http1FastPath(
         }
         peer = Normalize(peer);
         bool handOver;
-        var exchange = new Http1Exchange(connection, peer, settings.TrustedProxies.Count > 0 && ClientAddress.IsTrusted(peer, settings.TrustedProxies));
+        var exchange = new Http1Exchange(connection, peer, settings.TrustedProxies.Count > 0 && ClientAddress.IsTrusted(peer, settings.TrustedProxies), forwarder.ShutdownDeadline);
         try
         {
             handOver = await forwarder.ServeHttp1Async(exchange, this).ConfigureAwait(false);
@@ -150,7 +150,8 @@ internal sealed partial class Http1FastPath(
 }
 
 /// <summary>The client side of the fast path's exchanges on one connection.</summary>
-internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer, bool peerTrusted) : IDisposable
+/// <param name="shutdownDeadline">The end of a shutdown's drain (<see cref="Hosting.ShutdownDrain.Deadline"/>): it cancels the exchange in flight like the client leaving does.</param>
+internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer, bool peerTrusted, CancellationToken shutdownDeadline = default) : IDisposable
 {
     /// <summary>The peer is a configured trusted proxy: its X-Forwarded-* fields are believed (<see cref="ClientAddress"/>).</summary>
     public bool PeerTrusted { get; } = peerTrusted;
@@ -158,13 +159,13 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
     private CancellationTokenSource? _timeouts;
 
     /// <summary>
-    /// The request's timer source, linked to the client connection closing: one per connection,
+    /// The request's timer source, linked to the client connection closing and to the shutdown deadline: one per connection,
     /// reset between requests (a fresh linked source per request cost an allocation, a
     /// registration on the connection's token and its removal, every time).
     /// </summary>
     public CancellationTokenSource RentTimeouts()
     {
-        var timeouts = _timeouts ?? CancellationTokenSource.CreateLinkedTokenSource(Connection.ConnectionClosed);
+        var timeouts = _timeouts ?? CancellationTokenSource.CreateLinkedTokenSource(Connection.ConnectionClosed, shutdownDeadline);
         _timeouts = null;
         return timeouts;
     }

@@ -72,6 +72,9 @@ internal sealed partial class HttpForwarder
     /// <summary>TRANSPORT=epoll: the fast path's upstream connections open on these loops (set once, before the first request).</summary>
     internal Transport.EpollLoops? Loops { get; set; }
 
+    /// <summary>The end of a shutdown's drain: the fast path links each connection's timers to it, as the general path links each request's.</summary>
+    internal CancellationToken ShutdownDeadline => drain.Deadline;
+
     /// <summary>Closes the fast path's pooled upstream connections (at shutdown).</summary>
     internal void DisposeUpstreamPools() => _pools.Dispose();
 
@@ -90,6 +93,8 @@ internal sealed partial class HttpForwarder
         using var idle = new CancellationTokenSource();
         using var closeRequested = exchange.Connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested
             .UnsafeRegister(static s => ((PipeReader)s!).CancelPendingRead(), input);
+        // The server's shutdown asked this connection to close (Kestrel's close request cancels the pending read).
+        var closing = false;
         while (true)
         {
             // 1. A complete head, under Kestrel's keep-alive and header timeouts.
@@ -113,15 +118,14 @@ internal sealed partial class HttpForwarder
                 }
                 if (result.IsCanceled)
                 {
-                    // Server shutdown: an idle connection closes now; a started head is Kestrel's.
+                    // Server shutdown: an idle connection closes now; a request already begun is
+                    // still answered (below), and then the connection closes.
                     if (result.Buffer.IsEmpty)
                     {
                         input.AdvanceTo(result.Buffer.End);
                         return false;
                     }
-                    status = Http1HeadStatus.NotFast;
-                    consumed = result.Buffer.Start;
-                    break;
+                    closing = true;
                 }
                 status = head.TryRead(result.Buffer, out consumed);
                 if (status != Http1HeadStatus.Incomplete)
@@ -146,10 +150,21 @@ internal sealed partial class HttpForwarder
             var route = status == Http1HeadStatus.Fast ? gate.Admit(head) : null;
             if (route is null)
             {
+                if (closing)
+                {
+                    // Kestrel serves nothing on a connection that reaches it after its shutdown began
+                    // (it closes it unanswered), so a request that began before the signal is
+                    // answered here: the gateway is shutting down, try again elsewhere.
+                    var id = status == Http1HeadStatus.Fast ? RequestIdOf(head) : RequestIds.Next();
+                    input.AdvanceTo(result.Buffer.End);
+                    await WriteErrorAsync(exchange.Output, head, ForwarderErrors.StatusCode(ForwarderError.Shutdown), ForwarderError.Shutdown, id.ToString(), close: true).ConfigureAwait(false);
+                    return false;
+                }
                 input.AdvanceTo(result.Buffer.Start, result.Buffer.Start);
                 return true;
             }
             input.AdvanceTo(consumed);
+            var close = head.Close || closing;
 
             // 3. The exchange: the same steps as ForwardAsync, on bytes (3a–3c).
             var started = time.GetTimestamp();
@@ -306,7 +321,7 @@ internal sealed partial class HttpForwarder
                 {
                     LogNoBackend(logger, requestId.ToString(), route.RouteLabel);
                 }
-                var keep = bodyConsumed && error != ForwarderError.ClientGone && !clientGone.IsCancellationRequested;
+                var keep = !close && bodyConsumed && error != ForwarderError.ClientGone && !clientGone.IsCancellationRequested;
                 if (error != ForwarderError.ClientGone && !clientGone.IsCancellationRequested)
                 {
                     keep &= await WriteErrorAsync(exchange.Output, head, errorStatus, error, requestId.ToString(), close: !keep).ConfigureAwait(false);
@@ -319,7 +334,7 @@ internal sealed partial class HttpForwarder
             {
                 // 3b. The response head: what reaches the client, then the body framing, then 3c. the body.
                 var responseHead = HeadBuffers.Rent(responseHeadLength + 512);
-                var headLength = WriteResponseHead(responseHead, connection.BufferedSpan[..responseHeadLength], response, requestId, head.Close);
+                var headLength = WriteResponseHead(responseHead, connection.BufferedSpan[..responseHeadLength], response, requestId, close);
                 connection.Consume(responseHeadLength);
                 var statusCode = response.Status;
                 ReportResponseStatus(route, backend, admission, statusCode);
@@ -329,7 +344,7 @@ internal sealed partial class HttpForwarder
                 var usage = statusCode is >= 200 and < 300 && response.CarriesUsage ? exchange.ResetUsage() : null;
                 var outcome = ForwarderError.None;
                 double? firstByteMs = null;
-                var keepClient = !head.Close;
+                var keepClient = !close;
                 try
                 {
                     var relay = await RelayBodyAsync(exchange.Output, stream, response, responseHead.AsMemory(0, headLength), usage, timeouts, clientGone).ConfigureAwait(false);
@@ -350,7 +365,7 @@ internal sealed partial class HttpForwarder
                         {
                             // Nothing reached the client yet: a proper error status is still possible.
                             statusCode = ForwarderErrors.StatusCode(outcome);
-                            keepClient &= await WriteErrorAsync(exchange.Output, head, statusCode, outcome, requestId.ToString(), close: head.Close).ConfigureAwait(false);
+                            keepClient &= await WriteErrorAsync(exchange.Output, head, statusCode, outcome, requestId.ToString(), close: close).ConfigureAwait(false);
                         }
                         else
                         {
@@ -365,7 +380,7 @@ internal sealed partial class HttpForwarder
                     exchange.ReturnTimeouts(timeouts);
                     stream.End();
                     usage?.Release();   // the counts stay readable until the next request resets the scanner
-                    backend.State.OnRequestEnd(error: statusCode >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
+                    backend.State.OnRequestEnd(error: BlamesBackend(statusCode, outcome));
                     metrics.UpstreamEnded();
                 }
 
@@ -374,7 +389,7 @@ internal sealed partial class HttpForwarder
             }
 
             head.Release();
-            if (!keepAlive || head.Close)
+            if (!keepAlive || close)
             {
                 return false;
             }
@@ -458,7 +473,14 @@ internal sealed partial class HttpForwarder
                 return ex;
             }
             var buffer = result.Buffer;
-            if (buffer.IsEmpty && (result.IsCompleted || result.IsCanceled))
+            if (buffer.IsEmpty && result.IsCanceled && !result.IsCompleted)
+            {
+                // The server's shutdown asked the connection to close after this request (the
+                // ConnectionClosedRequested callback cancels the pending read): the body still comes.
+                input.AdvanceTo(buffer.Start);
+                continue;
+            }
+            if (buffer.IsEmpty && result.IsCompleted)
             {
                 return new IOException($"The client's request body ended {remaining} bytes before its Content-Length.");
             }

@@ -23,6 +23,9 @@ internal sealed partial class HttpForwarder
     [ZLoggerMessage(LogLevel.Information, "request {requestId} {route}: the client's request body failed ({reason}); upstream request to {backendId} cancelled, not counted against it")]
     private static partial void LogClientBodyFailed(ILogger logger, string requestId, string route, string reason, string backendId);
 
+    [ZLoggerMessage(LogLevel.Information, "request {requestId} {route}: SHUTDOWN_TIMEOUT ran out before backend {backendId} answered; upstream request cancelled")]
+    private static partial void LogShutdownBeforeResponse(ILogger logger, string requestId, string route, string backendId);
+
     [ZLoggerMessage(LogLevel.Warning, "request {requestId} {route}: every backend is unhealthy; panic mode, trying {backendId} anyway")]
     private static partial void LogPanic(ILogger logger, string requestId, string route, string backendId);
 
@@ -39,5 +42,10 @@ internal sealed partial class HttpForwarder
     private static partial void LogStreamFailedCore(ILogger logger, string requestId, string reason, string exceptionType, string clientNote);
 
     private static void LogStreamFailed(ILogger logger, string requestId, string reason, string exceptionType)
-        => LogStreamFailedCore(logger, requestId, reason, exceptionType, reason == "client_gone" ? ": the client went away, upstream request cancelled" : "");
+        => LogStreamFailedCore(logger, requestId, reason, exceptionType, reason switch
+        {
+            "client_gone" => ": the client went away, upstream request cancelled",
+            "shutdown" => ": SHUTDOWN_TIMEOUT ran out while the gateway drained, upstream request cancelled",
+            _ => "",
+        });
 }

@@ -26,6 +26,7 @@ internal sealed partial class HttpForwarder(
     TimeProvider time,
     GatewayMetrics metrics,
     HealthChangeSignal healthChanged,
+    ShutdownDrain drain,
     ILogger<HttpForwarder> logger)
 {
     private static readonly TimeSpan AbortGrace = TimeSpan.FromMilliseconds(100);
@@ -37,7 +38,8 @@ internal sealed partial class HttpForwarder(
         var started = time.GetTimestamp();
         var clientIp = ClientAddress.Resolve(context, settings, out var peerTrusted);
         var affinityKey = AffinityKey(route, context, clientIp);
-        using var timeouts = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        // The request's timers, the client leaving, and the end of a shutdown's drain all cancel the exchange.
+        using var timeouts = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, drain.Deadline);
         var content = RequestHasBody(context)
             ? new StreamingRequestContent(context.Request.Body, context.Request.ContentLength, timeouts, settings)
             : null;
@@ -153,7 +155,7 @@ internal sealed partial class HttpForwarder(
             timeouts.Cancel();
             upstream.Dispose();
             usage?.Release();
-            backend.State.OnRequestEnd(error: status >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
+            backend.State.OnRequestEnd(error: BlamesBackend(status, outcome));
             metrics.UpstreamEnded();
         }
 
@@ -191,7 +193,7 @@ internal sealed partial class HttpForwarder(
     /// </summary>
     private bool RetryAfterFailedAttempt(ModelRoute route, BackendEntry backend, Admission admission, ForwarderError error, Exception ex, bool bodyStarted, bool hasBody, string method, RequestId requestId)
     {
-        backend.State.OnRequestEnd(error: !ForwarderErrors.IsClientFault(error));
+        backend.State.OnRequestEnd(error: ForwarderErrors.BlamesBackend(error));
         metrics.UpstreamEnded();
         ReportPassive(route, backend, admission, error);
         var retryable = error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout && !bodyStarted;
@@ -218,6 +220,10 @@ internal sealed partial class HttpForwarder(
         {
             LogClientBodyFailed(logger, requestId.ToString(), route.RouteLabel, ForwarderErrors.Code(error), backend.Id);
         }
+        else if (error == ForwarderError.Shutdown)
+        {
+            LogShutdownBeforeResponse(logger, requestId.ToString(), route.RouteLabel, backend.Id);
+        }
         else
         {
             LogUpstreamError(logger, requestId.ToString(), route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.GetType().Name, ex.Message);
@@ -241,13 +247,17 @@ internal sealed partial class HttpForwarder(
         backend.State.ReportSuccess(admission == Admission.Trial);
     }
 
-    /// <summary>Why a started response's copy failed; anything but the client leaving counts against the backend.</summary>
+    /// <summary>
+    /// Why a started response's copy failed (both paths); anything but the client leaving or the
+    /// end of a shutdown's drain counts against the backend.
+    /// </summary>
     private ForwarderError CopyFailure(ModelRoute route, BackendEntry backend, Admission admission, bool clientGone, bool timedOut, bool bodyStarted)
     {
         var outcome = clientGone ? ForwarderError.ClientGone
+            : drain.Deadline.IsCancellationRequested ? ForwarderError.Shutdown
             : timedOut ? (bodyStarted ? ForwarderError.StreamIdleTimeout : ForwarderError.FirstByteTimeout)
             : ForwarderError.UpstreamReset;
-        if (outcome != ForwarderError.ClientGone)
+        if (ForwarderErrors.BlamesBackend(outcome))
         {
             ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
         }
@@ -340,7 +350,7 @@ internal sealed partial class HttpForwarder(
         var elapsed = time.GetElapsedTime(started);
         var backendId = backend?.Config.Id ?? "-";
         SeriesOf(route, backend).Completed(status, outcome == ForwarderError.ClientGone, elapsed.TotalSeconds, firstByteMs / 1000);
-        backend?.Stats.Record(elapsed.TotalMilliseconds, firstByteMs, error: status >= 500 || outcome is not (ForwarderError.None or ForwarderError.ClientGone));
+        backend?.Stats.Record(elapsed.TotalMilliseconds, firstByteMs, error: BlamesBackend(status, outcome));
         if (logger.IsEnabled(LogLevel.Information))
         {
             LogRequest(logger, requestId.ToString(), method, route.RouteLabel, backendId, status, elapsed.TotalMilliseconds, attempts, ForwarderErrors.Code(outcome));
@@ -380,10 +390,18 @@ internal sealed partial class HttpForwarder(
         }
     }
 
-    private static ForwarderError Classify(Exception ex, HttpContext context, StreamingRequestContent? content)
+    /// <summary>
+    /// An exchange's end counts against its backend when the backend answered 5xx or failed it; not
+    /// when the 503 is the gateway's own, for its shutdown (<see cref="ForwarderErrors.BlamesBackend"/>).
+    /// </summary>
+    private static bool BlamesBackend(int status, ForwarderError outcome)
+        => ForwarderErrors.BlamesBackend(outcome) || (status >= 500 && outcome != ForwarderError.Shutdown);
+
+    private ForwarderError Classify(Exception ex, HttpContext context, StreamingRequestContent? content)
         => Classify(ex, context.RequestAborted.IsCancellationRequested, content?.ClientReadError);
 
-    private static ForwarderError Classify(Exception ex, bool clientAborted, Exception? clientReadError)
+    /// <summary>Why an attempt failed before a response (both paths). A cancellation is the client's, the shutdown deadline's, or else the first-byte timer's.</summary>
+    private ForwarderError Classify(Exception ex, bool clientAborted, Exception? clientReadError)
     {
         if (clientReadError is { } readError)
         {
@@ -398,7 +416,7 @@ internal sealed partial class HttpForwarder(
         }
         if (ex is OperationCanceledException)
         {
-            return ForwarderError.FirstByteTimeout;
+            return drain.Deadline.IsCancellationRequested ? ForwarderError.Shutdown : ForwarderError.FirstByteTimeout;
         }
         if (ex is HttpRequestException http)
         {

@@ -212,7 +212,9 @@ internal static partial class GatewayApp
         });
         ConfigureLogging(builder.Logging, settings);
         configureLogging?.Invoke(builder.Logging);
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
+        // Kestrel drains until the host's shutdown timeout, then aborts what is left; the forwarders end
+        // their exchanges at SHUTDOWN_TIMEOUT, a little before that (ShutdownDrain).
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = ShutdownDrain.HostTimeout(settings.ShutdownTimeout));
         EdgeProxy.Transport.EpollLoops? loops = null;
         string? epollUnavailable = null;
         if (settings.EpollTransport)
@@ -279,7 +281,8 @@ internal static partial class GatewayApp
         services.AddSingleton(metrics);
         services.AddSingleton(signal);
         services.AddSingleton(authenticator);
-        services.AddSingleton(sp => new HttpForwarder(forwardingClient, settings, time, metrics, signal, sp.GetRequiredService<ILogger<HttpForwarder>>()));
+        services.AddSingleton(sp => new ShutdownDrain(settings.ShutdownTimeout, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeProxy")));
+        services.AddSingleton(sp => new HttpForwarder(forwardingClient, settings, time, metrics, signal, sp.GetRequiredService<ShutdownDrain>(), sp.GetRequiredService<ILogger<HttpForwarder>>()));
         services.AddSingleton(sp => new ActiveHealthChecker(routes, healthClient, settings, time, signal, sp.GetRequiredService<ILogger<ActiveHealthChecker>>()));
         services.AddSingleton(sp => new BackendsConfigWatcher(configPath, settings, routes, time, signal, sp.GetRequiredService<ILogger<BackendsConfigWatcher>>()));
         services.AddSingleton(sp => new PrometheusExporter(metrics, routes, settings, authenticator));
@@ -303,14 +306,19 @@ internal static partial class GatewayApp
         }
         var forwarder = app.Services.GetRequiredService<HttpForwarder>();
         forwarder.Loops = loops;
+        // SIGTERM/SIGINT: the host raises ApplicationStopping at once, then stops Kestrel (which closes
+        // the listening sockets and lets open connections finish) before the other services.
+        var drain = app.Services.GetRequiredService<ShutdownDrain>();
+        app.Lifetime.ApplicationStopping.Register(drain.Begin);
         var dispatcher = new RequestDispatcher(
             settings,
             routes,
             authenticator,
             forwarder,
             new DashboardPage(),
-            new HealthEventsEndpoint(routes, signal, time),
+            new HealthEventsEndpoint(routes, signal, time, drain),
             app.Services.GetRequiredService<PrometheusExporter>(),
+            drain,
             time,
             app.Services.GetRequiredService<ILogger<RequestDispatcher>>());
         app.Run(dispatcher.InvokeAsync);

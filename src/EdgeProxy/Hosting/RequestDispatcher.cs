@@ -25,6 +25,7 @@ internal sealed partial class RequestDispatcher(
     DashboardPage dashboard,
     HealthEventsEndpoint healthEvents,
     PrometheusExporter metricsExporter,
+    ShutdownDrain drain,
     TimeProvider time,
     ILogger<RequestDispatcher> logger)
 {
@@ -78,8 +79,12 @@ internal sealed partial class RequestDispatcher(
                         await WriteJsonBytesAsync(context, HealthBody).ConfigureAwait(false);
                         return;
                     case "/ready":
+                        // From the shutdown signal on, not ready: a load balancer that still reaches this
+                        // process (on a connection opened before) takes it out of rotation.
                         var table = routes.Current;
-                        await WriteJsonAsync(context, new ReadyStatus { Status = "ready", Services = table.Config.Services.Count, Models = table.Config.ModelCount, Backends = table.Config.BackendCount }, GatewayJsonContext.Default.ReadyStatus).ConfigureAwait(false);
+                        var draining = drain.Draining;
+                        response.StatusCode = draining ? StatusCodes.Status503ServiceUnavailable : StatusCodes.Status200OK;
+                        await WriteJsonAsync(context, new ReadyStatus { Status = draining ? "shutting_down" : "ready", Services = table.Config.Services.Count, Models = table.Config.ModelCount, Backends = table.Config.BackendCount }, GatewayJsonContext.Default.ReadyStatus).ConfigureAwait(false);
                         return;
                     case "/api/health/status":
                         await WriteJsonAsync(context, HealthStatusReport.Build(routes.Current, time), GatewayJsonContext.Default.HealthStatusDocument).ConfigureAwait(false);

@@ -180,6 +180,30 @@ internal sealed unsafe class EpollSocket : IDisposable
         }
     }
 
+    /// <summary>
+    /// accept4 on a listening socket, holding a reference like every other call, so a close from
+    /// another thread (the listener's unbind) cannot free the descriptor mid-call: the accepted
+    /// descriptor, or -1 with <paramref name="errno"/> (EBADF once the socket is closed).
+    /// </summary>
+    public int Accept(Libc.SockAddr* address, int* length, out int errno)
+    {
+        if (!TryEnter())
+        {
+            errno = Libc.EBADF;
+            return -1;
+        }
+        try
+        {
+            var fd = Libc.accept4(Fd, address, length, Libc.SOCK_NONBLOCK | Libc.SOCK_CLOEXEC);
+            errno = fd < 0 ? Libc.LastError : 0;   // read before Exit, whose close could overwrite it
+            return fd;
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
     /// <summary>The read side's edge count, for operations other than receive (accept): pass it to <see cref="ReadDrained"/> after an EAGAIN.</summary>
     public int ReadSeq => Volatile.Read(ref _read.Seq);
 

@@ -129,7 +129,7 @@ internal sealed class EpollConnectionListener : IConnectionListener
         {
             var seq = _socket.ReadSeq;
             var length = sizeof(Libc.SockAddr);
-            var fd = Libc.accept4(_socket.Fd, &address, &length, Libc.SOCK_NONBLOCK | Libc.SOCK_CLOEXEC);
+            var fd = _socket.Accept(&address, &length, out var errno);
             if (fd >= 0)
             {
                 var one = 1;
@@ -137,7 +137,6 @@ internal sealed class EpollConnectionListener : IConnectionListener
                 remote = Libc.ToEndPoint(&address);
                 return fd;
             }
-            var errno = Libc.LastError;
             switch (errno)
             {
                 case Libc.EAGAIN:
@@ -162,10 +161,17 @@ internal sealed class EpollConnectionListener : IConnectionListener
         }
     }
 
+    /// <summary>
+    /// Kestrel's first step of a shutdown (then it drains the open connections, then disposes the
+    /// listener): the listening socket closes now, as Kestrel's socket transport closes its own, so
+    /// new clients are refused at once instead of waiting in the accept queue for the whole drain,
+    /// and a replacement process can bind the port while this one drains. The parked accept wakes
+    /// and returns null.
+    /// </summary>
     public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
         _unbound = true;
-        _socket.WakeReader();
+        _socket.Dispose();
         return ValueTask.CompletedTask;
     }
 

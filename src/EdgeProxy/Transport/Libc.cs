@@ -6,7 +6,7 @@ namespace EdgeProxy.Transport;
 internal static unsafe partial class Libc
 {
     public const int EINTR = 4, EAGAIN = 11, EPIPE = 32, ECONNABORTED = 103, ECONNRESET = 104, ENOTCONN = 107, EINPROGRESS = 115;
-    public const int EMFILE = 24, ENFILE = 23, ENOBUFS = 105, ENOMEM = 12;
+    public const int EMFILE = 24, ENFILE = 23, ENOBUFS = 105, ENOMEM = 12, EBADF = 9;
     public const int AF_INET = 2, AF_INET6 = 10;
     public const int SOCK_STREAM = 1, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
     public const int SOL_SOCKET = 1, SO_REUSEADDR = 2, SO_ERROR = 4, IPPROTO_TCP = 6, TCP_NODELAY = 1, IPPROTO_IPV6 = 41, IPV6_V6ONLY = 26;

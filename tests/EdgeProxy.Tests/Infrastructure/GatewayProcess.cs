@@ -119,7 +119,7 @@ internal sealed class GatewayProcess : IAsyncDisposable
         }
         env.TryAdd("HOST", "127.0.0.1");
         var executable = options.CopyBinaryToWorkingDirectory ? CopyBinary(directory) : null;
-        var (process, output) = Launch(directory, env, options.Args ?? [], executable);
+        var (process, output) = Launch(directory, env, options.Args ?? [], executable, options.Launcher);
         var gateway = new GatewayProcess(process, directory, port, output, configPath);
         if (options.WaitForHealth)
         {
@@ -190,9 +190,15 @@ internal sealed class GatewayProcess : IAsyncDisposable
         return (code, output.Text);
     }
 
-    private static (Process, ProcessOutput) Launch(string directory, IDictionary<string, string> env, string[] args, string? executable = null)
+    private static (Process, ProcessOutput) Launch(string directory, IDictionary<string, string> env, string[] args, string? executable = null, string[]? launcher = null)
     {
         var (fileName, prefix) = executable is null ? Repo.Gateway : (executable, []);
+        if (launcher is { Length: > 0 })
+        {
+            // The launcher execs the gateway (nohup does), so the process started is the gateway itself.
+            prefix = [.. launcher[1..], fileName, .. prefix];
+            fileName = launcher[0];
+        }
         var info = new ProcessStartInfo(fileName)
         {
             WorkingDirectory = directory,
@@ -288,6 +294,24 @@ internal sealed class GatewayProcess : IAsyncDisposable
     /// <summary>Sends SIGHUP (config reload).</summary>
     public void SendSighup() => Process.Start("kill", ["-HUP", _process.Id.ToString()])!.WaitForExit(5000);
 
+    /// <summary>Sends SIGTERM (graceful shutdown: stop accepting, drain, exit).</summary>
+    public void SendSigterm() => Process.Start("kill", ["-TERM", _process.Id.ToString()])!.WaitForExit(5000);
+
+    /// <summary>Waits (bounded) for the process to exit; returns its exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cancel = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cancel.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"gateway did not exit within {timeout.TotalSeconds:0.#} s:\n{Output.Text}");
+        }
+        return _process.ExitCode;
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (!_process.HasExited)
@@ -334,6 +358,9 @@ internal sealed record GatewayOptions
 
     /// <summary>Run a copy of the self-contained binary placed alone in the working directory (EDGEPROXY_BIN only).</summary>
     public bool CopyBinaryToWorkingDirectory { get; init; }
+
+    /// <summary>A command that execs the gateway, with its arguments (e.g. <c>["/usr/bin/nohup"]</c>); null starts it directly.</summary>
+    public string[]? Launcher { get; init; }
 }
 
 /// <summary>Builds backends.json documents for tests.</summary>

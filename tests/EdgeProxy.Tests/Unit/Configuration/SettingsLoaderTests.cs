@@ -179,6 +179,17 @@ public sealed class SettingsLoaderTests
     }
 
     [Fact]
+    public void SHUTDOWN_TIMEOUT_defaults_to_25_seconds_and_takes_seconds_down_to_0()
+    {
+        using var dir = new UnitFixtures.TempDir();
+        Assert.Equal(TimeSpan.FromSeconds(25), SettingsLoader.Load(NoEnv, dir.Path).ShutdownTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(2.5), SettingsLoader.Load(new Dictionary<string, string> { ["SHUTDOWN_TIMEOUT"] = "2.5" }, dir.Path).ShutdownTimeout);
+        Assert.Equal(TimeSpan.Zero, SettingsLoader.Load(new Dictionary<string, string> { ["SHUTDOWN_TIMEOUT"] = "0" }, dir.Path).ShutdownTimeout);
+        var error = Assert.Throws<ConfigException>(() => SettingsLoader.Load(new Dictionary<string, string> { ["SHUTDOWN_TIMEOUT"] = "-1" }, dir.Path));
+        Assert.Contains(error.Errors, e => e.Path == "SHUTDOWN_TIMEOUT");
+    }
+
+    [Fact]
     public void TRANSPORT_defaults_to_epoll_on_linux_and_takes_sockets()
     {
         using var dir = new UnitFixtures.TempDir();

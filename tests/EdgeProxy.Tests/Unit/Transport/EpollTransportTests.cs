@@ -296,6 +296,29 @@ public sealed class EpollTransportTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Unbind_closes_the_listening_socket_ends_the_parked_accept_and_frees_the_port()
+    {
+        var (client, server) = await ConnectAsync();   // a connection that outlives the listener, as in a drain
+        await using var _ = server;
+        using var __ = client;
+        var endPoint = (IPEndPoint)_listener.EndPoint;
+        var parked = _listener.AcceptAsync().AsTask();
+        Assert.False(parked.IsCompleted);
+
+        await _listener.UnbindAsync();   // Kestrel's first step of a shutdown; DisposeAsync comes after the drain
+
+        Assert.Null(await parked.WaitAsync(Patience));
+        using var late = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var refused = await Assert.ThrowsAsync<SocketException>(() => late.ConnectAsync(endPoint).WaitAsync(Patience));
+        Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+        await using var replacement = await new EpollTransportFactory(_loops).BindAsync(endPoint);   // the port is free again
+        Assert.Equal(endPoint.Port, ((IPEndPoint)replacement.EndPoint).Port);
+        await client.SendAsync("still open"u8.ToArray());   // the accepted connection is untouched
+        var read = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Patience);
+        Assert.Equal("still open", Text(read.Buffer));
+    }
+
+    [Fact]
     public async Task An_upstream_connect_to_a_closed_port_is_refused()
     {
         using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
