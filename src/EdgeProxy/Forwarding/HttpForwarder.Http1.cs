@@ -229,7 +229,7 @@ internal sealed partial class HttpForwarder
                     var staleRetryLength = length;
                     try
                     {
-                        connection = await SendHeadAsync(_pools.For(target, settings, Loops), requestHead.AsMemory(0, length), timeouts.Token).ConfigureAwait(false);
+                        connection = await SendHeadAsync(_pools.For(target, settings, _budgets, Loops), requestHead.AsMemory(0, length), timeouts.Token).ConfigureAwait(false);
                         bodyStarted = hasBody;
                         if (!bodyConsumed)
                         {
@@ -274,7 +274,7 @@ internal sealed partial class HttpForwarder
                                 retriedStale = true;
                                 connection.Abandon();
                                 connection = null;
-                                connection = await SendHeadAsync(_pools.For(target, settings, Loops), staleRetryHead!.AsMemory(0, staleRetryLength), timeouts.Token, fresh: true).ConfigureAwait(false);
+                                connection = await SendHeadAsync(_pools.For(target, settings, _budgets, Loops), staleRetryHead!.AsMemory(0, staleRetryLength), timeouts.Token, fresh: true).ConfigureAwait(false);
                                 scanned = 0;
                                 continue;
                             }
@@ -838,14 +838,15 @@ internal sealed partial class HttpForwarder
             }
         }
 
-        public LeanConnectionPool For(Http1Target target, Configuration.GatewaySettings settings, Transport.EpollLoops? loops)
+        public LeanConnectionPool For(Http1Target target, Configuration.GatewaySettings settings, ConnectionBudgets budgets, Transport.EpollLoops? loops)
         {
             if (target.Pool is { } pool)
             {
                 return pool;
             }
             pool = _pools.GetOrAdd((target.Host, target.Port), static (key, s) =>
-                new LeanConnectionPool(key.Host, key.Port, s.Settings.MaxConnections, s.Settings.MaxKeepAliveConnections, s.Settings.ConnectTimeout, s.Loops), (Settings: settings, Loops: loops));
+                new LeanConnectionPool(key.Host, key.Port, s.Budgets.For(key.Host, key.Port), s.Settings.MaxKeepAliveConnections, s.Settings.ConnectTimeout, s.Loops),
+                (Settings: settings, Budgets: budgets, Loops: loops));
             target.Pool = pool;
             return pool;
         }

@@ -29,6 +29,9 @@ internal sealed partial class HttpForwarder(
     ShutdownDrain drain,
     ILogger<HttpForwarder> logger)
 {
+    /// <summary>MAX_CONNECTIONS per backend, shared by both request paths.</summary>
+    private readonly ConnectionBudgets _budgets = new(settings.MaxConnections);
+
     private static readonly TimeSpan AbortGrace = TimeSpan.FromMilliseconds(100);
 
     private static readonly UriCreationOptions RawUri = new() { DangerousDisablePathAndQueryCanonicalization = true };
@@ -49,6 +52,7 @@ internal sealed partial class HttpForwarder(
         var attempts = 0;
         var error = ForwarderError.None;
         HttpResponseMessage? upstream = null;
+        SemaphoreSlim? budget = null;   // the MAX_CONNECTIONS slot held for the exchange in progress
         BackendEntry backend = default;
         var admission = Admission.Refused;
         while (true)
@@ -65,11 +69,16 @@ internal sealed partial class HttpForwarder(
             ExchangeTimers.AwaitUpstream(timeouts, settings);
             try
             {
+                var slots = _budgets.For(request.RequestUri!.IdnHost, request.RequestUri.Port);
+                await ConnectionBudgets.TakeAsync(slots, timeouts.Token).ConfigureAwait(false);
+                budget = slots;
                 upstream = await invoker.SendAsync(request, timeouts.Token).ConfigureAwait(false);
                 break;
             }
             catch (Exception ex)
             {
+                budget?.Release();
+                budget = null;
                 error = Classify(ex, context, content);
                 if (RetryAfterFailedAttempt(route, backend, admission, error, ex, bodyStarted: content is { Started: true }, hasBody: content is not null, context.Request.Method, requestId))
                 {
@@ -87,6 +96,7 @@ internal sealed partial class HttpForwarder(
             // hands such a response over, and Kestrel would refuse the header with a 500).
             upstream.Dispose();
             upstream = null;
+            budget!.Release();
             error = ForwarderError.UpstreamRequestFailed;
             LogUpstreamError(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), nameof(HttpRequestException), "Invalid upstream response: invalid Content-Length.");
             backend.State.OnRequestEnd(error: true);
@@ -154,6 +164,7 @@ internal sealed partial class HttpForwarder(
             // that is how a client disconnect stops the backend generating.
             timeouts.Cancel();
             upstream.Dispose();
+            budget!.Release();
             usage?.Release();
             backend.State.OnRequestEnd(error: BlamesBackend(status, outcome));
             metrics.UpstreamEnded();

@@ -26,11 +26,12 @@ internal sealed class LeanConnectionPool : IDisposable
     /// <summary>Idle keep-alive connections older than this are closed (SocketsHttpHandler uses 60 s too).</summary>
     internal static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(60);
 
-    public LeanConnectionPool(string host, int port, int maxConnections, int maxIdle, TimeSpan connectTimeout, Transport.EpollLoops? loops = null)
+    /// <param name="slots">The backend's MAX_CONNECTIONS budget, shared with the general path (<see cref="ConnectionBudgets"/>).</param>
+    public LeanConnectionPool(string host, int port, SemaphoreSlim slots, int maxIdle, TimeSpan connectTimeout, Transport.EpollLoops? loops = null)
     {
         _loops = loops;
         _endPoint = new DnsEndPoint(host, port);
-        _slots = new SemaphoreSlim(maxConnections, maxConnections);
+        _slots = slots;
         _maxIdle = maxIdle;
         _connectTimeout = connectTimeout;
         _sweeper = new Timer(static s => ((LeanConnectionPool)s!).Sweep(), this, SurplusIdleTimeout, SurplusIdleTimeout);
@@ -52,10 +53,7 @@ internal sealed class LeanConnectionPool : IDisposable
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<LeanConnection> RentAsync(bool fresh, CancellationToken cancellationToken)
     {
-        if (!_slots.Wait(0))
-        {
-            await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
+        await ConnectionBudgets.TakeAsync(_slots, cancellationToken).ConfigureAwait(false);
         try
         {
             return (fresh ? null : TakeIdle())
