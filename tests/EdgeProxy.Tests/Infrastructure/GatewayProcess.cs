@@ -16,7 +16,7 @@ internal sealed class GatewayProcess : IAsyncDisposable
     {
         _process = process;
         Directory = directory;
-        Port = port;
+        _port = port;
         Output = output;
         ConfigPath = configPath;
         Client = TestHttp.Create();
@@ -24,7 +24,35 @@ internal sealed class GatewayProcess : IAsyncDisposable
 
     public string Directory { get; }
 
-    public int Port { get; }
+    private int _port;
+
+    /// <summary>
+    /// The main port. With PORT=0 (the harness's default) the gateway picks a free one and logs it;
+    /// it is read from the first "Listening on" line (no port is reserved and then raced for).
+    /// </summary>
+    public int Port
+    {
+        get
+        {
+            if (_port == 0)
+            {
+                _port = ReadBoundPortAsync(TimeSpan.FromSeconds(30)).GetAwaiter().GetResult();
+            }
+            return _port;
+        }
+    }
+
+    private async Task<int> ReadBoundPortAsync(TimeSpan timeout)
+    {
+        var line = await Output.WaitForLineAsync(l => l.Contains("Listening on http", StringComparison.Ordinal) || _process.HasExited, timeout).ConfigureAwait(false);
+        var at = line.IndexOf("Listening on http", StringComparison.Ordinal);
+        if (at < 0)
+        {
+            throw new InvalidOperationException($"gateway exited with {_process.ExitCode} before it listened:\n{Output.Text}");
+        }
+        var address = line[(at + "Listening on ".Length)..].Trim();
+        return new Uri(address).Port;
+    }
 
     public string BaseUrl => $"http://127.0.0.1:{Port}";
 
@@ -110,8 +138,8 @@ internal sealed class GatewayProcess : IAsyncDisposable
         }
         else
         {
-            port = FreePort.Get();
-            env["PORT"] = port.ToString();
+            port = 0;
+            env["PORT"] = "0";
         }
         if (options.SetConfigPath)
         {
@@ -125,6 +153,10 @@ internal sealed class GatewayProcess : IAsyncDisposable
         {
             try
             {
+                if (port == 0)
+                {
+                    gateway._port = await gateway.ReadBoundPortAsync(TimeSpan.FromSeconds(30));
+                }
                 await gateway.WaitHealthyAsync(TimeSpan.FromSeconds(30));
             }
             catch

@@ -46,7 +46,7 @@ internal sealed class ProcessOutput
             {
                 throw new TimeoutException($"no matching output line within {timeout}. Output so far:\n{Text}");
             }
-            await _changed.WaitAsync(left < TimeSpan.FromMilliseconds(200) ? left : TimeSpan.FromMilliseconds(200));
+            await _changed.WaitAsync(left < TimeSpan.FromMilliseconds(200) ? left : TimeSpan.FromMilliseconds(200)).ConfigureAwait(false);
         }
     }
 }
