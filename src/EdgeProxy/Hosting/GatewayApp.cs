@@ -304,8 +304,9 @@ internal static partial class GatewayApp
         var metrics = new GatewayMetrics();
         var signal = new HealthChangeSignal();
         var authenticator = new GatewayKeyAuthenticator(settings.BackendApiKey);
-        var forwardingClient = UpstreamClientFactory.CreateForwardingClient(settings);
-        var healthClient = UpstreamClientFactory.CreateHealthClient(settings);
+        var upstreamTls = new UpstreamTls(routes);
+        var forwardingClient = UpstreamClientFactory.CreateForwardingClient(settings, upstreamTls.Validate);
+        var healthClient = UpstreamClientFactory.CreateHealthClient(settings, upstreamTls.Validate);
         var services = builder.Services;
         services.AddSingleton(settings);
         services.AddSingleton(time);

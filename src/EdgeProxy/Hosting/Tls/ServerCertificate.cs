@@ -74,9 +74,14 @@ internal sealed class ServerCertificate
             // The first certificate of the file is the leaf; the key must be its key.
             leaf = X509Certificate2.CreateFromPem(certText, keyText);
         }
+        catch (ArgumentException)
+        {
+            throw new ServerCertificateException(keyPath, $"cannot use this private key with the certificate in {certPath}: the key does not match the certificate");
+        }
         catch (CryptographicException ex)
         {
-            throw new ServerCertificateException(keyPath, $"cannot use this private key with the certificate in {certPath}: {ex.Message}");
+            // The binary carries resource keys, not message texts (UseSystemResourceKeys): say what was looked for.
+            throw new ServerCertificateException(keyPath, $"cannot use this private key with the certificate in {certPath}: no unencrypted PKCS#8, PKCS#1 (RSA) or SEC1 (EC) private key matching it ({ex.Message})");
         }
         if (!AllowsServerAuth(leaf))
         {

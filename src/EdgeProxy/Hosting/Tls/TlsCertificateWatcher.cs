@@ -113,15 +113,17 @@ internal sealed partial class TlsCertificateWatcher(
                     LogUnchanged(logger, trigger);
                 }
             }
-            catch (Hosting.Tls.ServerCertificateException ex)
+            catch (Exception ex) when (ex is ServerCertificateException or System.Security.Cryptography.CryptographicException or ArgumentException or IOException)
             {
+                // A timer callback must not throw (it would end the process); whatever the files hold, the current certificate stays.
+                var (path, reason) = ex is ServerCertificateException bad ? (bad.FilePath, bad.Reason) : (store.CertPath, $"{ex.GetType().Name}: {ex.Message}");
                 if (retry)
                 {
                     _debounce?.Dispose();
                     _debounce = _disposed ? null : time.CreateTimer(_ => Reload(trigger, retry: false), null, RetryAfter, Timeout.InfiniteTimeSpan);
                     return;
                 }
-                LogRejected(logger, trigger, ex.FilePath, ex.Reason, store.Current.Describe());
+                LogRejected(logger, trigger, path, reason, store.Current.Describe());
             }
         }
     }
