@@ -37,8 +37,16 @@ builder.WebHost.ConfigureKestrel(kestrel =>
 {
     if (!string.IsNullOrEmpty(tlsCert) && !string.IsNullOrEmpty(tlsKey))
     {
+        // The leaf with its key, and the rest of the file (intermediates) sent as its chain.
         var certificate = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(tlsCert, tlsKey);
-        kestrel.ConfigureHttpsDefaults(https => https.ServerCertificate = certificate);
+        var all = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+        all.ImportFromPemFile(tlsCert);
+        all.RemoveAt(0);
+        kestrel.ConfigureHttpsDefaults(https =>
+        {
+            https.ServerCertificate = certificate;
+            https.ServerCertificateChain = all;
+        });
     }
 
     // The gateway under test owns limits and timeouts; the backend must not be the one that trips.

@@ -418,9 +418,9 @@ internal static class BackendsConfigLoader
     }
 
     /// <summary>
-    /// Backends on one host:port share upstream connections, and a connection is verified once, when
-    /// it opens: two backends there with different TLS rules would let one use a connection the
-    /// other's rule never accepted. Such a config is refused.
+    /// A backend's TLS rule is found by its host when a connection opens (all the handshake tells),
+    /// and backends on one host:port share connections: two https backends on one host with
+    /// different rules could verify each other's connections. Such a config is refused.
     /// </summary>
     private static void CheckSharedTlsRules(BackendsConfig config, List<ConfigError> errors)
     {
@@ -438,10 +438,10 @@ internal static class BackendsConfigLoader
                     }
                     var rule = backend.TlsSkipVerify ? "tls_skip_verify" : backend.CaFile is { } ca ? "ca_file " + ca : "system CAs";
                     var path = $"services.{service.Name}.models.{model.Name}.backends[{i}]";
-                    var authority = uri.Host + ":" + uri.Port;
+                    var authority = uri.IdnHost;
                     if (seen.TryGetValue(authority, out var first) && first.Rule != rule)
                     {
-                        errors.Add(new ConfigError(path, $"{authority} is verified by {rule} here but by {first.Rule} in {first.Path}; backends on one host:port share connections, so give them the same ca_file / tls_skip_verify"));
+                        errors.Add(new ConfigError(path, $"{authority} is verified by {rule} here but by {first.Rule} in {first.Path}; https backends on one host take one rule, so give them the same ca_file / tls_skip_verify"));
                     }
                     else
                     {

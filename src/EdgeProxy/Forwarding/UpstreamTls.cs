@@ -9,9 +9,10 @@ namespace EdgeProxy.Forwarding;
 /// <summary>
 /// Verifies https backends' certificates: the system CAs by default, a backend's own `ca_file`
 /// (a private CA) or nothing with an explicit `tls_skip_verify`. SocketsHttpHandler calls this once
-/// per new connection with the request that opened it, whose host:port names the backend's rule
-/// (the config loader refuses two rules for one host:port, since they share connections). SNI and
-/// the name check use the backend URL's host: the forwarder never sends the client's Host upstream.
+/// per new connection, with the connection's SslStream as sender: its target host (the SNI name,
+/// the backend URL's host, since the forwarder never sends the client's Host upstream) names the
+/// backend's rule. The handler knows no port there, so the config loader refuses two rules for one
+/// host.
 /// </summary>
 internal sealed class UpstreamTls(RouteTableProvider routes)
 {
@@ -19,7 +20,13 @@ internal sealed class UpstreamTls(RouteTableProvider routes)
 
     public bool Validate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {
-        var rule = sender is HttpRequestMessage { RequestUri: { } uri } ? RuleFor(uri) : null;
+        var host = sender switch
+        {
+            SslStream stream => stream.TargetHostName,
+            HttpRequestMessage { RequestUri: { } uri } => uri.IdnHost,
+            _ => null,
+        };
+        var rule = host is null ? null : RuleFor(host);
         if (rule is null)
         {
             return errors == SslPolicyErrors.None;
@@ -48,8 +55,8 @@ internal sealed class UpstreamTls(RouteTableProvider routes)
         return custom.Build(certificate as X509Certificate2 ?? X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
     }
 
-    /// <summary>The backend config with a TLS rule (ca_file or tls_skip_verify) for this host:port, from the current config.</summary>
-    private BackendConfig? RuleFor(Uri uri)
+    /// <summary>The backend config with a TLS rule (ca_file or tls_skip_verify) for this host, from the current config.</summary>
+    private BackendConfig? RuleFor(string host)
     {
         var config = routes.Current.Config;
         var rules = _rules;
@@ -57,7 +64,7 @@ internal sealed class UpstreamTls(RouteTableProvider routes)
         {
             rules = _rules = new Snapshot(config, Build(config));
         }
-        return rules.ByAuthority.GetValueOrDefault(Authority(uri));
+        return rules.ByHost.GetValueOrDefault(host.Trim('[', ']'));
     }
 
     private static FrozenDictionary<string, BackendConfig> Build(BackendsConfig config)
@@ -67,13 +74,11 @@ internal sealed class UpstreamTls(RouteTableProvider routes)
         {
             if ((backend.TlsSkipVerify || backend.CaFile is not null) && Uri.TryCreate(backend.Url, UriKind.Absolute, out var uri))
             {
-                map.TryAdd(Authority(uri), backend);
+                map.TryAdd(uri.IdnHost.Trim('[', ']'), backend);
             }
         }
         return map.ToFrozenDictionary(StringComparer.OrdinalIgnoreCase);
     }
 
-    private static string Authority(Uri uri) => uri.IdnHost + ":" + uri.Port;
-
-    private sealed record Snapshot(BackendsConfig Config, FrozenDictionary<string, BackendConfig> ByAuthority);
+    private sealed record Snapshot(BackendsConfig Config, FrozenDictionary<string, BackendConfig> ByHost);
 }

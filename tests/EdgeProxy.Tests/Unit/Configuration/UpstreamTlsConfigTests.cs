@@ -73,18 +73,20 @@ public sealed class UpstreamTlsConfigTests : IDisposable
     }
 
     [Fact]
-    public void Two_tls_rules_for_one_host_and_port_are_refused()
+    public void Two_tls_rules_for_one_host_are_refused()
     {
-        // They would share upstream connections, each verified only once.
+        // The rule is found by host when a connection opens; connections are shared per host:port.
         var ex = Assert.Throws<ConfigException>(() => Parse(Json(
             Backend("a", "https://10.0.0.1:8443/v1", $",\"ca_file\":\"{_caFile}\""),
             Backend("b", "https://10.0.0.1:8443/v2", ",\"tls_skip_verify\":true"))));
         var error = Assert.Single(ex.Errors);
         Assert.Equal("services.svc.models.m.backends[1]", error.Path);
         Assert.Contains("services.svc.models.m.backends[0]", error.Message);
-        // The same rule twice, or different ports, are fine.
+        Assert.Throws<ConfigException>(() => Parse(Json(
+            Backend("a", "https://10.0.0.1:8443", $",\"ca_file\":\"{_caFile}\""), Backend("b", "https://10.0.0.1:9443", ",\"tls_skip_verify\":true"))));
+        // The same rule twice, different hosts, or an http:// backend on the host are fine.
         Parse(Json(Backend("a", "https://10.0.0.1:8443/v1", $",\"ca_file\":\"{_caFile}\""), Backend("b", "https://10.0.0.1:8443/v2", $",\"ca_file\":\"{_caFile}\"")));
-        Parse(Json(Backend("a", "https://10.0.0.1:8443", $",\"ca_file\":\"{_caFile}\""), Backend("b", "https://10.0.0.1:9443", ",\"tls_skip_verify\":true")));
+        Parse(Json(Backend("a", "https://10.0.0.1:8443", $",\"ca_file\":\"{_caFile}\""), Backend("b", "https://10.0.0.2:9443", ",\"tls_skip_verify\":true"), Backend("c", "http://10.0.0.1:80")));
     }
 
     public void Dispose()
