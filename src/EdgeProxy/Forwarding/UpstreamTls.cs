@@ -45,7 +45,15 @@ internal sealed class UpstreamTls(RouteTableProvider routes)
         custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         foreach (var ca in rule.CaCertificates)
         {
-            custom.ChainPolicy.CustomTrustStore.Add(ca);
+            // A ca_file may carry the private CA's intermediates too: they help build the chain, only roots anchor it.
+            if (ca.SubjectName.RawData.AsSpan().SequenceEqual(ca.IssuerName.RawData))
+            {
+                custom.ChainPolicy.CustomTrustStore.Add(ca);
+            }
+            else
+            {
+                custom.ChainPolicy.ExtraStore.Add(ca);
+            }
         }
         if (chain is not null)
         {
