@@ -3,7 +3,8 @@
 #   1. publishes the Native AOT binary (./build.sh -> dist/edgeproxy),
 #   2. runs the xunit suites (unit + functional) against that binary and real backend processes,
 #   3. runs the Node end-to-end tests (OpenAI SDK through the gateway, dashboard in headless Chromium),
-#   4. with ARM64_CROSS_BUILD=1 (CI sets it), cross-builds the linux-arm64 binary and checks it.
+#   4. checks deploy/edgeproxy.service with systemd-analyze verify,
+#   5. with ARM64_CROSS_BUILD=1 (CI sets it), cross-builds the linux-arm64 binary and checks it.
 # Installs what it needs when missing (Debian: chromium; npm packages from tests/e2e/package-lock.json).
 # Prints a final "N passed, N failed" line and exits non-zero when any test failed.
 set -uo pipefail
@@ -15,6 +16,7 @@ mkdir -p "$LOG_DIR"
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need_apt[*]} (apt)"
@@ -53,6 +55,23 @@ echo "== e2e (node --test)"
 ) 2>&1 | tee "$LOG_DIR/e2e.log"
 e2e_rc=${PIPESTATUS[0]}
 
+# The service unit. verify also checks that ExecStart exists, so it checks a copy pointing at the
+# binary just built; it exits 0 on unknown keys and unparsable values, so any message fails too.
+echo "== systemd unit (systemd-analyze verify deploy/edgeproxy.service)"
+unit_dir=$(mktemp -d)
+sed "s#/usr/local/bin/edgeproxy#$ROOT/dist/edgeproxy#" deploy/edgeproxy.service >"$unit_dir/edgeproxy.service"
+unit_out=$(systemd-analyze verify "$unit_dir/edgeproxy.service" 2>&1)
+unit_rc=$?
+rm -rf "$unit_dir"
+if [ "$unit_rc" -ne 0 ] || [ -n "$unit_out" ]; then
+  echo "$unit_out"
+  echo "systemd unit: FAILED"
+  unit_rc=1
+else
+  echo "systemd unit: OK"
+fi
+
+
 # linux-arm64 (edge boxes): .NET does not run under qemu-user on the CI box, so the bar there is a
 # cross-build with no warnings that yields a 64-bit AArch64 ELF, plus the epoll_event layout tests
 # above (both layouts are checked on any box). Opt-in, as it adds a second AOT compile (~4 min on
@@ -80,13 +99,14 @@ if [ "${ARM64_CROSS_BUILD:-0}" = 1 ]; then
   if arm64_build; then a_pass=1; else a_fail=1; fi
 fi
 
-# One summary line over every runner.
+# One summary line over every runner and check.
 x_pass=$(cat "$LOG_DIR/xunit.log" "$LOG_DIR/xunit-sockets.log" | grep -Eo 'Passed: +[0-9]+' | awk '{s+=$2} END {print s+0}')
 x_fail=$(cat "$LOG_DIR/xunit.log" "$LOG_DIR/xunit-sockets.log" | grep -Eo 'Failed: +[0-9]+' | awk '{s+=$2} END {print s+0}')
 n_pass=$(grep -Eo '^ℹ pass [0-9]+' "$LOG_DIR/e2e.log" | awk '{s+=$3} END {print s+0}')
 n_fail=$(grep -Eo '^ℹ fail [0-9]+' "$LOG_DIR/e2e.log" | awk '{s+=$3} END {print s+0}')
 [ "$xunit_rc" -ne 0 ] && [ "$x_fail" -eq 0 ] && x_fail=1
 [ "$e2e_rc" -ne 0 ] && [ "$n_fail" -eq 0 ] && n_fail=1
-echo "xunit: $x_pass passed, $x_fail failed; e2e: $n_pass passed, $n_fail failed; arm64 build: $a_pass passed, $a_fail failed"
-echo "$((x_pass + n_pass + a_pass)) passed, $((x_fail + n_fail + a_fail)) failed"
-[ "$xunit_rc" -eq 0 ] && [ "$e2e_rc" -eq 0 ] && [ "$a_fail" -eq 0 ]
+u_pass=$((1 - unit_rc)) u_fail=$unit_rc
+echo "xunit: $x_pass passed, $x_fail failed; e2e: $n_pass passed, $n_fail failed; systemd unit: $u_pass passed, $u_fail failed; arm64 build: $a_pass passed, $a_fail failed"
+echo "$((x_pass + n_pass + u_pass + a_pass)) passed, $((x_fail + n_fail + u_fail + a_fail)) failed"
+[ "$xunit_rc" -eq 0 ] && [ "$e2e_rc" -eq 0 ] && [ "$unit_rc" -eq 0 ] && [ "$a_fail" -eq 0 ]

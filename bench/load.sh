@@ -17,6 +17,11 @@
 #   epoll     bench/EpollFloor (optional target): a one-thread Native AOT relay on raw epoll and libc
 #             recv/send -- no .NET socket engine, Kestrel, pipes or async; what C# costs per request
 #             when it owns its I/O (no gateway features)
+#   nginx-tls, edge-tls   (optional targets) nginx with `listen ... ssl` and dist/edgeproxy with
+#             TLS_CERT_FILE/TLS_KEY_FILE, on the same certificate (a P-256 one made with openssl for
+#             the run), keep-alive connections over TLS: what TLS termination costs per request
+#   nginx-hs, edge-hs     (optional targets) the same two servers (own instances), every request on
+#             a new TLS connection (wrk -H 'Connection: close'): req/s is the full-handshake rate
 # then, per target, warms up and runs `wrk --latency` against GET /bench/m/v1/ping
 # (GET /v1/ping for the direct baseline), and reports req/s, p50, p99, the proxy's
 # CPU time per request (utime+stime of all its processes from /proc/PID/stat; its user part too) and
@@ -31,7 +36,8 @@
 #   QUIET_MAX=15       a round is "quiet" when other processes used <= this % of one core during
 #                      it; medians are taken over quiet rounds only (all rounds, flagged, if none)
 #   ONLY=direct,nginx,haproxy,kestrel,edgeproxy   subset / order of targets (add ",general" for the
-#                      general-path row, ",sockets" for the socket transport, ",epoll" for the epoll floor)
+#                      general-path row, ",sockets" for the socket transport, ",epoll" for the epoll floor,
+#                      ",nginx-tls,edge-tls,nginx-hs,edge-hs" for TLS; e.g. ONLY=nginx-tls,edge-tls,nginx-hs,edge-hs)
 #   IO_THREADS=1       socket event loops of edgeproxy, general and the Kestrel floor (0: the runtime's
 #                      default, one per core). 1 matches the peers: nginx runs worker_processes 1 and
 #                      HAProxy nbthread 1, i.e. one event loop each.
@@ -80,7 +86,8 @@ CLK_TCK=$(getconf CLK_TCK)
 TS=$(date +%Y%m%d-%H%M%S)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/edgeproxy-bench.XXXXXX")
 chmod 755 "$TMP"   # nginx workers run as 'nobody' when started by root
-mkdir -p "$TMP/up" "$TMP/nginx" "$TMP/haproxy" "$TMP/kestrel" "$TMP/edgeproxy" "$TMP/general" "$TMP/epoll" "$TMP/sockets"
+mkdir -p "$TMP/up" "$TMP/nginx" "$TMP/haproxy" "$TMP/kestrel" "$TMP/edgeproxy" "$TMP/general" "$TMP/epoll" "$TMP/sockets" \
+  "$TMP/nginx-tls" "$TMP/edge-tls" "$TMP/nginx-hs" "$TMP/edge-hs" "$TMP/tls"
 
 STARTED_PIDS=()
 cleanup() {
@@ -137,8 +144,9 @@ PY
     printf '%s\n' "${got[@]}"
   fi
 }
-mapfile -t PORTS < <(free_ports 8)
+mapfile -t PORTS < <(free_ports 12)
 UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} EDGE_PORT=${PORTS[3]} KESTREL_PORT=${PORTS[4]} GENERAL_PORT=${PORTS[5]} EPOLL_PORT=${PORTS[6]} SOCKETS_PORT=${PORTS[7]}
+declare -A TLS_PORTS=([nginx-tls]=${PORTS[8]} [edge-tls]=${PORTS[9]} [nginx-hs]=${PORTS[10]} [edge-hs]=${PORTS[11]})
 
 # ---------------------------------------------------------------- /proc helpers
 children_of() {  # direct children of a pid, by scanning /proc/*/stat for its ppid
@@ -182,7 +190,7 @@ wait_http_200() {  # url timeout_s pid
   deadline=$(( $(date +%s) + timeout ))
   while (( $(date +%s) < deadline )); do
     kill -0 "$pid" 2>/dev/null || return 1
-    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]] && return 0
+    [[ $(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]] && return 0
     sleep 0.05
   done
   return 1
@@ -321,6 +329,47 @@ start_sockets() { start_variant sockets "$SOCKETS_PORT" TRANSPORT=sockets; }
 # The same binary, general path only.
 start_general() { start_variant general "$GENERAL_PORT" HTTP1_FAST_PATH=off; }
 
+# TLS: one certificate for every TLS target (P-256, self-signed for 127.0.0.1; wrk does not verify).
+ensure_tls_cert() {
+  [[ -r $TMP/tls/cert.pem ]] && return 0
+  command -v openssl >/dev/null 2>&1 || { log "openssl not found; skipping the TLS rows"; return 1; }
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" >"$TMP/tls/openssl.log" 2>&1 \
+    || { log "openssl failed:"; cat "$TMP/tls/openssl.log" >&2; return 1; }
+  chmod 644 "$TMP/tls/key.pem"   # nginx workers run as 'nobody' when started by root
+}
+
+start_nginx_tls() {  # name: nginx's proxy config with `listen ... ssl` on the run's certificate
+  local name=$1 port=${TLS_PORTS[$1]}
+  ensure_tls_cert || return 1
+  render "$SCRIPT_DIR/nginx/proxy.conf.in" "$TMP/$name/nginx.conf" "$TMP/$name" "127.0.0.1:$port" "127.0.0.1:$UP_PORT" "$TMP/$name/error.log"
+  sed -i "s|listen 127.0.0.1:$port;|listen 127.0.0.1:$port ssl; ssl_certificate $TMP/tls/cert.pem; ssl_certificate_key $TMP/tls/key.pem; ssl_protocols TLSv1.2 TLSv1.3;|" "$TMP/$name/nginx.conf"
+  "$NGINX" -p "$TMP/$name" -e "$TMP/$name/error.log" -c "$TMP/$name/nginx.conf" >"$TMP/$name/stdout.log" 2>&1 &
+  TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
+  TARGET_URL="https://127.0.0.1:$port/bench/m/v1/ping"
+  wait_http_200 "$TARGET_URL" 10 "$TARGET_PID" || { tail -n 20 "$TMP/$name/error.log" "$TMP/$name/stdout.log" >&2 || true; return 1; }
+}
+
+start_edge_tls() {  # name: dist/edgeproxy terminating TLS on PORT with the run's certificate
+  local name=$1 port=${TLS_PORTS[$1]}
+  ensure_tls_cert || return 1
+  [[ -x $EDGEPROXY_BIN ]] || { log "EdgeProxy binary not found at $EDGEPROXY_BIN; skipping the $name row."; return 1; }
+  PORT=$port BACKENDS_CONFIG_PATH="$TMP/edgeproxy/backends.json" BACKEND_API_KEY='' \
+    LOG_LEVEL=WARNING HEALTH_CHECK_INTERVAL=30 IO_THREADS=$IO_THREADS \
+    TLS_CERT_FILE="$TMP/tls/cert.pem" TLS_KEY_FILE="$TMP/tls/key.pem" \
+    "$EDGEPROXY_BIN" >"$TMP/$name/stdout.log" 2>&1 &
+  TARGET_PID=$!; STARTED_PIDS+=("$TARGET_PID")
+  TARGET_URL="https://127.0.0.1:$port/bench/m/v1/ping"
+  wait_http_200 "$TARGET_URL" 20 "$TARGET_PID" || { log "$name did not answer 200 on $TARGET_URL"; tail -n 20 "$TMP/$name/stdout.log" >&2 || true; return 1; }
+}
+
+# Keep-alive TLS, and a new TLS connection per request (the handshake rate).
+start_nginx-tls() { start_nginx_tls nginx-tls; }
+start_edge-tls() { start_edge_tls edge-tls; }
+start_nginx-hs() { start_nginx_tls nginx-hs; WRK_HEADER[nginx-hs]="Connection: close"; }
+start_edge-hs() { start_edge_tls edge-hs; WRK_HEADER[edge-hs]="Connection: close"; }
+declare -A WRK_HEADER
+
 ensure_floor() {  # name bin project-dir target label: publish bench/<project-dir> on first use
   local name=$1 bin=$2 dir=$3 target=$4 label=$5
   [[ -x $bin ]] && return 0
@@ -398,7 +447,7 @@ to_ms() {  # "1.23ms" / "850.00us" / "1.02s" -> ms
 # ---------------------------------------------------------------- run
 IFS=, read -r -a TARGETS <<<"$ONLY"
 for t in "${TARGETS[@]}"; do
-  case $t in direct|nginx|haproxy|kestrel|edgeproxy|sockets|general|epoll) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
+  case $t in direct|nginx|haproxy|kestrel|edgeproxy|sockets|general|epoll|nginx-tls|edge-tls|nginx-hs|edge-hs) ;; *) echo "error: unknown target '$t' in ONLY" >&2; exit 2 ;; esac
 done
 
 declare -A RPS P50 P99 CPU USR UPCPU OTHER RSS_PEAK RSS_AFTER NOTE   # final (median) figures
@@ -425,14 +474,15 @@ median() {  # numbers... -> median (mean of the middle two for an even count)
 }
 
 measure() {  # target round
-  local t=$1 r=$2 url=${TURL[$1]} pids=() c0=0 c1=0 cu0=0 cu1=0 u0 u1 w0 w1 s0 s1 sb0 sb1 t0 t1 out reqs rps p50 p99 e notes=()
+  local t=$1 r=$2 url=${TURL[$1]} pids=() c0=0 c1=0 cu0=0 cu1=0 u0 u1 w0 w1 s0 s1 sb0 sb1 t0 t1 out reqs rps p50 p99 e notes=() extra=()
   [[ -n ${TPID[$t]} ]] && read -r -a pids <<<"${TPID[$t]}"
+  [[ -n ${WRK_HEADER[$t]:-} ]] && extra=(-H "${WRK_HEADER[$t]}")
   log "== $t (round $r/$ROUNDS): warm-up ${WARMUP}s, then ${DURATION}s measured  ($url)"
-  run_wrk "$TMP/$t.$r.warmup.txt" -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$url"
+  run_wrk "$TMP/$t.$r.warmup.txt" -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "${extra[@]}" "$url"
 
   [[ ${#pids[@]} -gt 0 ]] && read -r c0 cu0 < <(cpu_ticks "${pids[@]}")
   read -r u0 _ < <(cpu_ticks "${UP_PIDS[@]}"); w0=$(self_child_ticks); s0=$(sys_ticks); now_us; t0=$NOW_US
-  run_wrk "$TMP/$t.$r.wrk.txt" -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url"
+  run_wrk "$TMP/$t.$r.wrk.txt" -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${extra[@]}" "$url"
   now_us; t1=$NOW_US; s1=$(sys_ticks); w1=$(self_child_ticks); read -r u1 _ < <(cpu_ticks "${UP_PIDS[@]}")
   [[ ${#pids[@]} -gt 0 ]] && read -r c1 cu1 < <(cpu_ticks "${pids[@]}")
 
@@ -539,10 +589,10 @@ ratio() {  # a b -> a/b or n/a
 sub() {  # a b -> a-b (empty when either is)
   if [[ -n ${1:-} && -n ${2:-} ]]; then awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", a-b}'; fi
 }
-noisy_pair() {  # peer -> warning suffix when edgeproxy or the peer had no quiet round
-  local n=() x
-  [[ -n ${RPS[edgeproxy]:-} && -n ${RPS[$1]:-} ]] || return 0
-  for x in edgeproxy "$1"; do [[ " ${NOISY[*]:-} " == *" $x "* ]] && n+=("$x"); done
+noisy_pair() {  # peer [ours] -> warning suffix when ours (edgeproxy) or the peer had no quiet round
+  local n=() x ours=${2:-edgeproxy}
+  [[ -n ${RPS[$ours]:-} && -n ${RPS[$1]:-} ]] || return 0
+  for x in "$ours" "$1"; do [[ " ${NOISY[*]:-} " == *" $x "* ]] && n+=("$x"); done
   [[ ${#n[@]} -gt 0 ]] && printf '   [UNRELIABLE: no quiet round for %s; req/s and p99 ratios are biased under load]' "${n[*]}"
   return 0
 }
@@ -586,6 +636,12 @@ report() {
   fi
   if [[ -n ${RPS[kestrel]:-} && -n ${RPS[edgeproxy]:-} ]]; then
     echo "edgeproxy vs kestrel floor: throughput $(ratio "${RPS[edgeproxy]:-}" "${RPS[kestrel]:-}")   cpu/req $(ratio "${CPU[edgeproxy]:-}" "${CPU[kestrel]:-}")   p99 $(ratio "${P99[edgeproxy]:-}" "${P99[kestrel]:-}")   (what the gateway's features cost over a bare Kestrel+HttpClient proxy)"
+  fi
+  if [[ -n ${RPS[edge-tls]:-} && -n ${RPS[nginx-tls]:-} ]]; then
+    echo "edgeproxy vs nginx over TLS (keep-alive): throughput $(ratio "${RPS[edge-tls]:-}" "${RPS[nginx-tls]:-}") (goal >= 0.8)   cpu/req $(ratio "${CPU[edge-tls]:-}" "${CPU[nginx-tls]:-}") (goal <= 1.25)   p99 $(ratio "${P99[edge-tls]:-}" "${P99[nginx-tls]:-}")$(noisy_pair nginx-tls edge-tls)"
+  fi
+  if [[ -n ${RPS[edge-hs]:-} && -n ${RPS[nginx-hs]:-} ]]; then
+    echo "edgeproxy vs nginx, new TLS connection per request (handshakes/s): $(ratio "${RPS[edge-hs]:-}" "${RPS[nginx-hs]:-}")   cpu/handshake+request $(ratio "${CPU[edge-hs]:-}" "${CPU[nginx-hs]:-}")   p99 $(ratio "${P99[edge-hs]:-}" "${P99[nginx-hs]:-}")$(noisy_pair nginx-hs edge-hs)"
   fi
   if [[ -n ${STARTUP_MS[kestrel]:-} ]]; then
     echo "kestrel floor start -> first 200 on /health: ${STARTUP_MS[kestrel]} ms (poll resolution ~${STARTUP_RES_MS[kestrel]} ms)"

@@ -25,8 +25,30 @@ builder.Logging.ClearProviders();
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
 builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
 
+// --tls-cert/--tls-key (PEM): an https backend (the gateway's upstream TLS tests); use --urls https://127.0.0.1:0.
+string? tlsCert = builder.Configuration["tls-cert"];
+string? tlsKey = builder.Configuration["tls-key"];
+if (!string.IsNullOrEmpty(tlsCert) && !string.IsNullOrEmpty(tlsKey))
+{
+    builder.WebHost.UseKestrelHttpsConfiguration();
+}
+
 builder.WebHost.ConfigureKestrel(kestrel =>
 {
+    if (!string.IsNullOrEmpty(tlsCert) && !string.IsNullOrEmpty(tlsKey))
+    {
+        // The leaf with its key, and the rest of the file (intermediates) sent as its chain.
+        var certificate = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(tlsCert, tlsKey);
+        var all = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+        all.ImportFromPemFile(tlsCert);
+        all.RemoveAt(0);
+        kestrel.ConfigureHttpsDefaults(https =>
+        {
+            https.ServerCertificate = certificate;
+            https.ServerCertificateChain = all;
+        });
+    }
+
     // The gateway under test owns limits and timeouts; the backend must not be the one that trips.
     kestrel.Limits.MaxRequestBodySize = null;
     kestrel.Limits.MinRequestBodyDataRate = null;

@@ -56,6 +56,15 @@ internal sealed record BackendConfig
     /// <summary>Path probed by active health checks (contract: `/health`).</summary>
     public string HealthPath { get; init; } = "/health";
 
+    /// <summary>https only: verify the backend against this private CA (PEM) instead of the system CAs.</summary>
+    public string? CaFile { get; init; }
+
+    /// <summary>The certificates of <see cref="CaFile"/>, read when the config was loaded.</summary>
+    public IReadOnlyList<System.Security.Cryptography.X509Certificates.X509Certificate2> CaCertificates { get; init; } = [];
+
+    /// <summary>https only, explicit: accept any certificate (warned at start, shown on the status page).</summary>
+    public bool TlsSkipVerify { get; init; }
+
     // The key is excluded so that a stray ToString() or log of the record can never print it.
     public override string ToString() => $"{Id} ({Name}) {Url} weight={Weight}";
 }

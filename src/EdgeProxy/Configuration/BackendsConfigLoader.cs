@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 
 namespace EdgeProxy.Configuration;
@@ -54,6 +56,10 @@ internal static class BackendsConfigLoader
         {
             var errors = new List<ConfigError>();
             var config = ReadRoot(document.RootElement, errors, warnings ?? []);
+            if (errors.Count == 0 && config is not null)
+            {
+                CheckSharedTlsRules(config, errors);
+            }
             if (errors.Count > 0)
             {
                 throw new ConfigException(source, errors);
@@ -250,7 +256,7 @@ internal static class BackendsConfigLoader
             errors.Add(new ConfigError(path, $"expected a backend object, found {Describe(backend)}"));
             return null;
         }
-        WarnUnknown(backend, path, ["id", "name", "url", "weight", "api_key", "auth_mode", "health_path"], warnings);
+        WarnUnknown(backend, path, ["id", "name", "url", "weight", "api_key", "auth_mode", "health_path", "ca_file", "tls_skip_verify"], warnings);
         var before = errors.Count;
 
         var id = RequiredString(backend, "id", path, errors);
@@ -327,12 +333,17 @@ internal static class BackendsConfigLoader
             }
         }
 
+        var (caFile, caCertificates, skipVerify) = ReadUpstreamTls(backend, path, url, errors, warnings);
+
         if (errors.Count > before)
         {
             return null;
         }
         return new BackendConfig
         {
+            CaFile = caFile,
+            CaCertificates = caCertificates,
+            TlsSkipVerify = skipVerify,
             Id = id!,
             Name = name!,
             Url = url!,
@@ -341,6 +352,104 @@ internal static class BackendsConfigLoader
             AuthMode = authMode,
             HealthPath = healthPath,
         };
+    }
+
+    /// <summary>
+    /// `ca_file` (a private CA, PEM; relative paths from the working directory, like TLS_CERT_FILE) and
+    /// `tls_skip_verify` (explicitly true) of an https backend. Without either, the system CAs verify it.
+    /// </summary>
+    private static (string? CaFile, IReadOnlyList<X509Certificate2> Ca, bool SkipVerify) ReadUpstreamTls(
+        JsonElement backend, string path, string? url, List<ConfigError> errors, List<string> warnings)
+    {
+        var https = url is not null && url.StartsWith("https://", StringComparison.OrdinalIgnoreCase);
+        string? caFile = null;
+        var ca = new List<X509Certificate2>();
+        if (backend.TryGetProperty("ca_file", out var caElement) && caElement.ValueKind != JsonValueKind.Null)
+        {
+            if (caElement.ValueKind != JsonValueKind.String || caElement.GetString()!.Trim().Length == 0)
+            {
+                errors.Add(new ConfigError(path + ".ca_file", $"expected the path of a PEM file, found {Describe(caElement)}"));
+            }
+            else if (url is not null && !https)
+            {
+                errors.Add(new ConfigError(path + ".ca_file", "applies to https:// backends only"));
+            }
+            else
+            {
+                caFile = caElement.GetString()!.Trim();
+                try
+                {
+                    var collection = new X509Certificate2Collection();
+                    collection.ImportFromPemFile(caFile);
+                    ca.AddRange(collection);
+                    if (ca.Count == 0)
+                    {
+                        errors.Add(new ConfigError(path + ".ca_file", $"'{caFile}' holds no -----BEGIN CERTIFICATE----- block"));
+                    }
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+                {
+                    var reason = ex is FileNotFoundException or DirectoryNotFoundException ? "file not found" : ex.Message;
+                    errors.Add(new ConfigError(path + ".ca_file", $"cannot read '{caFile}': {reason}"));
+                }
+            }
+        }
+        var skip = false;
+        if (backend.TryGetProperty("tls_skip_verify", out var skipElement) && skipElement.ValueKind != JsonValueKind.Null)
+        {
+            if (skipElement.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+            {
+                errors.Add(new ConfigError(path + ".tls_skip_verify", $"expected true or false, found {Describe(skipElement)}"));
+            }
+            else if ((skip = skipElement.GetBoolean()) && url is not null && !https)
+            {
+                errors.Add(new ConfigError(path + ".tls_skip_verify", "applies to https:// backends only"));
+            }
+            else if (skip && caFile is not null)
+            {
+                errors.Add(new ConfigError(path + ".tls_skip_verify", "cannot be combined with ca_file (use one: ca_file verifies against a private CA, tls_skip_verify verifies nothing)"));
+            }
+            else if (skip && url is not null)
+            {
+                warnings.Add($"{path}.tls_skip_verify: the certificate of {url} is NOT verified; anyone on the network path can impersonate this backend");
+            }
+        }
+        return (caFile, ca, skip);
+    }
+
+    /// <summary>
+    /// A backend's TLS rule is found by its host when a connection opens (all the handshake tells),
+    /// and backends on one host:port share connections: two https backends on one host with
+    /// different rules could verify each other's connections. Such a config is refused.
+    /// </summary>
+    private static void CheckSharedTlsRules(BackendsConfig config, List<ConfigError> errors)
+    {
+        var seen = new Dictionary<string, (string Rule, string Path)>(StringComparer.OrdinalIgnoreCase);
+        foreach (var service in config.Services)
+        {
+            foreach (var model in service.Models)
+            {
+                for (var i = 0; i < model.Backends.Count; i++)
+                {
+                    var backend = model.Backends[i];
+                    if (!Uri.TryCreate(backend.Url, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttps)
+                    {
+                        continue;
+                    }
+                    var rule = backend.TlsSkipVerify ? "tls_skip_verify" : backend.CaFile is { } ca ? "ca_file " + ca : "system CAs";
+                    var path = $"services.{service.Name}.models.{model.Name}.backends[{i}]";
+                    var authority = uri.IdnHost;
+                    if (seen.TryGetValue(authority, out var first) && first.Rule != rule)
+                    {
+                        errors.Add(new ConfigError(path, $"{authority} is verified by {rule} here but by {first.Rule} in {first.Path}; https backends on one host take one rule, so give them the same ca_file / tls_skip_verify"));
+                    }
+                    else
+                    {
+                        seen.TryAdd(authority, (rule, path));
+                    }
+                }
+            }
+        }
     }
 
     private static string? RequiredString(JsonElement obj, string field, string path, List<ConfigError> errors)

@@ -11,6 +11,8 @@ namespace EdgeProxy.Configuration;
 /// built into a new route table (unchanged backends keep their health state) and published with one
 /// atomic swap: in-flight requests and streams continue on the table they started with. An invalid
 /// file is logged with every error and the last good config keeps serving.
+/// The process's one SIGHUP registration lives here; <paramref name="alsoOnSighup"/> reloads what
+/// else SIGHUP covers (the TLS certificate).
 /// </summary>
 internal sealed partial class BackendsConfigWatcher(
     string path,
@@ -18,7 +20,8 @@ internal sealed partial class BackendsConfigWatcher(
     RouteTableProvider routes,
     TimeProvider time,
     HealthChangeSignal signal,
-    ILogger<BackendsConfigWatcher> logger) : IHostedLifecycleService, IDisposable
+    ILogger<BackendsConfigWatcher> logger,
+    Action? alsoOnSighup = null) : IHostedLifecycleService, IDisposable
 {
     private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(250);
 
@@ -49,6 +52,7 @@ internal sealed partial class BackendsConfigWatcher(
             context.Cancel = true;
             LogSighup(logger);
             Reload(force: true);
+            alsoOnSighup?.Invoke();
         });
         if (settings.WatchConfig)
         {

@@ -138,4 +138,15 @@ internal sealed record GatewaySettings
     public bool WatchConfig { get; init; } = true;
 
     public bool AuthEnabled => BackendApiKey.Length > 0;
+
+    /// <summary>TLS_CERT_FILE: PEM certificate, leaf first then its chain; with <see cref="TlsKeyFile"/> it turns TLS on.</summary>
+    public string TlsCertFile { get; init; } = "";
+
+    /// <summary>TLS_KEY_FILE: the certificate's PEM private key (unencrypted PKCS#8, PKCS#1 or SEC1).</summary>
+    public string TlsKeyFile { get; init; } = "";
+
+    /// <summary>TLS_PORT: 0 (default) terminates TLS on PORT; a port number adds a TLS listener there and PORT stays cleartext.</summary>
+    public int TlsPort { get; init; }
+
+    public bool TlsEnabled => TlsCertFile.Length > 0;
 }

@@ -73,10 +73,25 @@ internal static class SettingsLoader
             Http2Port = reader.Int("HTTP2_PORT", 0, 0, 65535),
             ShutdownTimeout = reader.Seconds("SHUTDOWN_TIMEOUT", 25, min: 0),
             WatchConfig = reader.Choice("WATCH_CONFIG", "true", ["true", "false", "1", "0"]) is "true" or "1",
+            TlsCertFile = reader.String("TLS_CERT_FILE", ""),
+            TlsKeyFile = reader.String("TLS_KEY_FILE", ""),
+            TlsPort = reader.Int("TLS_PORT", 0, 0, 65535),
         };
         if (settings.EjectionMax < settings.EjectionBase)
         {
             errors.Add(new ConfigError("EJECTION_MAX_SECONDS", "must be at least EJECTION_BASE_SECONDS"));
+        }
+        if ((settings.TlsCertFile.Length > 0) != (settings.TlsKeyFile.Length > 0))
+        {
+            errors.Add(new ConfigError(settings.TlsCertFile.Length > 0 ? "TLS_KEY_FILE" : "TLS_CERT_FILE", "is required when the other of TLS_CERT_FILE and TLS_KEY_FILE is set"));
+        }
+        if (settings.TlsPort > 0 && settings.TlsCertFile.Length == 0)
+        {
+            errors.Add(new ConfigError("TLS_PORT", "needs TLS_CERT_FILE and TLS_KEY_FILE"));
+        }
+        if (settings.TlsPort > 0 && settings.TlsPort == settings.Port)
+        {
+            errors.Add(new ConfigError("TLS_PORT", "must differ from PORT (leave it at 0 to terminate TLS on PORT)"));
         }
         if (errors.Count > 0)
         {

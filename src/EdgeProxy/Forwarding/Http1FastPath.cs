@@ -5,6 +5,7 @@ using EdgeProxy.Auth;
 using EdgeProxy.Configuration;
 using EdgeProxy.Routing;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Extensions.Logging;
 
 namespace EdgeProxy.Forwarding;
@@ -43,14 +44,16 @@ internal sealed partial class Http1FastPath(
     private async Task RunAsync(ConnectionContext connection, ConnectionDelegate next)
     {
         var peer = (connection.RemoteEndPoint as IPEndPoint)?.Address;
-        if (peer is null)
+        // Behind TLS the connection reads decrypted bytes; one that negotiated h2 (ALPN) is Kestrel's HTTP/2.
+        var tls = connection.Features.Get<ITlsApplicationProtocolFeature>();
+        if (peer is null || IsOtherThanHttp1(tls))
         {
             await next(connection).ConfigureAwait(false);
             return;
         }
         peer = Normalize(peer);
         bool handOver;
-        var exchange = new Http1Exchange(connection, peer, settings.TrustedProxies.Count > 0 && ClientAddress.IsTrusted(peer, settings.TrustedProxies), forwarder.ShutdownDeadline);
+        var exchange = new Http1Exchange(connection, peer, settings.TrustedProxies.Count > 0 && ClientAddress.IsTrusted(peer, settings.TrustedProxies), forwarder.ShutdownDeadline, https: tls is not null);
         try
         {
             handOver = await forwarder.ServeHttp1Async(exchange, this).ConfigureAwait(false);
@@ -143,6 +146,10 @@ internal sealed partial class Http1FastPath(
         return true;
     }
 
+    /// <summary>ALPN chose a protocol other than HTTP/1.1 (h2); no ALPN at all means HTTP/1.1 (RFC 7301 §3.2).</summary>
+    private static bool IsOtherThanHttp1(ITlsApplicationProtocolFeature? tls)
+        => tls is not null && !tls.ApplicationProtocol.IsEmpty && !tls.ApplicationProtocol.Span.SequenceEqual("http/1.1"u8);
+
     private static IPAddress Normalize(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
 
     [ZLogger.ZLoggerMessage(LogLevel.Warning, "fast path: connection failed ({exceptionType}: {detail})")]
@@ -151,8 +158,11 @@ internal sealed partial class Http1FastPath(
 
 /// <summary>The client side of the fast path's exchanges on one connection.</summary>
 /// <param name="shutdownDeadline">The end of a shutdown's drain (<see cref="Hosting.ShutdownDrain.Deadline"/>): it cancels the exchange in flight like the client leaving does.</param>
-internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer, bool peerTrusted, CancellationToken shutdownDeadline = default) : IDisposable
+internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer, bool peerTrusted, CancellationToken shutdownDeadline = default, bool https = false) : IDisposable
 {
+    /// <summary>The client connection is TLS (X-Forwarded-Proto: https).</summary>
+    public bool Https { get; } = https;
+
     /// <summary>The peer is a configured trusted proxy: its X-Forwarded-* fields are believed (<see cref="ClientAddress"/>).</summary>
     public bool PeerTrusted { get; } = peerTrusted;
 

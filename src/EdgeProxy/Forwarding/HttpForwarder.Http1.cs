@@ -546,7 +546,7 @@ internal sealed partial class HttpForwarder
         }
         w.Bytes(exchange.PeerBytes);
         w.Bytes("\r\nX-Forwarded-Proto: "u8);
-        w.Bytes(trusted && head.ForwardedProto >= 0 ? head.Value(head.ForwardedProto) : "http"u8);
+        w.Bytes(trusted && head.ForwardedProto >= 0 ? head.Value(head.ForwardedProto) : exchange.Https ? "https"u8 : "http"u8);
         w.Bytes("\r\nX-Forwarded-Host: "u8);
         w.Bytes(head.Value(trusted && head.ForwardedHost >= 0 ? head.ForwardedHost : head.Host));
         w.Bytes("\r\nX-Real-IP: "u8);

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
 using EdgeProxy.Configuration;
 
@@ -11,21 +12,24 @@ namespace EdgeProxy.Forwarding;
 /// </summary>
 internal static class UpstreamClientFactory
 {
-    public static HttpMessageInvoker CreateForwardingClient(GatewaySettings settings)
-        => new(CreateHandler(settings, settings.MaxConnections), disposeHandler: true);
+    /// <param name="validateCertificate">https backends' certificate check (<see cref="UpstreamTls"/>); null: the system CAs.</param>
+    public static HttpMessageInvoker CreateForwardingClient(GatewaySettings settings, RemoteCertificateValidationCallback? validateCertificate = null)
+        => new(CreateHandler(settings, settings.MaxConnections, validateCertificate), disposeHandler: true);
 
     /// <summary>
     /// Health checks use their own small pool so a backend saturated by live traffic is not
     /// declared unhealthy just because its checks queue behind requests.
     /// </summary>
-    public static HttpMessageInvoker CreateHealthClient(GatewaySettings settings)
-        => new(CreateHandler(settings, maxConnections: 2), disposeHandler: true);
+    public static HttpMessageInvoker CreateHealthClient(GatewaySettings settings, RemoteCertificateValidationCallback? validateCertificate = null)
+        => new(CreateHandler(settings, maxConnections: 2, validateCertificate), disposeHandler: true);
 
-    private static SocketsHttpHandler CreateHandler(GatewaySettings settings, int maxConnections)
+    private static SocketsHttpHandler CreateHandler(GatewaySettings settings, int maxConnections, RemoteCertificateValidationCallback? validateCertificate)
     {
         var connectTimeout = settings.ConnectTimeout;
         return new SocketsHttpHandler
         {
+            // SNI and the name check use the request URI's host, the backend's (the client's Host is never sent upstream).
+            SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = validateCertificate },
             UseProxy = false,
             AllowAutoRedirect = false,
             AutomaticDecompression = DecompressionMethods.None,

@@ -45,6 +45,7 @@ internal static class HealthStatusReport
                     Name = state.Config.Name,
                     Url = state.Config.Url,
                     Weight = state.Config.Weight,
+                    TlsSkipVerify = state.Config.TlsSkipVerify,
                     Status = status switch { HealthStatus.Healthy => "healthy", HealthStatus.Unhealthy => "unhealthy", _ => "unknown" },
                     Ejected = state.IsEjected,
                     EjectedUntil = state.EjectedUntil,
@@ -125,6 +126,10 @@ internal sealed record BackendStatus
     public required string Url { get; init; }
 
     public int Weight { get; init; }
+
+    /// <summary>The backend's certificate is not verified (`tls_skip_verify`); only present when true.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
+    public bool TlsSkipVerify { get; init; }
 
     /// <summary>`healthy`, `unhealthy` or `unknown` (contract).</summary>
     public required string Status { get; init; }

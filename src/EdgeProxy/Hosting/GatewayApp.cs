@@ -8,6 +8,7 @@ using EdgeProxy.Dashboard;
 using EdgeProxy.Forwarding;
 using EdgeProxy.Health;
 using EdgeProxy.Hosting.Demo;
+using EdgeProxy.Hosting.Tls;
 using EdgeProxy.Observability;
 using EdgeProxy.Routing;
 using Microsoft.AspNetCore.Builder;
@@ -33,6 +34,10 @@ internal static partial class GatewayApp
     public static async Task<int> RunAsync(string[] args)
     {
         var startedAt = Stopwatch.GetTimestamp();
+        if (args.Length > 0 && args[0] == Healthcheck.Argument)
+        {
+            return await Healthcheck.RunAsync(args.AsSpan(1).ToArray()).ConfigureAwait(false);
+        }
 
         // 1. Command line.
         var demo = false;
@@ -64,6 +69,7 @@ internal static partial class GatewayApp
         GatewaySettings settings;
         BackendsConfig config;
         string configPath;
+        TlsCertificateStore? tls = null;
         var warnings = new List<string>();
         try
         {
@@ -81,10 +87,16 @@ internal static partial class GatewayApp
             ApplyIoThreads(settings);
             configPath = ResolveConfigPath(settings);
             config = BackendsConfigLoader.LoadFile(configPath, warnings);
+            tls = settings.TlsEnabled ? TlsCertificateStore.Load(settings.TlsCertFile, settings.TlsKeyFile, TimeProvider.System) : null;
         }
         catch (ConfigException ex)
         {
             Console.Error.WriteLine("edgeproxy: configuration error in " + ex.Message);
+            return ExitConfigError;
+        }
+        catch (ServerCertificateException ex)
+        {
+            Console.Error.WriteLine("edgeproxy: TLS certificate error: " + ex.Message);
             return ExitConfigError;
         }
         if (checkOnly)
@@ -115,7 +127,7 @@ internal static partial class GatewayApp
         // 5. The gateway.
         try
         {
-            await using var app = Build(settings, config, configPath, TimeProvider.System, warnings);
+            await using var app = Build(settings, config, configPath, TimeProvider.System, warnings, tls: tls);
             try
             {
                 await app.StartAsync().ConfigureAwait(false);
@@ -158,9 +170,11 @@ internal static partial class GatewayApp
 
     private const string Usage = """
         usage: edgeproxy [--demo] [--check-config] [--version] [--help]
+               edgeproxy --healthcheck [URL]
 
           --demo          also start mock LLM backends on the loopback URLs of backends.json
           --check-config  validate .env/environment and backends.json, then exit (0 = valid)
+          --healthcheck   GET URL (default: this configuration's own /health), exit 0 on 2xx, else 1
 
         Configuration comes from the environment, then ./.env, then defaults: PORT (8000),
         BACKENDS_CONFIG_PATH (./config/backends.json, else ./backends.json), BACKEND_API_KEY,
@@ -200,8 +214,10 @@ internal static partial class GatewayApp
         string configPath,
         TimeProvider time,
         IReadOnlyList<string> warnings,
-        Action<ILoggingBuilder>? configureLogging = null)
+        Action<ILoggingBuilder>? configureLogging = null,
+        TlsCertificateStore? tls = null)
     {
+        tls ??= settings.TlsEnabled ? TlsCertificateStore.Load(settings.TlsCertFile, settings.TlsKeyFile, time) : null;
         // Settings come from the environment and .env (contract), not appsettings.json; the host still
         // reads an appsettings.json next to the binary, but without watching it: a reload-on-change
         // JSON source costs a FileSystemWatcher thread and inotify set-up on every start.
@@ -250,13 +266,23 @@ internal static partial class GatewayApp
             options.Limits.MinRequestBodyDataRate = null;
             options.Limits.MinResponseDataRate = null;
             var address = settings.Host is "0.0.0.0" or "*" ? IPAddress.Any : settings.Host == "::" ? IPAddress.IPv6Any : IPAddress.Parse(settings.Host);
+            // TLS runs first on its listener; the fast path then reads the decrypted bytes (and never an h2 connection).
             options.Listen(address, settings.Port, listen =>
             {
-                if (settings.Http1FastPath)
+                if (tls is not null && settings.TlsPort == 0)
                 {
-                    listen.Use(next => fastPath is null ? next : fastPath.Wrap(next));
+                    tls.Configure(listen);
                 }
+                UseFastPath(listen);
             });
+            if (tls is not null && settings.TlsPort > 0)
+            {
+                options.Listen(address, settings.TlsPort, listen =>
+                {
+                    tls.Configure(listen);
+                    UseFastPath(listen);
+                });
+            }
             if (settings.Http2Port > 0)
             {
                 options.Listen(address, settings.Http2Port, listen => listen.Protocols = Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http2);
@@ -267,13 +293,22 @@ internal static partial class GatewayApp
             }
         });
 
+        void UseFastPath(Microsoft.AspNetCore.Server.Kestrel.Core.ListenOptions listen)
+        {
+            if (settings.Http1FastPath)
+            {
+                listen.Use(next => fastPath is null ? next : fastPath.Wrap(next));
+            }
+        }
+
         var policy = HealthPolicy.From(settings);
         var routes = new RouteTableProvider(RouteTable.Build(config, settings, policy, time));
         var metrics = new GatewayMetrics();
         var signal = new HealthChangeSignal();
         var authenticator = new GatewayKeyAuthenticator(settings.BackendApiKey);
-        var forwardingClient = UpstreamClientFactory.CreateForwardingClient(settings);
-        var healthClient = UpstreamClientFactory.CreateHealthClient(settings);
+        var upstreamTls = new UpstreamTls(routes);
+        var forwardingClient = UpstreamClientFactory.CreateForwardingClient(settings, upstreamTls.Validate);
+        var healthClient = UpstreamClientFactory.CreateHealthClient(settings, upstreamTls.Validate);
         var services = builder.Services;
         services.AddSingleton(settings);
         services.AddSingleton(time);
@@ -284,7 +319,13 @@ internal static partial class GatewayApp
         services.AddSingleton(sp => new ShutdownDrain(settings.ShutdownTimeout, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeProxy")));
         services.AddSingleton(sp => new HttpForwarder(forwardingClient, settings, time, metrics, signal, sp.GetRequiredService<ShutdownDrain>(), sp.GetRequiredService<ILogger<HttpForwarder>>()));
         services.AddSingleton(sp => new ActiveHealthChecker(routes, healthClient, settings, time, signal, sp.GetRequiredService<ILogger<ActiveHealthChecker>>()));
-        services.AddSingleton(sp => new BackendsConfigWatcher(configPath, settings, routes, time, signal, sp.GetRequiredService<ILogger<BackendsConfigWatcher>>()));
+        if (tls is not null)
+        {
+            services.AddSingleton(sp => new TlsCertificateWatcher(tls, settings, time, sp.GetRequiredService<ILogger<TlsCertificateWatcher>>()));
+            services.AddHostedService(sp => sp.GetRequiredService<TlsCertificateWatcher>());
+        }
+        services.AddSingleton(sp => new BackendsConfigWatcher(configPath, settings, routes, time, signal, sp.GetRequiredService<ILogger<BackendsConfigWatcher>>(),
+            sp.GetService<TlsCertificateWatcher>() is { } certificates ? () => certificates.Reload("SIGHUP") : null));
         services.AddSingleton(sp => new PrometheusExporter(metrics, routes, settings, authenticator));
         services.AddHostedService(sp => sp.GetRequiredService<ActiveHealthChecker>());
         services.AddHostedService(sp => sp.GetRequiredService<BackendsConfigWatcher>());

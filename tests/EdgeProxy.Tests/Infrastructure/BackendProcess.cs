@@ -33,7 +33,8 @@ internal sealed class BackendProcess : IAsyncDisposable
     public bool HasExited => _process.HasExited;
 
     /// <param name="port">0 for any free port; a fixed port to restart a killed backend at the same URL.</param>
-    public static async Task<BackendProcess> StartAsync(string id, int port = 0)
+    /// <param name="tls">PEM certificate and key files: serve https (Url is then `https://127.0.0.1:PORT`; the control calls need http, so they are unavailable).</param>
+    public static async Task<BackendProcess> StartAsync(string id, int port = 0, (string Cert, string Key)? tls = null)
     {
         var dll = Repo.TestBackendDll;
         if (!File.Exists(dll))
@@ -49,9 +50,16 @@ internal sealed class BackendProcess : IAsyncDisposable
         };
         info.ArgumentList.Add(dll);
         info.ArgumentList.Add("--urls");
-        info.ArgumentList.Add($"http://127.0.0.1:{port}");
+        info.ArgumentList.Add($"{(tls is null ? "http" : "https")}://127.0.0.1:{port}");
         info.ArgumentList.Add("--id");
         info.ArgumentList.Add(id);
+        if (tls is { } files)
+        {
+            info.ArgumentList.Add("--tls-cert");
+            info.ArgumentList.Add(files.Cert);
+            info.ArgumentList.Add("--tls-key");
+            info.ArgumentList.Add(files.Key);
+        }
         info.Environment["DOTNET_gcServer"] = "0";
         info.Environment["DOTNET_TieredPGO"] = "0";
         var process = Process.Start(info)!;

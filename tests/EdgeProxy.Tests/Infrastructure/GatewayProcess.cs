@@ -288,8 +288,14 @@ internal sealed class GatewayProcess : IAsyncDisposable
 
     public async Task WaitHealthyAsync(TimeSpan timeout)
     {
-        var watch = Stopwatch.StartNew();
         using var probe = TestHttp.Create(timeout: TimeSpan.FromSeconds(2));
+        await WaitHealthyAsync(timeout, probe, BaseUrl + "/health");
+    }
+
+    /// <summary>Waits until <paramref name="url"/> answers 2xx through <paramref name="probe"/> (e.g. https with a test CA).</summary>
+    public async Task WaitHealthyAsync(TimeSpan timeout, HttpClient probe, string url)
+    {
+        var watch = Stopwatch.StartNew();
         while (watch.Elapsed < timeout)
         {
             if (_process.HasExited)
@@ -298,7 +304,7 @@ internal sealed class GatewayProcess : IAsyncDisposable
             }
             try
             {
-                using var response = await probe.GetAsync(BaseUrl + "/health");
+                using var response = await probe.GetAsync(url);
                 if (response.IsSuccessStatusCode)
                 {
                     return;

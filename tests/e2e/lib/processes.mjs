@@ -8,6 +8,7 @@
 //   await procs.stopAll();                    // in after()
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +39,29 @@ export async function waitFor(what, fn, ms) {
     if (Date.now() > end) throw new Error('timed out waiting for ' + what);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** GET over https trusting only the CA file ca; resolves with the status code. */
+export function httpsStatus(url, ca) {
+  return new Promise((resolve, reject) => {
+    https.get(url, { ca: fs.readFileSync(ca), timeout: 2000 }, (res) => { res.resume(); resolve(res.statusCode); })
+      .on('error', reject).on('timeout', function () { this.destroy(new Error('timeout')); });
+  });
+}
+
+/**
+ * A test CA and a leaf for 127.0.0.1/localhost signed by it, made with the openssl CLI into dir:
+ * { ca, cert, key } file paths.
+ */
+export function makeTestCertificates(dir, run) {
+  const f = (name) => path.join(dir, name);
+  fs.writeFileSync(f('leaf.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'),
+    '-days', '2', '-subj', '/CN=EdgeProxy e2e test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign']);
+  run('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('key.pem'), '-out', f('leaf.csr'), '-subj', '/CN=localhost']);
+  run('openssl', ['x509', '-req', '-in', f('leaf.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2',
+    '-out', f('cert.pem'), '-extfile', f('leaf.ext')]);
+  return { ca: f('ca.pem'), cert: f('cert.pem'), key: f('key.pem') };
 }
 
 export class Processes {
@@ -75,15 +99,17 @@ export class Processes {
   /**
    * The gateway in a fresh temp directory (no stray .env) with backends.json = config and a clean
    * environment plus env; resolves with { url, port, child } once GET /health answers.
+   * With tls = { cert, key, ca } (PEM file paths), the gateway terminates TLS and url is https.
    */
-  async startGateway(config, env = {}) {
+  async startGateway(config, env = {}, tls = null) {
     if (!fs.existsSync(GATEWAY_BIN)) throw new Error(`gateway binary missing (./build.sh): ${GATEWAY_BIN}`);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeproxy-e2e-'));
     this.dirs.push(dir);
     const configPath = path.join(dir, 'backends.json');
     fs.writeFileSync(configPath, JSON.stringify(config, null, 2));
     const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
+    const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+    if (tls) env = { TLS_CERT_FILE: tls.cert, TLS_KEY_FILE: tls.key, ...env };
     const [cmd, args] = GATEWAY_BIN.endsWith('.dll') ? ['dotnet', [GATEWAY_BIN]] : [GATEWAY_BIN, []];
     const child = this.start(cmd, args, {
       cwd: dir,
@@ -91,7 +117,7 @@ export class Processes {
     });
     await waitFor('gateway /health', async () => {
       if (child.exitCode !== null) throw Object.assign(new Error(`gateway exited (${child.exitCode})`), { fatal: true });
-      return (await fetch(url + '/health')).ok;
+      return tls ? (await httpsStatus(url + '/health', tls.ca)) === 200 : (await fetch(url + '/health')).ok;
     }, 30000).catch((e) => { throw new Error(e.message + '\n--- gateway log ---\n' + child.log); });
     return { url, port, child };
   }

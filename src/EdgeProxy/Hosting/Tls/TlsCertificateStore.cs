@@ -1,0 +1,88 @@
+using System.Net.Security;
+using System.Security.Authentication;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+
+namespace EdgeProxy.Hosting.Tls;
+
+/// <summary>
+/// The certificate every TLS handshake uses. Handshakes read one immutable options object; a reload
+/// builds and validates a new one and publishes it with one atomic write, so connections that are
+/// open keep their session and new ones get the new certificate. Nothing is swapped when the new
+/// files do not make a working certificate.
+/// </summary>
+internal sealed class TlsCertificateStore
+{
+    /// <summary>ALPN in the server's order of preference: HTTP/2, then HTTP/1.1 (RFC 7301 §3.2).</summary>
+    private static readonly List<SslApplicationProtocol> Alpn = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11];
+
+    private volatile Published _current;
+
+    public TlsCertificateStore(string certPath, string keyPath, ServerCertificate initial)
+    {
+        CertPath = certPath;
+        KeyPath = keyPath;
+        _current = Publish(initial);
+    }
+
+    public string CertPath { get; }
+
+    public string KeyPath { get; }
+
+    public ServerCertificate Current => _current.Certificate;
+
+    /// <summary>Loads TLS_CERT_FILE / TLS_KEY_FILE at start; throws <see cref="ServerCertificateException"/> (start exits 2 with it).</summary>
+    public static TlsCertificateStore Load(string certPath, string keyPath, TimeProvider time)
+    {
+        var (cert, key) = ServerCertificate.ReadFiles(certPath, keyPath);
+        // An expired certificate still starts the gateway (clients see why they fail, and the
+        // watcher installs the renewed one); the start-up log warns.
+        return new TlsCertificateStore(certPath, keyPath, ServerCertificate.Create(certPath, cert, keyPath, key, time.GetUtcNow(), requireValidNow: false));
+    }
+
+    /// <summary>
+    /// Reads the files again and, when they changed and make a valid certificate, publishes it.
+    /// Throws <see cref="ServerCertificateException"/> (the current certificate stays) when they do not.
+    /// </summary>
+    public TlsReloadResult Reload(TimeProvider time)
+    {
+        var (cert, key) = ServerCertificate.ReadFiles(CertPath, KeyPath);
+        if (_current.Certificate.SameFiles(cert, key))
+        {
+            return TlsReloadResult.Unchanged;
+        }
+        var next = ServerCertificate.Create(CertPath, cert, KeyPath, key, time.GetUtcNow(), requireValidNow: true);
+        _current = Publish(next);
+        return TlsReloadResult.Replaced;
+    }
+
+    /// <summary>Kestrel's per-connection TLS callback: the current options, no allocation.</summary>
+    public ValueTask<SslServerAuthenticationOptions> OnConnection(TlsHandshakeCallbackContext context) => new(_current.Options);
+
+    /// <summary>TLS with ALPN h2 and http/1.1 on <paramref name="listen"/>, before any other connection middleware.</summary>
+    public void Configure(ListenOptions listen)
+    {
+        listen.Protocols = HttpProtocols.Http1AndHttp2;
+        listen.UseHttps(new TlsHandshakeCallbackOptions { OnConnection = OnConnection });
+    }
+
+    private static Published Publish(ServerCertificate certificate) => new(certificate, new SslServerAuthenticationOptions
+    {
+        ServerCertificateContext = certificate.Context,
+        EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+        ApplicationProtocols = Alpn,
+        // RFC 9113 §9.2.1: no renegotiation under HTTP/2 (Kestrel sets the same when it configures ALPN).
+        AllowRenegotiation = false,
+        ClientCertificateRequired = false,
+        CertificateRevocationCheckMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck,
+    });
+
+    /// <summary>One published generation: shared read-only by every handshake (SslStream copies what it needs).</summary>
+    private sealed record Published(ServerCertificate Certificate, SslServerAuthenticationOptions Options);
+}
+
+internal enum TlsReloadResult
+{
+    Unchanged,
+    Replaced,
+}
