@@ -4,6 +4,7 @@ using EdgeProxy.Tests.Infrastructure;
 namespace EdgeProxy.Tests.Functional;
 
 /// <summary>The gateway process starts, proxies to a real backend process and reports health.</summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class SmokeTests
 {
     [Fact]

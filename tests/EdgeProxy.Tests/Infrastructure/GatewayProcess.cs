@@ -245,16 +245,21 @@ internal sealed class GatewayProcess : IAsyncDisposable
         // A clean environment for the gateway's own variables: nothing from the developer's shell leaks in.
         foreach (var key in info.Environment.Keys.ToArray())
         {
-            if (key is "PORT" or "HOST" or "LOG_LEVEL" or "TRANSPORT" or "IO_THREADS" || key.StartsWith("BACKEND", StringComparison.Ordinal) || key.StartsWith("HEALTH_", StringComparison.Ordinal)
+            if (key is "PORT" or "HOST" or "LOG_LEVEL" or "TRANSPORT" or "IO_THREADS" or "HTTP1_FAST_PATH" || key.StartsWith("BACKEND", StringComparison.Ordinal) || key.StartsWith("HEALTH_", StringComparison.Ordinal)
                 || key.EndsWith("_TIMEOUT", StringComparison.Ordinal) || key.StartsWith("MAX_", StringComparison.Ordinal) || key.StartsWith("METRICS_", StringComparison.Ordinal))
             {
                 info.Environment.Remove(key);
             }
         }
-        // test.sh runs the transport-sensitive classes a second time on the other transport.
+        // test.sh runs the behaviour classes (Matrix.Rerun) again on the other paths and transports;
+        // a test's own environment (a GatewayVariant) still wins.
         if (Environment.GetEnvironmentVariable("EDGEPROXY_TEST_TRANSPORT") is { Length: > 0 } transport)
         {
             info.Environment["TRANSPORT"] = transport;
+        }
+        if (Environment.GetEnvironmentVariable("EDGEPROXY_TEST_FAST_PATH") is { Length: > 0 } fastPath)
+        {
+            info.Environment["HTTP1_FAST_PATH"] = fastPath;
         }
         foreach (var (k, v) in env)
         {

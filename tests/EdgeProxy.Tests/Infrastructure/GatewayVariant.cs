@@ -59,3 +59,17 @@ public sealed record GatewayVariant(bool FastPath, string Transport)
 
     public override string ToString() => Name;
 }
+
+/// <summary>
+/// The test matrix's trait. <see cref="Variants"/>: the test takes a <see cref="GatewayVariant"/>
+/// and runs all four itself. <see cref="Rerun"/>: a behaviour test that starts its gateways with the
+/// harness's defaults; test.sh runs these classes once more for each other combination of
+/// HTTP1_FAST_PATH and TRANSPORT (EDGEPROXY_TEST_FAST_PATH, EDGEPROXY_TEST_TRANSPORT). Either way
+/// every behaviour runs on every path and transport, selected by the trait, not by a class list.
+/// </summary>
+public static class Matrix
+{
+    public const string Trait = "Matrix";
+    public const string Variants = "variants";
+    public const string Rerun = "rerun";
+}

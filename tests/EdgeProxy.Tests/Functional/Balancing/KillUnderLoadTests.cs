@@ -9,6 +9,7 @@ namespace EdgeProxy.Tests.Functional.Balancing;
 /// Issue #3 (3): a backend killed under load costs no client request that it had not answered:
 /// connections it refuses are retried on another backend before any byte goes to the client.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class KillUnderLoadTests(ITestOutputHelper output)
 {
     [Fact]

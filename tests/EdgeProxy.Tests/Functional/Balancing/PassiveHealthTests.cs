@@ -9,6 +9,7 @@ namespace EdgeProxy.Tests.Functional.Balancing;
 /// /api/health/status and the log); after the back-off a half-open trial re-admits it once it is back.
 /// Active checks are slowed to one a minute so only passive health acts here.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class PassiveHealthTests(ITestOutputHelper output)
 {
     [Fact]

@@ -9,6 +9,7 @@ namespace EdgeProxy.Tests.Functional.Foundation;
 /// 502 and an upstream that never answers is 504 within REQUEST_TIMEOUT (1 s here), both as JSON that
 /// says nothing about the exception or the backend's address.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class ErrorPathTests(ShortTimeoutFixture fixture) : IClassFixture<ShortTimeoutFixture>
 {
     [Theory]

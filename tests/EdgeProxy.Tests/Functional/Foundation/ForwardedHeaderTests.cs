@@ -11,6 +11,7 @@ namespace EdgeProxy.Tests.Functional.Foundation;
 /// else new, sent upstream and on every response. Client identities are distinct 127.x source
 /// addresses; 203.0.113.7 is only ever a header value (TEST-NET-3), never contacted.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed partial class ForwardedHeaderTests(TrustedProxyFixture fixture) : IClassFixture<TrustedProxyFixture>
 {
     private const string Untrusted = "127.0.0.5";

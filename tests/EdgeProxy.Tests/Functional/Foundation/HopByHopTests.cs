@@ -8,6 +8,7 @@ namespace EdgeProxy.Tests.Functional.Foundation;
 /// are not forwarded in either direction; `TE: trailers` is. Raw sockets on the client side, so the
 /// headers go out and come back exactly as written.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class HopByHopTests(EchoGatewayFixture fixture) : IClassFixture<EchoGatewayFixture>
 {
     private int Port => fixture.Gateway.Port;

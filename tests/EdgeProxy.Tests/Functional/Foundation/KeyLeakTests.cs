@@ -12,6 +12,7 @@ namespace EdgeProxy.Tests.Functional.Foundation;
 /// live, refusing and hanging backends), every non-echo response the gateway can give is collected,
 /// then the responses and the gateway's complete DEBUG log are scanned for every key.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class KeyLeakTests(ITestOutputHelper output)
 {
     private const string GatewayKey = "gwkey-LEAKPROBE-Zq81xa";

@@ -8,6 +8,7 @@ namespace EdgeProxy.Tests.Functional.Foundation;
 /// Issue #2 item 4: request and response bodies are streamed, in both directions, with and without
 /// a declared length, and the gateway's memory does not grow with the body.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class LargeBodyTests(EchoGatewayFixture fixture, ITestOutputHelper output) : IClassFixture<EchoGatewayFixture>
 {
     private const long MiB = 1024 * 1024;

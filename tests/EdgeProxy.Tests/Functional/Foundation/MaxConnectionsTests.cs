@@ -20,7 +20,7 @@ public sealed class MaxConnectionsTests
 
     [Theory]
     [MemberData(nameof(GatewayVariant.All), MemberType = typeof(GatewayVariant))]
-    [Trait("Matrix", "path×transport")]
+    [Trait(Matrix.Trait, Matrix.Variants)]
     public async Task Both_paths_draw_from_one_budget_per_backend(string variant)
     {
         using var backend = new HoldingBackend(TimeSpan.FromMilliseconds(150));

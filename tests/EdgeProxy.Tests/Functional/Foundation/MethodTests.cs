@@ -9,6 +9,7 @@ namespace EdgeProxy.Tests.Functional.Foundation;
 /// Issue #2 item 4: every contract method reaches the backend with method, path and body intact;
 /// any other method is refused with 405 before an upstream call.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class MethodTests(EchoGatewayFixture fixture) : IClassFixture<EchoGatewayFixture>
 {
     [Theory]

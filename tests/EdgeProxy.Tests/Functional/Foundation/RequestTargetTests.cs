@@ -7,6 +7,7 @@ namespace EdgeProxy.Tests.Functional.Foundation;
 /// Issue #2 item 4: the path after `/{service}/{model}` and the raw query reach the backend byte for
 /// byte. Requests go out as raw bytes on a socket: HttpClient would normalise the target itself.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class RequestTargetTests(EchoGatewayFixture fixture) : IClassFixture<EchoGatewayFixture>
 {
     [Theory]

@@ -18,7 +18,7 @@ public sealed class SlowClientTests
 
     [Theory]
     [MemberData(nameof(GatewayVariant.All), MemberType = typeof(GatewayVariant))]
-    [Trait("Matrix", "path×transport")]
+    [Trait(Matrix.Trait, Matrix.Variants)]
     public async Task A_slow_body_runs_on_the_clients_timer_and_never_ejects_the_backend(string variant)
     {
         using var backend = new ScriptedBackend { Answer = ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), false) };

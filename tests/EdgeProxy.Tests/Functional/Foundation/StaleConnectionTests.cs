@@ -9,6 +9,7 @@ namespace EdgeProxy.Tests.Functional.Foundation;
 /// cost no failed request: a request without a body is sent again on a fresh connection, and one
 /// with a body is only ever sent on a connection checked to be open.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class StaleConnectionTests : IAsyncLifetime
 {
     private readonly ScriptedBackend _backend = new()

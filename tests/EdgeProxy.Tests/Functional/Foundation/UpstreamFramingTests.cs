@@ -11,6 +11,7 @@ namespace EdgeProxy.Tests.Functional.Foundation;
 /// (the HTTP/1.1 fast path and, with HTTP1_FAST_PATH=off, Kestrel + SocketsHttpHandler): they
 /// must answer alike.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public abstract class UpstreamFramingTests : IAsyncLifetime
 {
     private readonly ScriptedBackend _backend = new();

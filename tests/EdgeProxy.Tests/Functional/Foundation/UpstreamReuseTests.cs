@@ -23,7 +23,7 @@ public sealed class UpstreamReuseTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    [Trait("Matrix", "path×transport")]
+    [Trait(Matrix.Trait, Matrix.Variants)]
     public async Task Every_client_gets_its_own_response_after_a_backend_poisons_a_connection(string variant, string poison)
     {
         var gatewayVariant = GatewayVariant.Parse(variant);

@@ -13,6 +13,7 @@ namespace EdgeProxy.Tests.Functional.Streaming;
 /// gives the propagation delay client close -> gateway -> backend abort.
 /// </summary>
 [Collection(StreamingSerialCollection.Name)]
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class ClientDisconnectTests(ITestOutputHelper output)
 {
     /// <summary>The bound. On loopback the hop takes a few ms once the code paths are warm.</summary>

@@ -12,6 +12,7 @@ namespace EdgeProxy.Tests.Functional.Streaming;
 /// on one gateway because the error frame races the connection reset (the frame must leave before
 /// Kestrel's Abort sends RST), and a race shows up as an occasional, not a constant, failure.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class MidStreamFailureTests
 {
     private const int Repeats = 8;

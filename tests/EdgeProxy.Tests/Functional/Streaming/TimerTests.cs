@@ -13,6 +13,7 @@ namespace EdgeProxy.Tests.Functional.Streaming;
 /// upper bounds on elapsed time are many times the timer so a loaded box cannot fail them, while the
 /// backend's own delays are longer still so only the timer can explain the outcome.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class TimerTests(ITestOutputHelper output)
 {
     [Fact]

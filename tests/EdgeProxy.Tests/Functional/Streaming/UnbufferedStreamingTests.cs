@@ -11,6 +11,7 @@ namespace EdgeProxy.Tests.Functional.Streaming;
 /// the backend holds event k+1 until the test, reading through the gateway, has acknowledged event k,
 /// so a gateway that buffers deadlocks and the test fails by its timeout.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class UnbufferedStreamingTests(ITestOutputHelper output)
 {
     [Fact]
