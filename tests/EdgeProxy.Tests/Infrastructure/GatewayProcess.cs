@@ -136,6 +136,12 @@ internal sealed class GatewayProcess : IAsyncDisposable
         {
             port = expected;
         }
+        else if (env.TryGetValue("LOG_LEVEL", out var level) && level.ToUpperInvariant() is not ("DEBUG" or "INFO" or "INFORMATION" or "TRACE"))
+        {
+            // The bound port is read from an information line, which this level hides.
+            port = FreePort.Get();
+            env["PORT"] = port.ToString();
+        }
         else
         {
             port = 0;

@@ -19,8 +19,10 @@ public class EchoGatewayFixture : IAsyncLifetime
 
     internal GatewayProcess Gateway { get; private set; } = null!;
 
-    /// <summary>A loopback port that was free at start-up; the `dead` model points at it.</summary>
-    public int DeadPort { get; } = FreePort.Get();
+    private readonly ClosedPort _dead = new();
+
+    /// <summary>A loopback port that refuses connections while the fixture lives; the `dead` model points at it.</summary>
+    public int DeadPort => _dead.Port;
 
     protected virtual void AddEnvironment(IDictionary<string, string> environment)
     {
@@ -80,6 +82,7 @@ public class EchoGatewayFixture : IAsyncLifetime
         {
             await Backend.DisposeAsync();
         }
+        _dead.Dispose();
     }
 
     /// <summary>A request to the gateway carrying the gateway key as a Bearer token.</summary>

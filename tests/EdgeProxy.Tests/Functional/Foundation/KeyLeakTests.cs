@@ -26,7 +26,8 @@ public sealed class KeyLeakTests(ITestOutputHelper output)
     public async Task No_key_appears_in_any_response_or_log_line()
     {
         await using var backend = await BackendProcess.StartAsync("leak-b");
-        var deadPort = FreePort.Get();
+        using var dead = new ClosedPort();
+        var deadPort = dead.Port;
         await using var gateway = await GatewayProcess.StartAsync(
             BackendsJson.Models("svc",
                 ("live", [BackendsJson.Backend("live", backend.Url, apiKey: BackendKeys[0], authMode: "Authorization")]),
