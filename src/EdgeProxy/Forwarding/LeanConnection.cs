@@ -32,11 +32,12 @@ internal sealed class LeanConnection : IDisposable
     private bool _notReusable;
     private int _disposed;
 
-    /// <summary><see cref="InUse"/>, <see cref="Idle"/> (in the pool, watched) or <see cref="Closed"/>.</summary>
+    /// <summary><see cref="InUse"/>, <see cref="Idle"/> (in the pool, watched), <see cref="Checking"/> (the watch fired; looking) or <see cref="Closed"/>.</summary>
     private int _state;
     private const int InUse = 0;
     private const int Idle = 1;
     private const int Closed = 2;
+    private const int Checking = 3;
 
     private static readonly Action<object?> OnIdleReadable = static s => ((LeanConnection)s!).CloseIfIdle();
 
@@ -111,15 +112,44 @@ internal sealed class LeanConnection : IDisposable
     }
 
     /// <summary>Out of the pool for an exchange; false when the idle watch closed it first.</summary>
-    internal bool TryTakeIdle() => Interlocked.CompareExchange(ref _state, InUse, Idle) == Idle;
+    internal bool TryTakeIdle()
+    {
+        var spin = new SpinWait();
+        while (true)
+        {
+            var state = Volatile.Read(ref _state);
+            if (state == Idle && Interlocked.CompareExchange(ref _state, InUse, Idle) == Idle)
+            {
+                return true;
+            }
+            if (state == Closed)
+            {
+                return false;
+            }
+            spin.SpinOnce();   // the watch is looking (one non-blocking peek)
+        }
+    }
 
-    /// <summary>The idle watch fired: bytes nobody asked for, or the backend's close. Ignored once the connection is in use again.</summary>
+    /// <summary>
+    /// The idle watch fired: bytes nobody asked for, or the backend's close, and then the connection
+    /// is closed. An edge can also be a late one for bytes the last exchange already read (edges are
+    /// queued while the loop runs the exchange): a peek tells them apart, and a clean connection is
+    /// watched again. Ignored once the connection is in use again.
+    /// </summary>
     private void CloseIfIdle()
     {
-        if (Interlocked.CompareExchange(ref _state, Closed, Idle) == Idle)
+        if (Interlocked.CompareExchange(ref _state, Checking, Idle) != Idle)
         {
-            Dispose();
+            return;
         }
+        if (_socket.LooksAlive())
+        {
+            Volatile.Write(ref _state, Idle);
+            _socket.WatchIdle(OnIdleReadable, this);
+            return;
+        }
+        Volatile.Write(ref _state, Closed);
+        Dispose();
     }
 
     /// <summary>Closed by the idle watch (the pool skips and drops it).</summary>
