@@ -70,6 +70,39 @@ public sealed class UpstreamHeadTests(StrictnessFixture fixture, ITestOutputHelp
 
     public static TheoryData<string> InvalidNames => [.. Invalid.Keys];
 
+    /// <summary>
+    /// The upstream connection an invalid head came on is not used again (the bytes after it are not
+    /// a response): with the backend keeping it open, the next request still gets a clean answer.
+    /// </summary>
+    [Theory]
+    [InlineData("204-with-body")]
+    [InlineData("cl-two-equal")]
+    [InlineData("ctl-in-value")]
+    public async Task After_an_invalid_head_the_next_request_gets_a_clean_answer_on_every_path(string name)
+    {
+        try
+        {
+            var failures = new List<string>();
+            foreach (var (variant, gateway, _) in fixture.Gateways)
+            {
+                fixture.Answer(Answer.Of(Invalid[name], close: false));
+                var bad = await RawHttp.SendAsync(gateway.Port, "GET /svc/m/head HTTP/1.1\nHost: gw");
+                fixture.Answer(Answer.Ok);
+                var next = await RawHttp.SendAsync(gateway.Port, "GET /svc/m/next HTTP/1.1\nHost: gw");
+                output.WriteLine($"{name} {variant.Name}: {bad.Status}, then {next.Status}");
+                if (bad.Status != 502 || next.Status != 200 || next.BodyText != "ok")
+                {
+                    failures.Add($"{variant.Name}:\n{bad}\n--- then\n{next}");
+                }
+            }
+            Assert.True(failures.Count == 0, string.Join("\n\n", failures));
+        }
+        finally
+        {
+            fixture.Answer(Answer.Ok);
+        }
+    }
+
     /// <summary>Valid heads: what the client must get (status, then a check of the relayed head).</summary>
     private static readonly Dictionary<string, (string Answer, int Status, Action<RawResponse> Check)> Valid = new()
     {
