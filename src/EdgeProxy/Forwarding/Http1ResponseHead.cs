@@ -59,11 +59,12 @@ internal readonly record struct Http1ResponseHead(
     /// <param name="headRequest">The request was HEAD: no body follows whatever the fields say (RFC 9110 §9.3.2).</param>
     public static Http1ResponseHead Parse(ReadOnlySpan<byte> head, bool headRequest)
     {
-        // status-line = HTTP-version SP status-code SP [ reason-phrase ]   (RFC 9112 §4)
+        // status-line = HTTP-version SP status-code SP [ reason-phrase ]   (RFC 9112 §4); a higher
+        // minor version is read as 1.1 (§2.3), as SocketsHttpHandler does.
         var lineEnd = HttpAscii.IndexOfCrlf(head);
         var line = head[..lineEnd];
         var status = StatusOf(line);
-        if (status < 200 || status > 599 || line[7] is not ((byte)'0' or (byte)'1') || line[8] != (byte)' '
+        if (status < 200 || status > 599 || !char.IsAsciiDigit((char)line[7]) || line[8] != (byte)' '
             || (line.Length > 12 && (line[12] != (byte)' ' || !HttpSyntax.IsResponseFieldValue(line[13..]))))
         {
             throw Invalid("malformed status line");

@@ -38,6 +38,7 @@ public sealed class UpstreamHeadTests(StrictnessFixture fixture, ITestOutputHelp
         ["reason-ctl"] = "HTTP/1.1 200 O\u0001K\r\nContent-Length: 2\r\n\r\nok",
         ["version-lowercase"] = "http/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
         ["version-2"] = "HTTP/2 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        ["version-1.x"] = "HTTP/1.x 200 OK\r\nContent-Length: 2\r\n\r\nok",
         ["not-http"] = "not http at all\r\n\r\n",
     };
 
@@ -114,6 +115,7 @@ public sealed class UpstreamHeadTests(StrictnessFixture fixture, ITestOutputHelp
         ["304-with-length"] = ("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", 304, r => Assert.Equal("5", r.Header("Content-Length"))),
         ["obs-text-value"] = ("HTTP/1.1 200 OK\r\nX-B: caf\u00e9 \u00ff\r\nContent-Length: 2\r\n\r\nok", 200, r => Assert.Equal("caf\u00e9 \u00ff", r.Header("X-B"))),
         ["long-name"] = ("HTTP/1.1 200 OK\r\nX-" + new string('n', 100) + ": 1\r\nContent-Length: 2\r\n\r\nok", 200, r => Assert.Equal("1", r.Header("X-" + new string('n', 100)))),
+        ["version-1.2"] = ("HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, r => Framing(r, "2")),
         ["tab-in-value"] = ("HTTP/1.1 200 OK\r\nX-B: a\tb\r\nContent-Length: 2\r\n\r\nok", 200, r => Assert.Equal("a\tb", r.Header("X-B"))),
         ["connection-names-field"] = ("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Foo\r\nX-Foo: 1\r\nX-Kept: 2\r\nContent-Length: 2\r\n\r\nok", 200, r => NotRelayed(r, "X-Foo")),
         ["connection-close-names-field"] = ("HTTP/1.1 200 OK\r\nConnection: close, X-Foo\r\nX-Foo: 1\r\nX-Kept: 2\r\nContent-Length: 2\r\n\r\nok", 200, r => NotRelayed(r, "X-Foo")),
