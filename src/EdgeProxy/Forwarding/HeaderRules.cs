@@ -33,49 +33,74 @@ internal static class HeaderRules
         "X-Request-ID", "Server",
     ], StringComparer.OrdinalIgnoreCase);
 
+    /// <summary><see cref="HopByHop"/> for names as raw bytes.</summary>
+    private static readonly AsciiNameSet HopByHopNames = new(HopByHop);
+
     /// <summary>
-    /// The `Connection` value when it names any header beyond the hop-by-hop ones (which are
-    /// stripped anyway) and the `close`/`keep-alive` options; null otherwise. Almost every
-    /// `Connection` header is just `keep-alive` or `close`, and this spares the per-header
-    /// <see cref="IsListedInConnection"/> scan for them.
+    /// The one reader of a Connection field value (RFC 9110 §7.6.1), for requests and responses on
+    /// both paths: comma-separated tokens, OWS around each, empty elements skipped (§5.6.1),
+    /// compared case-insensitively. Names of hop-by-hop fields do not count as
+    /// <see cref="ConnectionTokens.NamesFields"/>: those fields are never relayed anyway, so the
+    /// common `Connection: keep-alive` / `close` / `Upgrade` spares the per-field scan.
     /// </summary>
-    public static string? ExtraConnectionOptions(string? connectionValue)
+    public static ConnectionTokens ReadConnection(ReadOnlySpan<byte> value)
     {
-        if (string.IsNullOrEmpty(connectionValue))
+        var tokens = ConnectionTokens.None;
+        foreach (var range in value.Split((byte)','))
         {
-            return null;
-        }
-        foreach (var range in connectionValue.AsSpan().Split(','))
-        {
-            var token = connectionValue.AsSpan(range).Trim();
-            if (token.IsEmpty || token.Equals("close", StringComparison.OrdinalIgnoreCase) || token.Equals("keep-alive", StringComparison.OrdinalIgnoreCase))
+            var token = HttpAscii.TrimOws(value[range]);
+            if (token.IsEmpty)
             {
                 continue;
             }
-            if (!HopByHopLookup.Contains(token))
+            if (HttpAscii.EqualsIgnoreCase(token, "close"u8))
             {
-                return connectionValue;
+                tokens |= ConnectionTokens.Close;
+            }
+            else if (HttpAscii.EqualsIgnoreCase(token, "keep-alive"u8))
+            {
+                tokens |= ConnectionTokens.KeepAlive;
+            }
+            else if (!HopByHopNames.Contains(token))
+            {
+                tokens |= ConnectionTokens.NamesFields;
             }
         }
-        return null;
+        return tokens;
     }
 
-    private static readonly FrozenSet<string>.AlternateLookup<ReadOnlySpan<char>> HopByHopLookup = HopByHop.GetAlternateLookup<ReadOnlySpan<char>>();
-
-    /// <summary>True for headers named in a `Connection` header value (RFC 9110 §7.6.1: also hop-by-hop).</summary>
-    public static bool IsListedInConnection(string name, string? connectionValue)
+    /// <summary>True when the Connection field value names <paramref name="fieldName"/> (then it is hop-by-hop and not relayed).</summary>
+    public static bool NamedByConnection(ReadOnlySpan<byte> connectionValue, ReadOnlySpan<byte> fieldName)
     {
-        if (string.IsNullOrEmpty(connectionValue))
+        foreach (var range in connectionValue.Split((byte)','))
         {
-            return false;
-        }
-        foreach (var range in connectionValue.AsSpan().Split(','))
-        {
-            if (connectionValue.AsSpan(range).Trim().Equals(name, StringComparison.OrdinalIgnoreCase))
+            if (HttpAscii.EqualsIgnoreCase(HttpAscii.TrimOws(connectionValue[range]), fieldName))
             {
                 return true;
             }
         }
         return false;
+    }
+
+    /// <summary>
+    /// The general path's Connection values (as the HTTP libraries decoded them, joined with commas)
+    /// when they name a field; null otherwise, so the usual value costs no per-field check.
+    /// </summary>
+    public static string? ConnectionNamingFields(string? connectionValues)
+    {
+        if (string.IsNullOrEmpty(connectionValues))
+        {
+            return null;
+        }
+        using var bytes = new WireBytes(connectionValues, stackalloc byte[256]);
+        return bytes.Valid && (ReadConnection(bytes.Span) & ConnectionTokens.NamesFields) != 0 ? connectionValues : null;
+    }
+
+    /// <summary><see cref="NamedByConnection(ReadOnlySpan{byte}, ReadOnlySpan{byte})"/> on the general path's strings.</summary>
+    public static bool NamedByConnection(string connectionValues, string fieldName)
+    {
+        using var value = new WireBytes(connectionValues, stackalloc byte[256]);
+        using var name = new WireBytes(fieldName, stackalloc byte[128]);
+        return value.Valid && name.Valid && NamedByConnection(value.Span, name.Span);
     }
 }

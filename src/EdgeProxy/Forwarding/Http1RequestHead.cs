@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Buffers.Text;
 using System.Collections.Frozen;
 using System.Text;
 
@@ -7,11 +6,13 @@ namespace EdgeProxy.Forwarding;
 
 /// <summary>
 /// One HTTP/1.1 request head as the fast path (<see cref="Http1FastPath"/>) sees it: copied out of
-/// the connection's input into a per-connection buffer and parsed strictly (RFC 9112 §3, §5). The
-/// parser accepts only the plain, common shape; anything else — another version, an absolute-form
-/// target, obs-fold, a non-ASCII byte, Transfer-Encoding, Expect, Upgrade, a CORS request,
-/// repeated credentials — is <see cref="Http1HeadStatus.NotFast"/>, and Kestrel's own parser takes
-/// the request (it owns every 4xx for malformed input).
+/// the connection's input into a per-connection buffer and parsed strictly (RFC 9112 §3, §5) with
+/// <see cref="HttpSyntax"/>, the rules the general path admits requests by. The parser accepts only
+/// the plain, common shape; anything else — another version, an absolute-form target, obs-fold, a
+/// byte the grammar forbids, an invalid Host, Transfer-Encoding, Expect, Upgrade, a CORS request,
+/// repeated credentials — is <see cref="Http1HeadStatus.NotFast"/>, and the general path takes the
+/// request: Kestrel refuses what it refuses, and the dispatcher refuses the rest with the same rules
+/// (<see cref="Hosting.RequestAdmission"/>), so every 4xx is worded in one place.
 /// </summary>
 internal sealed class Http1RequestHead
 {
@@ -20,8 +21,6 @@ internal sealed class Http1RequestHead
 
     /// <summary>More header fields than this go to Kestrel (typical SDK requests send 8–15).</summary>
     public const int MaxFields = 64;
-
-    private static readonly SearchValues<byte> TokenBytes = SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"u8);
 
     /// <summary>
     /// Every field name the fast path treats specially, with what it is: one case-insensitive lookup
@@ -204,14 +203,14 @@ internal sealed class Http1RequestHead
         FieldCount = 0;
         Authorization = ApiKey = RequestId = Host = -1;
         ForwardedFor = ForwardedProto = ForwardedHost = -1;
-        _connectionOptions = null;
+        _connectionNamesFields = false;
         var head = Buffer.AsSpan(0, Length - 2);
 
         // request-line = method SP request-target SP HTTP-version CRLF   (RFC 9112 §3)
         var lineEnd = HttpAscii.IndexOfCrlf(head);
         var line = head[..lineEnd];
         var space = line.IndexOf((byte)' ');
-        if (space <= 0 || KnownMethod(line[..space]) is not { } method)
+        if (space <= 0 || HttpSyntax.Method(line[..space]) is not { } method)
         {
             return false;
         }
@@ -219,7 +218,7 @@ internal sealed class Http1RequestHead
         var target = line[(space + 1)..];
         var space2 = target.IndexOf((byte)' ');
         if (space2 <= 0 || target[0] != (byte)'/' || !target[(space2 + 1)..].SequenceEqual("HTTP/1.1"u8)
-            || target[..space2].IndexOfAnyExceptInRange((byte)0x21, (byte)0x7E) >= 0)
+            || !HttpSyntax.IsRequestTarget(target[..space2]))
         {
             return false;
         }
@@ -235,7 +234,7 @@ internal sealed class Http1RequestHead
             lineEnd = HttpAscii.IndexOfCrlf(rest);
             line = lineEnd < 0 ? rest : rest[..lineEnd];
             var colon = line.IndexOf((byte)':');
-            if (colon <= 0 || colon > nameChars.Length || line[..colon].IndexOfAnyExcept(TokenBytes) >= 0 || FieldCount == MaxFields)
+            if (colon <= 0 || colon > nameChars.Length || !HttpSyntax.IsToken(line[..colon]) || FieldCount == MaxFields)
             {
                 return false;
             }
@@ -243,18 +242,11 @@ internal sealed class Http1RequestHead
             {
                 Array.Resize(ref _fields, Math.Min(_fields.Length * 2, MaxFields));
             }
-            var rawValue = line[(colon + 1)..];
-            // Visible ASCII, SP and HTAB only: no obs-text, no control bytes (Kestrel's default is ASCII too).
-            for (var bad = rawValue.IndexOfAnyExceptInRange((byte)0x20, (byte)0x7E); bad >= 0;)
+            var value = HttpAscii.TrimOws(line[(colon + 1)..], out var leading);
+            if (!HttpSyntax.IsRequestFieldValue(value))
             {
-                if (rawValue[bad] != (byte)'\t')
-                {
-                    return false;
-                }
-                var next = rawValue[(bad + 1)..].IndexOfAnyExceptInRange((byte)0x20, (byte)0x7E);
-                bad = next < 0 ? -1 : bad + 1 + next;
+                return false;
             }
-            var value = HttpAscii.TrimOws(rawValue, out var leading);
             var valueStart = offset + colon + 1 + leading;
             var name = nameChars[..Encoding.ASCII.GetChars(line[..colon], nameChars)];
             var index = FieldCount;
@@ -265,25 +257,40 @@ internal sealed class Http1RequestHead
             }
             _fields[index] = new Field(offset, colon, valueStart, value.Length, valueStart - offset + value.Length,
                 Forward: kind == FieldKind.Other,
-                Content: name.Length > 8 && name.StartsWith("Content-", StringComparison.OrdinalIgnoreCase));
+                Content: name.Length > 8 && name.StartsWith("Content-", StringComparison.OrdinalIgnoreCase),
+                Connection: kind == FieldKind.Connection);
             FieldCount++;
             offset += line.Length + 2;
         }
-        if (_connectionOptions is not null)
+        if (_connectionNamesFields)
         {
-            for (var i = 0; i < FieldCount; i++)
-            {
-                var field = _fields[i];
-                if (field.Forward && HeaderRules.IsListedInConnection(Encoding.ASCII.GetString(Name(i)), _connectionOptions))
-                {
-                    _fields[i] = field with { Forward = false };
-                }
-            }
+            DropFieldsNamedByConnection();
         }
         return Host >= 0;
     }
 
-    private string? _connectionOptions;
+    /// <summary>A Connection field names a field beyond the hop-by-hop ones (rare: then each forwarded field is checked).</summary>
+    private bool _connectionNamesFields;
+
+    /// <summary>Fields a Connection field names are hop-by-hop too (RFC 9110 §7.6.1): not forwarded.</summary>
+    private void DropFieldsNamedByConnection()
+    {
+        for (var i = 0; i < FieldCount; i++)
+        {
+            if (!_fields[i].Forward)
+            {
+                continue;
+            }
+            for (var c = 0; c < FieldCount; c++)
+            {
+                if (_fields[c].Connection && HeaderRules.NamedByConnection(Value(c), Name(i)))
+                {
+                    _fields[i] = _fields[i] with { Forward = false };
+                    break;
+                }
+            }
+        }
+    }
 
     /// <summary>Notes the fields the fast path acts on; false when one makes the request Kestrel's.</summary>
     private bool Classify(FieldKind kind, ReadOnlySpan<byte> value, int index)
@@ -291,7 +298,8 @@ internal sealed class Http1RequestHead
         switch (kind)
         {
             case FieldKind.Host:
-                if (Host >= 0 || value.IsEmpty)
+                // Exactly one valid authority (RFC 9112 §3.2): it is sent on as X-Forwarded-Host.
+                if (Host >= 0 || value.IsEmpty || !HttpSyntax.IsHost(value))
                 {
                     return false;
                 }
@@ -311,21 +319,9 @@ internal sealed class Http1RequestHead
             case FieldKind.ForwardedProto:
                 return Once(ForwardedProto, ForwardedProto = index);
             case FieldKind.Connection:
-                // Fields the Connection header names are hop-by-hop too (RFC 9110 §7.6.1). Read from
-                // the raw bytes here, `Connection: keep-alive, X-Foo` is honoured (Kestrel's parser
-                // keeps only the keep-alive token, so the general path cannot).
-                foreach (var range in value.Split((byte)','))
-                {
-                    var token = HttpAscii.TrimOws(value[range]);
-                    if (HttpAscii.EqualsIgnoreCase(token, "close"u8))
-                    {
-                        Close = true;
-                    }
-                    else if (!token.IsEmpty && !HttpAscii.EqualsIgnoreCase(token, "keep-alive"u8))
-                    {
-                        _connectionOptions = _connectionOptions is null ? Encoding.ASCII.GetString(value) : _connectionOptions + "," + Encoding.ASCII.GetString(value);
-                    }
-                }
+                var tokens = HeaderRules.ReadConnection(value);
+                Close |= (tokens & ConnectionTokens.Close) != 0;
+                _connectionNamesFields |= (tokens & ConnectionTokens.NamesFields) != 0;
                 return true;
             case FieldKind.RequestId:
                 if (RequestId >= 0)
@@ -342,9 +338,8 @@ internal sealed class Http1RequestHead
                 Authorization = index;
                 return true;
             case FieldKind.ContentLength:
-                // RFC 9112 §6.3: one valid decimal length; anything else is Kestrel's 400.
-                if (ContentLength >= 0 || value.IsEmpty || value.Length > 18
-                    || !Utf8Parser.TryParse(value, out long length, out var used) || used != value.Length || length < 0)
+                // RFC 9112 §6.3: one valid decimal length; anything else is the general path's.
+                if (ContentLength >= 0 || !HttpSyntax.TryParseContentLength(value, out var length))
                 {
                     return false;
                 }
@@ -360,19 +355,7 @@ internal sealed class Http1RequestHead
     /// <summary>A forwarding field may appear once here (several lines of one are the general path's to join).</summary>
     private static bool Once(int previous, int _) => previous < 0;
 
-    private static string? KnownMethod(ReadOnlySpan<byte> method) => method.Length switch
-    {
-        3 when method.SequenceEqual("GET"u8) => "GET",
-        3 when method.SequenceEqual("PUT"u8) => "PUT",
-        4 when method.SequenceEqual("POST"u8) => "POST",
-        4 when method.SequenceEqual("HEAD"u8) => "HEAD",
-        5 when method.SequenceEqual("PATCH"u8) => "PATCH",
-        6 when method.SequenceEqual("DELETE"u8) => "DELETE",
-        7 when method.SequenceEqual("OPTIONS"u8) => "OPTIONS",
-        _ => null,
-    };
-
-    private readonly record struct Field(int NameStart, int NameLength, int ValueStart, int ValueLength, int LineLength, bool Forward, bool Content);
+    private readonly record struct Field(int NameStart, int NameLength, int ValueStart, int ValueLength, int LineLength, bool Forward, bool Content, bool Connection);
 }
 
 internal enum Http1HeadStatus

@@ -6,10 +6,13 @@ namespace EdgeProxy.Forwarding;
 
 /// <summary>
 /// What the fast path needs from a backend's response head (RFC 9112 §4–§6): the status, how the
-/// body is framed upstream and towards the client, and what kind of stream it is. Parsed with the
-/// lean client's rules (<see cref="LeanConnection"/>): one Content-Length, chunked as the final
-/// coding, `Connection: close`, no obs-fold.
+/// body is framed upstream and towards the client, and what kind of stream it is. A head that is
+/// not valid RFC 9110/9112 (<see cref="HttpSyntax"/>: a token name, a value without control bytes,
+/// one Content-Length of digits only, no body framing on a 204, a 2xx–5xx status) is an invalid
+/// response — a 502, the same rule the general path applies to what SocketsHttpHandler hands over.
 /// </summary>
+/// <param name="ClientContentLength">The Content-Length the client gets, recomputed (the backend's own lines are never copied); -1 for none.</param>
+/// <param name="ConnectionNamesFields">A Connection field names fields to drop (rare; <see cref="HeaderRules.ReadConnection"/>).</param>
 internal readonly record struct Http1ResponseHead(
     int Status,
     LeanFraming Framing,
@@ -18,9 +21,9 @@ internal readonly record struct Http1ResponseHead(
     StreamKind Kind,
     bool CarriesUsage,
     bool HasDate,
-    bool DropContentLength,
+    long ClientContentLength,
     bool BodyAllowed,
-    string? ConnectionOptions)
+    bool ConnectionNamesFields)
 {
     private static readonly byte[]?[] StatusLines = new byte[]?[600];
 
@@ -56,68 +59,63 @@ internal readonly record struct Http1ResponseHead(
     /// <param name="headRequest">The request was HEAD: no body follows whatever the fields say (RFC 9110 §9.3.2).</param>
     public static Http1ResponseHead Parse(ReadOnlySpan<byte> head, bool headRequest)
     {
+        // status-line = HTTP-version SP status-code SP [ reason-phrase ]   (RFC 9112 §4); a higher
+        // minor version is read as 1.1 (§2.3), as SocketsHttpHandler does.
         var lineEnd = HttpAscii.IndexOfCrlf(head);
         var line = head[..lineEnd];
         var status = StatusOf(line);
-        if (status < 200 || status > 599 || line[8] != (byte)' ' || (line.Length > 12 && line[12] != (byte)' '))
+        if (status < 200 || status > 599 || !char.IsAsciiDigit((char)line[7]) || line[8] != (byte)' '
+            || (line.Length > 12 && (line[12] != (byte)' ' || !HttpSyntax.IsResponseFieldValue(line[13..]))))
         {
             throw Invalid("malformed status line");
         }
         var http10 = line[7] == (byte)'0';
         var keepAlive = !http10;
-        long bodyLength = -1;
+        long contentLength = -1;
         var chunked = false;
+        var transferEncoding = false;
         var hasDate = false;
         var contentType = default(ReadOnlySpan<byte>);
-        string? connectionOptions = null;
+        var connectionNamesFields = false;
         var fields = head[(lineEnd + 2)..^2];
         while (!fields.IsEmpty)
         {
+            // field-line = field-name ":" OWS field-value OWS   (RFC 9112 §5): a token name (no
+            // whitespace before the colon, no obs-fold line) and a value without control bytes.
             lineEnd = HttpAscii.IndexOfCrlf(fields);
             line = lineEnd < 0 ? fields : fields[..lineEnd];
             fields = lineEnd < 0 ? default : fields[(lineEnd + 2)..];
             var colon = line.IndexOf((byte)':');
-            if (colon <= 0 || line[0] is (byte)' ' or (byte)'\t' || line[colon - 1] is (byte)' ' or (byte)'\t' || line.IndexOfAny((byte)'\0', (byte)'\r', (byte)'\n') >= 0)
+            var name = colon < 0 ? default : line[..colon];
+            var value = HttpAscii.TrimOws(line[(colon + 1)..]);
+            if (!HttpSyntax.IsToken(name) || !HttpSyntax.IsResponseFieldValue(value))
             {
                 throw Invalid("malformed header field");
             }
-            var name = line[..colon];
-            var value = HttpAscii.TrimOws(line[(colon + 1)..]);
             switch (FieldOf(name))
             {
                 case Field.ContentLength:
-                    if (!Utf8Parser.TryParse(value, out long parsed, out var used) || used != value.Length || parsed < 0 || (bodyLength >= 0 && bodyLength != parsed))
+                    // RFC 9110 §8.6: one Content-Length, 1*DIGIT (repeated lines, even equal, are refused).
+                    if (contentLength >= 0 || !HttpSyntax.TryParseContentLength(value, out contentLength))
                     {
                         throw Invalid("invalid Content-Length");
                     }
-                    bodyLength = parsed;
                     break;
                 case Field.TransferEncoding:
+                    transferEncoding = true;
                     chunked = value.Length >= 7 && HttpAscii.EqualsIgnoreCase(value[^7..], "chunked"u8);
                     break;
                 case Field.Connection:
-                    var extra = false;
-                    foreach (var range in value.Split((byte)','))
+                    var tokens = HeaderRules.ReadConnection(value);
+                    if ((tokens & ConnectionTokens.Close) != 0)
                     {
-                        var token = HttpAscii.TrimOws(value[range]);
-                        if (HttpAscii.EqualsIgnoreCase(token, "close"u8))
-                        {
-                            keepAlive = false;
-                        }
-                        else if (HttpAscii.EqualsIgnoreCase(token, "keep-alive"u8))
-                        {
-                            keepAlive |= http10;
-                        }
-                        else if (!token.IsEmpty)
-                        {
-                            extra = true;
-                        }
+                        keepAlive = false;
                     }
-                    // Almost always just keep-alive or close: a string only when it names other fields.
-                    if (extra)
+                    else if ((tokens & ConnectionTokens.KeepAlive) != 0)
                     {
-                        connectionOptions = HeaderRules.ExtraConnectionOptions(Encoding.ASCII.GetString(value));
+                        keepAlive |= http10;
                     }
+                    connectionNamesFields |= (tokens & ConnectionTokens.NamesFields) != 0;
                     break;
                 case Field.ContentType:
                     contentType = value;
@@ -127,9 +125,15 @@ internal readonly record struct Http1ResponseHead(
                     break;
             }
         }
+        if (status == 204 && (transferEncoding || contentLength > 0))
+        {
+            // RFC 9110 §8.6, RFC 9112 §6.1: a 204 carries no body and no framing for one.
+            throw Invalid("framing on a 204");
+        }
 
-        var hasLength = bodyLength >= 0;
-        var dropLength = false;
+        var hasLength = contentLength >= 0;
+        var clientLength = status == 204 ? -1 : contentLength;
+        long bodyLength = contentLength;
         var bodyAllowed = !headRequest && status is not (204 or 304);
         LeanFraming framing;
         if (!bodyAllowed)
@@ -137,6 +141,10 @@ internal readonly record struct Http1ResponseHead(
             // RFC 9110 §6.4.1: no body follows, whatever the framing fields say; the connection stays usable.
             framing = LeanFraming.Length;
             bodyLength = 0;
+            if (chunked)
+            {
+                clientLength = -1;
+            }
         }
         else if (chunked)
         {
@@ -145,9 +153,9 @@ internal readonly record struct Http1ResponseHead(
             if (hasLength)
             {
                 keepAlive = false;
-                dropLength = true;
             }
             bodyLength = -1;
+            clientLength = -1;
         }
         else if (hasLength)
         {
@@ -174,7 +182,7 @@ internal readonly record struct Http1ResponseHead(
             kind = StreamKind.Chunked;
         }
         var carriesUsage = kind is StreamKind.Sse or StreamKind.Ndjson || ContainsJson(contentType);
-        return new Http1ResponseHead(status, framing, bodyLength, keepAlive, kind, carriesUsage, hasDate, dropLength, bodyAllowed, connectionOptions);
+        return new Http1ResponseHead(status, framing, bodyLength, keepAlive, kind, carriesUsage, hasDate, clientLength, bodyAllowed, connectionNamesFields);
     }
 
     private static bool StartsWithIgnoreCase(ReadOnlySpan<byte> value, ReadOnlySpan<byte> prefix)

@@ -89,16 +89,17 @@ internal sealed partial class HttpForwarder(
             }
         }
 
-        if (upstream is not null && !HasUsableContentLength(upstream))
+        if (upstream is not null && InvalidHead(upstream) is { } invalid)
         {
-            // RFC 9112 §6.3 (5): differing or malformed Content-Length values make the answer
-            // unusable; a proxy closes the upstream connection and answers 502 (SocketsHttpHandler
-            // hands such a response over, and Kestrel would refuse the header with a 500).
+            // A head that is not valid RFC 9110/9112 is unusable: the upstream connection is closed
+            // and the client gets a 502 (RFC 9112 §6.3 (5)), as on the fast path, whose parser
+            // refuses the same heads. SocketsHttpHandler hands such a response over, and Kestrel
+            // would refuse some of its fields with a 500.
             upstream.Dispose();
             upstream = null;
             budget!.Release();
             error = ForwarderError.UpstreamRequestFailed;
-            LogUpstreamError(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), nameof(HttpRequestException), "Invalid upstream response: invalid Content-Length.");
+            LogUpstreamError(logger, requestId, route.RouteLabel, backend.Id, ForwarderErrors.Code(error), nameof(HttpRequestException), "Invalid upstream response: " + invalid + ".");
             backend.State.OnRequestEnd(error: true);
             metrics.UpstreamEnded();
             ReportFailure(route, backend, admission == Admission.Trial, connectionFailure: false);
@@ -517,9 +518,9 @@ internal sealed partial class HttpForwarder(
         };
         content?.ApplyLength();
 
-        // Request headers minus hop-by-hop (and the ones named in Connection) and the ones we replace.
-        var connection = incoming.Headers.Connection;
-        var connectionValue = connection.Count == 0 ? null : HeaderRules.ExtraConnectionOptions(connection.ToString());
+        // Request headers minus hop-by-hop (and the ones named in Connection: Kestrel's value, with
+        // the lines as received, which Kestrel may have collapsed) and the ones we replace.
+        var connectionValue = HeaderRules.ConnectionNamingFields(Join(incoming.Headers.Connection, ConnectionFieldCapture.Raw));
         foreach (var header in incoming.Headers)
         {
             var name = header.Key;
@@ -536,7 +537,7 @@ internal sealed partial class HttpForwarder(
                 }
                 continue;
             }
-            if (connectionValue is not null && HeaderRules.IsListedInConnection(name, connectionValue))
+            if (connectionValue is not null && HeaderRules.NamedByConnection(connectionValue, name))
             {
                 continue;
             }
@@ -609,25 +610,61 @@ internal sealed partial class HttpForwarder(
         return false;
     }
 
-    /// <summary>False when the answer's Content-Length fields are present but not one valid number.</summary>
-    private static bool HasUsableContentLength(HttpResponseMessage upstream)
+    /// <summary>The values of a field as one comma-separated string (RFC 9110 §5.3), plus more; null when there are none.</summary>
+    private static string? Join(StringValues values, string? more)
+        => values.Count == 0 ? more : more is null ? values.ToString() : values.ToString() + ", " + more;
+
+    /// <summary>
+    /// Why a backend's head (as SocketsHttpHandler parsed it) is not valid RFC 9110/9112, by the rules
+    /// the fast path parses with (<see cref="HttpSyntax"/>); null when it is. SocketsHttpHandler
+    /// already refuses malformed status lines and field names; this adds what it lets through: a
+    /// status outside 200–599 (it hands over 099, 600 and a 101 nobody asked for), control bytes in
+    /// a reason phrase or value, a Content-Length that is not one 1*DIGIT value, framing on a 204.
+    /// </summary>
+    private static string? InvalidHead(HttpResponseMessage upstream)
     {
-        if (!upstream.Content.Headers.NonValidated.TryGetValues("Content-Length", out var values))
+        var status = (int)upstream.StatusCode;
+        if (status is < 200 or > 599)
         {
-            return true;
+            return "status " + status.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
-        string? first = null;
-        foreach (var value in values)
+        if (upstream.ReasonPhrase is { Length: > 0 } reason && !HttpSyntax.Holds(reason, HttpSyntax.IsResponseFieldValue))
         {
-            // RFC 9112 §6.3 (5): repeated fields must all carry the same valid number.
-            if (!long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _)
-                || (first is not null && value != first))
+            return "malformed status line";
+        }
+        var lengths = 0;
+        var framed = false;
+        Span<byte> digits = stackalloc byte[32];
+        foreach (var fields in (ReadOnlySpan<HttpHeadersNonValidated>)[upstream.Headers.NonValidated, upstream.Content.Headers.NonValidated])
+        {
+            foreach (var field in fields)
             {
-                return false;
+                if (!HttpSyntax.Holds(field.Key, HttpSyntax.IsToken))
+                {
+                    return "malformed header field";
+                }
+                var contentLength = field.Key.Equals("Content-Length", StringComparison.OrdinalIgnoreCase);
+                framed |= field.Key.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase);
+                foreach (var value in field.Value)
+                {
+                    if (!HttpSyntax.Holds(value, HttpSyntax.IsResponseFieldValue))
+                    {
+                        return "malformed header field";
+                    }
+                    if (contentLength)
+                    {
+                        using var bytes = new WireBytes(value.AsSpan().Trim([' ', '\t']), digits);
+                        if (++lengths > 1 || !bytes.Valid || !HttpSyntax.TryParseContentLength(bytes.Span, out var length))
+                        {
+                            return "invalid Content-Length";
+                        }
+                        framed |= length > 0;
+                    }
+                }
             }
-            first = value;
         }
-        return true;
+        // RFC 9110 §8.6, RFC 9112 §6.1: a 204 carries no body and no framing for one.
+        return status == 204 && framed ? "framing on a 204" : null;
     }
 
     private static void CopyResponseHeaders(HttpResponseMessage upstream, HttpResponse response)
@@ -635,7 +672,7 @@ internal sealed partial class HttpForwarder(
         string? connectionValue = null;
         if (upstream.Headers.NonValidated.TryGetValues("Connection", out var connection))
         {
-            connectionValue = HeaderRules.ExtraConnectionOptions(connection.ToString());
+            connectionValue = HeaderRules.ConnectionNamingFields(connection.ToString());
         }
         // RFC 9112 §6.3 (3): with Transfer-Encoding the received Content-Length is not the body's
         // length and must not be relayed (Kestrel would abort the response on the mismatch).
@@ -650,7 +687,7 @@ internal sealed partial class HttpForwarder(
         {
             var name = header.Key;
             if (HeaderRules.HopByHop.Contains(name) || HeaderRules.ResponseReplaced.Contains(name)
-                || (connectionValue is not null && HeaderRules.IsListedInConnection(name, connectionValue))
+                || (connectionValue is not null && HeaderRules.NamedByConnection(connectionValue, name))
                 || (dropContentLength && name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)))
             {
                 continue;

@@ -265,6 +265,12 @@ internal static partial class GatewayApp
             options.Limits.MaxRequestBodySize = settings.MaxRequestBodySize;
             options.Limits.MinRequestBodyDataRate = null;
             options.Limits.MinResponseDataRate = null;
+            // Kestrel collapses a Connection field to keep-alive/close/upgrade before the dispatcher
+            // runs; the capture keeps the field names listed with them (RFC 9110 §7.6.1).
+            options.RequestHeaderEncodingSelector = ConnectionFieldCapture.Select;
+            // Response field values relayed byte for byte: SocketsHttpHandler decodes them as Latin-1,
+            // and obs-text (RFC 9110 §5.5) goes back out as the same bytes, as on the fast path.
+            options.ResponseHeaderEncodingSelector = static _ => System.Text.Encoding.Latin1;
             var address = settings.Host is "0.0.0.0" or "*" ? IPAddress.Any : settings.Host == "::" ? IPAddress.IPv6Any : IPAddress.Parse(settings.Host);
             // TLS runs first on its listener; the fast path then reads the decrypted bytes (and never an h2 connection).
             options.Listen(address, settings.Port, listen =>

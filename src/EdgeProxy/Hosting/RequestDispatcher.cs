@@ -14,8 +14,9 @@ namespace EdgeProxy.Hosting;
 /// <summary>
 /// The gateway's single terminal middleware. It replaces endpoint routing on purpose: the proxy
 /// route is parsed straight from the raw request target (no allocation, no re-encoding) and the
-/// handful of fixed endpoints are exact string matches. Order per request:
-/// (1) request id, (2) CORS, (3) fixed endpoints, (4) proxy: parse, authenticate, look up, forward.
+/// handful of fixed endpoints are exact string matches. Order per request: (1) request id,
+/// (2) admission (<see cref="RequestAdmission"/>), (3) CORS, (4) fixed endpoints, (5) proxy: parse,
+/// authenticate, look up, forward.
 /// </summary>
 internal sealed partial class RequestDispatcher(
     GatewaySettings settings,
@@ -41,6 +42,17 @@ internal sealed partial class RequestDispatcher(
         var requestId = RequestIds.FromRequestOrNew(request);
         response.Headers[RequestIds.HeaderName] = requestId;
 
+        // 2. Admission: what the fast path's parser refuses is refused here too, on every path.
+        if (RequestAdmission.Check(context) is { } refusal)
+        {
+            if (refusal.Status == StatusCodes.Status405MethodNotAllowed)
+            {
+                response.Headers.Allow = HttpSyntax.AllowedMethods;
+            }
+            await ErrorResponses.WriteAsync(context, refusal.Status, refusal.Code, refusal.Message).ConfigureAwait(false);
+            return;
+        }
+
         // The dedicated metrics port serves /metrics and nothing else.
         if (settings.MetricsPort != 0 && context.Connection.LocalPort == settings.MetricsPort)
         {
@@ -55,7 +67,7 @@ internal sealed partial class RequestDispatcher(
             return;
         }
 
-        // 2. CORS (contract: open by default, restrictable). Preflights are answered here, unauthenticated.
+        // 3. CORS (contract: open by default, restrictable). Preflights are answered here, unauthenticated.
         if (request.Headers.Origin.Count > 0 && ApplyCors(context) && IsPreflight(request))
         {
             response.StatusCode = StatusCodes.Status204NoContent;
@@ -64,7 +76,7 @@ internal sealed partial class RequestDispatcher(
 
         try
         {
-            // 3. Fixed endpoints.
+            // 4. Fixed endpoints.
             var path = request.Path.Value ?? "/";
             var isRead = HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method);
             if (isRead)
@@ -103,7 +115,7 @@ internal sealed partial class RequestDispatcher(
                 }
             }
 
-            // 4. The proxy route.
+            // 5. The proxy route.
             await ProxyAsync(context, requestId).ConfigureAwait(false);
         }
         catch (Exception ex) when (!response.HasStarted && ex is not OperationCanceledException)
@@ -131,12 +143,6 @@ internal sealed partial class RequestDispatcher(
         if (!authenticator.IsAuthorized(request))
         {
             await UnauthorizedAsync(context).ConfigureAwait(false);
-            return;
-        }
-        if (!IsForwardedMethod(request.Method))
-        {
-            context.Response.Headers.Allow = "GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS";
-            await ErrorResponses.WriteAsync(context, 405, "method_not_allowed", $"Method {request.Method} is not forwarded.").ConfigureAwait(false);
             return;
         }
         if (GatewayPath.HasDotSegment(target.Remainder))
@@ -243,7 +249,7 @@ internal sealed partial class RequestDispatcher(
         headers.AccessControlExposeHeaders = "X-Request-ID";
         if (IsPreflight(context.Request))
         {
-            headers.AccessControlAllowMethods = "GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS";
+            headers.AccessControlAllowMethods = HttpSyntax.AllowedMethods;
             var requested = context.Request.Headers.AccessControlRequestHeaders;
             headers.AccessControlAllowHeaders = requested.Count > 0 ? requested.ToString() : "Authorization, X-API-Key, Content-Type";
             headers.AccessControlMaxAge = "600";
@@ -253,10 +259,6 @@ internal sealed partial class RequestDispatcher(
 
     private static bool IsPreflight(HttpRequest request)
         => HttpMethods.IsOptions(request.Method) && request.Headers.AccessControlRequestMethod.Count > 0;
-
-    private static bool IsForwardedMethod(string method)
-        => HttpMethods.IsGet(method) || HttpMethods.IsPost(method) || HttpMethods.IsPut(method) || HttpMethods.IsDelete(method)
-        || HttpMethods.IsPatch(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method);
 
     /// <summary>Echoes a client-supplied name safely (bounded, printable) in an error message.</summary>
     private static string Printable(string value)

@@ -8,8 +8,9 @@ namespace EdgeProxy.Tests.Functional.Foundation;
 /// <summary>
 /// Issue #6: the HTTP/1.1 fast path (a connection middleware relaying plain proxy requests on
 /// Kestrel's transport). What it takes it must relay exactly like the general path; what it does
-/// not take must reach Kestrel unconsumed, on the same connection; bad input is always Kestrel's
-/// to reject. `edgeproxy_fast_path_requests_total` tells which path served a request.
+/// not take must reach Kestrel unconsumed, on the same connection; bad input is always the general
+/// path's to reject (Kestrel, then the dispatcher's admission by the same rules the fast path parses
+/// with). `edgeproxy_fast_path_requests_total` tells which path served a request.
 /// </summary>
 public sealed partial class FastPathTests(EchoGatewayFixture fixture) : IClassFixture<EchoGatewayFixture>
 {

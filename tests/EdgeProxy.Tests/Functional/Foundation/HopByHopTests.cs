@@ -58,8 +58,9 @@ public sealed class HopByHopTests(EchoGatewayFixture fixture) : IClassFixture<Ec
 
     /// <summary>
     /// The most common client form, `Connection: keep-alive, X-Foo`. Kestrel's own parser keeps only
-    /// the interned keep-alive / close token of such a header, so the general path never sees the
-    /// names after it; the HTTP/1.1 fast path reads the raw bytes and honours them.
+    /// the interned keep-alive / close token of such a header; the general path reads the field as
+    /// received (ConnectionFieldCapture) and the fast path reads the raw bytes. DifferentialTests
+    /// holds every path and transport to this.
     /// </summary>
     [Theory]
     [InlineData("keep-alive, X-Foo")]

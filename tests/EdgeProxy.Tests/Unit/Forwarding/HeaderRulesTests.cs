@@ -1,3 +1,4 @@
+using System.Text;
 using EdgeProxy.Forwarding;
 
 namespace EdgeProxy.Tests.Unit.Forwarding;
@@ -9,6 +10,7 @@ public sealed class HeaderRulesTests
     [InlineData("X-Foo", "close, X-Foo", true)]
     [InlineData("x-foo", "close,X-FOO", true)]
     [InlineData("X-Foo", "  x-foo  ", true)]
+    [InlineData("X-Foo", "\tx-foo\t", true)]
     [InlineData("X-Foo", "keep-alive ,, x-foo ,", true)]
     [InlineData("Keep-Alive", "keep-alive", true)]
     [InlineData("Upgrade", "Upgrade, HTTP2-Settings", true)]
@@ -18,25 +20,41 @@ public sealed class HeaderRulesTests
     [InlineData("X-Foo", "X-Foo-Bar, close", false)]
     [InlineData("X-Foo", "close", false)]
     [InlineData("X-Foo", "", false)]
-    [InlineData("X-Foo", null, false)]
     [InlineData("X-Foo", ",", false)]
     [InlineData("X Foo", "X, Foo", false)]
-    public void Names_listed_in_connection(string name, string? connection, bool listed)
-        => Assert.Equal(listed, HeaderRules.IsListedInConnection(name, connection));
+    public void Names_listed_in_connection(string name, string connection, bool listed)
+    {
+        Assert.Equal(listed, HeaderRules.NamedByConnection(Encoding.ASCII.GetBytes(connection), Encoding.ASCII.GetBytes(name)));
+        Assert.Equal(listed, HeaderRules.NamedByConnection(connection, name));
+    }
+
+    [Theory]
+    [InlineData("", "None")]
+    [InlineData("keep-alive", "KeepAlive")]
+    [InlineData("Keep-Alive", "KeepAlive")]
+    [InlineData("close", "Close")]
+    [InlineData("CLOSE", "Close")]
+    [InlineData(" close , keep-alive ,, ", "Close, KeepAlive")]
+    [InlineData("keep-alive, Upgrade, TE", "KeepAlive")]              // hop-by-hop names are stripped anyway
+    [InlineData("close, X-Foo", "Close, NamesFields")]
+    [InlineData("keep-alive, X-Foo", "KeepAlive, NamesFields")]
+    [InlineData("X-Foo, keep-alive", "KeepAlive, NamesFields")]
+    [InlineData("Upgrade, HTTP2-Settings", "NamesFields")]
+    [InlineData("X-Foo", "NamesFields")]
+    [InlineData("closed", "NamesFields")]
+    [InlineData("keep-alive2", "NamesFields")]
+    public void Connection_values_are_read_token_by_token(string connection, string tokens)
+        => Assert.Equal(tokens, HeaderRules.ReadConnection(Encoding.ASCII.GetBytes(connection)).ToString());
 
     [Theory]
     [InlineData(null, null)]
     [InlineData("", null)]
     [InlineData("keep-alive", null)]
-    [InlineData("Keep-Alive", null)]
-    [InlineData("close", null)]
-    [InlineData(" close , keep-alive ,, ", null)]
-    [InlineData("keep-alive, Upgrade, TE", null)]              // hop-by-hop names are stripped anyway
-    [InlineData("close, X-Foo", "close, X-Foo")]
-    [InlineData("Upgrade, HTTP2-Settings", "Upgrade, HTTP2-Settings")]
-    [InlineData("X-Foo", "X-Foo")]
-    public void Connection_values_that_name_only_hop_by_hop_options_need_no_per_header_scan(string? connection, string? extra)
-        => Assert.Equal(extra, HeaderRules.ExtraConnectionOptions(connection));
+    [InlineData("close, upgrade", null)]
+    [InlineData("keep-alive, X-Foo", "keep-alive, X-Foo")]
+    [InlineData("keep-alive, X-Foo, keep-alive", "keep-alive, X-Foo, keep-alive")]
+    public void The_general_path_checks_fields_only_when_connection_names_some(string? connection, string? naming)
+        => Assert.Equal(naming, HeaderRules.ConnectionNamingFields(connection));
 
     [Theory]
     [InlineData("Connection")]

@@ -49,6 +49,31 @@ public sealed class Http1HeadTests
     [InlineData("GET /svc/m HTTP/1.1\nHost: gw\n\n", "NotFast")]
     [InlineData("GET /svc/m\u00e4 HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
     [InlineData("GET /svc/m  HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    // What the fast path declines the general path refuses by the same rules (HttpSyntax):
+    [InlineData("GET /svc/m/a\tb HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m/a\u0001b HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m/a\u007fb HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m/a?q=\u0001 HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m/a\rb HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m/a%00b HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m/a%zz HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m/a#f HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m/a?q=%00 HTTP/1.1\r\nHost: gw\r\n\r\n", "Fast")]
+    [InlineData("GET /svc/m HTTP/1.1\r\nHost: gw/../x@evil\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m HTTP/1.1\r\nHost: u@gw\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m HTTP/1.1\r\nHost: gw:65536\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m HTTP/1.1\r\nHost: g,w\r\n\r\n", "NotFast")]
+    [InlineData("GET /svc/m HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", "Fast")]
+    [InlineData(Base + "X-A: a\u0001b\r\n\r\n", "NotFast")]
+    [InlineData(Base + "X-A: a\u007fb\r\n\r\n", "NotFast")]
+    [InlineData(Base + "X-A: a\tb\r\n\r\n", "Fast")]
+    [InlineData(Base + "X(A): 1\r\n\r\n", "NotFast")]
+    [InlineData(Base + "Content-Length: +1\r\n\r\n", "NotFast")]
+    [InlineData(Base + "Content-Length: 1, 1\r\n\r\n", "NotFast")]
+    [InlineData(Base + "Content-Length: 001\r\n\r\n", "Fast")]
+    [InlineData(Base + "Connection: keep-alive\u0001\r\n\r\n", "NotFast")]
+    [InlineData("Get /svc/m HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
+    [InlineData("CONNECT /svc/m HTTP/1.1\r\nHost: gw\r\n\r\n", "NotFast")]
     public void Request_heads_the_fast_path_takes(string raw, string expected)
     {
         var head = new Http1RequestHead();
@@ -99,6 +124,22 @@ public sealed class Http1HeadTests
         Assert.Equal("spaced value", Encoding.ASCII.GetString(head.Value(head.FieldCount - 1)));
     }
 
+    [Theory]
+    [InlineData("Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nX-Kept: 2\r\n", "X-Kept: 2")]
+    [InlineData("Connection: X-Hop, close\r\nX-Hop: 1\r\nX-Kept: 2\r\n", "X-Kept: 2")]
+    [InlineData("Connection: keep-alive\r\nConnection: x-hop\r\nX-Hop: 1\r\nX-Kept: 2\r\n", "X-Kept: 2")]
+    [InlineData("X-Hop: 1\r\nConnection: , X-HOP ,\r\nX-Kept: 2\r\n", "X-Kept: 2")]
+    [InlineData("Connection: keep-alive\r\nX-Hop: 1\r\nX-Kept: 2\r\n", "X-Hop: 1|X-Kept: 2")]
+    public void Fields_a_connection_field_names_are_not_forwarded(string fields, string forwarded)
+    {
+        var head = new Http1RequestHead();
+        Assert.Equal(Http1HeadStatus.Fast, head.TryRead(new ReadOnlySequence<byte>(Encoding.ASCII.GetBytes(Base + fields + "\r\n")), out _));
+
+        var kept = Enumerable.Range(0, head.FieldCount).Where(head.Forwarded).Select(i => Encoding.ASCII.GetString(head.Line(i)));
+
+        Assert.Equal(forwarded, string.Join("|", kept));
+    }
+
     [Fact]
     public void A_head_larger_than_the_limit_is_left_to_kestrel()
     {
@@ -117,6 +158,7 @@ public sealed class Http1HeadTests
     [InlineData("HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n", false, "UntilClose", -1L, false, "Ndjson", true)]
     [InlineData("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", false, "Length", 2L, false, "None", false)]
     [InlineData("HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n", false, "Length", 2L, true, "None", false)]
+    [InlineData("HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\n", false, "Length", 2L, true, "None", false)]
     [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n", false, "Length", 2L, false, "None", false)]
     [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n", true, "Length", 0L, true, "None", false)]
     [InlineData("HTTP/1.1 204 No Content\r\n\r\n", false, "Length", 0L, true, "None", false)]
@@ -141,11 +183,72 @@ public sealed class Http1HeadTests
     [InlineData("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")]
     [InlineData("HTTP/1.1 200 OK\r\nX-A : 1\r\n\r\n")]
     [InlineData("HTTP/1.1 200 OK\r\n folded\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\n\r\n")]
+    [InlineData("HTTP/1.1 099 Odd\r\n\r\n")]
+    [InlineData("HTTP/1.1 600 Odd\r\n\r\n")]
+    [InlineData("HTTP/1.x 200 OK\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 O\u0001K\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nX-\u0001B: 1\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nX B: 1\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\n: 1\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nNo colon\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nX-\u00c9: 1\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nX-B: a\u0001b\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nX-B: a\u001b[31mb\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nX-B: a\u007fb\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nX-B: a\u0000b\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nX-B: a\rb\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nX-B: a\nb\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n")]
+    [InlineData("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n")]
+    [InlineData("HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n")]
     public void Invalid_response_heads_are_upstream_failures(string raw)
     {
-        var error = Assert.Throws<HttpRequestException>(() => Http1ResponseHead.Parse(Encoding.ASCII.GetBytes(raw), headRequest: false));
+        var error = Assert.Throws<HttpRequestException>(() => Http1ResponseHead.Parse(Encoding.Latin1.GetBytes(raw), headRequest: false));
 
         Assert.Equal(HttpRequestError.InvalidResponse, error.HttpRequestError);
+    }
+
+    /// <summary>The client gets one framing field: the backend's Content-Length lines are never copied, a recomputed one is written.</summary>
+    [Theory]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 002\r\n\r\n", false, "Content-Length: 2")]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: \t2 \r\n\r\n", false, "Content-Length: 2")]
+    [InlineData("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", false, "Transfer-Encoding: chunked")]
+    [InlineData("HTTP/1.0 200 OK\r\n\r\n", false, "Transfer-Encoding: chunked")]
+    [InlineData("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", false, "")]
+    [InlineData("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", false, "Content-Length: 5")]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n", true, "Content-Length: 20")]
+    [InlineData("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true, "")]
+    public void The_client_gets_one_recomputed_framing_field(string raw, bool headRequest, string framing)
+    {
+        var head = Encoding.ASCII.GetBytes(raw);
+        var response = Http1ResponseHead.Parse(head, headRequest);
+        var buffer = new byte[1024];
+
+        var written = Encoding.ASCII.GetString(buffer, 0, HttpForwarder.WriteResponseHead(buffer, head, response, new RequestId("r1"), close: false));
+
+        var framingLines = written.Split("\r\n").Where(l => l.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase) || l.StartsWith("Transfer-Encoding:", StringComparison.OrdinalIgnoreCase));
+        Assert.Equal(framing, string.Join("|", framingLines));
+    }
+
+    [Fact]
+    public void Response_fields_a_connection_field_names_and_long_names_are_handled_on_bytes()
+    {
+        var raw = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nX-" + new string('n', 100) + ": long\r\nX-B: caf\u00e9\r\nContent-Length: 0\r\n\r\n";
+        var head = Encoding.Latin1.GetBytes(raw);
+        var response = Http1ResponseHead.Parse(head, headRequest: false);
+        var buffer = new byte[1024];
+
+        var written = Encoding.Latin1.GetString(buffer, 0, HttpForwarder.WriteResponseHead(buffer, head, response, new RequestId("r1"), close: false));
+
+        Assert.DoesNotContain("X-Hop", written, StringComparison.Ordinal);
+        Assert.DoesNotContain("Connection", written, StringComparison.Ordinal);
+        Assert.Contains("\r\nX-" + new string('n', 100) + ": long\r\n", written, StringComparison.Ordinal);
+        Assert.Contains("\r\nX-B: caf\u00e9\r\n", written, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -154,7 +257,7 @@ public sealed class Http1HeadTests
         var head = Http1ResponseHead.Parse("HTTP/1.1 200 OK\r\nDate: Sun, 29 Nov 2026 10:00:00 GMT\r\nConnection: X-Hop\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"u8, headRequest: false);
 
         Assert.True(head.HasDate);
-        Assert.Equal("X-Hop", head.ConnectionOptions);
+        Assert.True(head.ConnectionNamesFields);
         Assert.True(head.CarriesUsage);
         Assert.Equal("HTTP/1.1 404 Not Found\r\n", Encoding.ASCII.GetString(Http1ResponseHead.StatusLine(404)));
     }
