@@ -11,7 +11,7 @@ namespace EdgeProxy.Forwarding;
 /// Heads up to <see cref="CachedMaxLength"/> (almost all) come from a small free list per thread:
 /// on the epoll transport an exchange runs on one loop thread from start to end, so a rent and its
 /// return meet on the same list, with no lock and no atomic operation (the shared pool's bucket
-/// locks were ~2% of the fast path's user time). Each list keeps at most
+/// locks showed in the fast path's profile). Each list keeps at most
 /// <see cref="PerThreadPerSize"/> arrays of each size. When an exchange ends on another thread than
 /// it began (a pooled upstream connection of another loop, TRANSPORT=sockets), the renting thread's
 /// list runs dry and the returning thread's fills up: both then fall back to the shared pool below,

@@ -201,7 +201,7 @@ internal sealed partial class HttpForwarder(
     /// Bookkeeping for an attempt that failed before a response (both paths): the backend's
     /// in-flight count and passive health, then the retry rule — fail over after a connect failure
     /// while no body byte was sent, or re-send an idempotent body-less request the backend dropped
-    /// unanswered (issue #3) — with its log line. True when the caller should try another backend.
+    /// unanswered — with its log line. True when the caller should try another backend.
     /// </summary>
     private bool RetryAfterFailedAttempt(ModelRoute route, BackendEntry backend, Admission admission, ForwarderError error, Exception ex, bool bodyStarted, bool hasBody, string method, RequestId requestId)
     {
@@ -225,7 +225,7 @@ internal sealed partial class HttpForwarder(
         }
         if (error == ForwarderError.ClientGone)
         {
-            // Not the backend's failure: say who went away (issue #4: the log names the client).
+            // Not the backend's failure: say who went away (the log names the client).
             LogClientGoneBeforeResponse(logger, requestId.ToString(), route.RouteLabel, backend.Id);
         }
         else if (ForwarderErrors.IsClientFault(error))
@@ -455,8 +455,8 @@ internal sealed partial class HttpForwarder(
     /// <summary>
     /// The backend closed or reset the connection before any response byte (a backend killed with
     /// requests queued in its socket answers them with RST). For an idempotent request without a body
-    /// nothing is lost by sending it again elsewhere, and nothing has reached the client yet: issue #3
-    /// wants zero failed client requests that were not answered when a backend dies under load.
+    /// nothing is lost by sending it again elsewhere, and nothing has reached the client yet: a backend that dies under load
+    /// must fail no client request it never answered.
     /// </summary>
     private static bool ConnectionDropped(Exception ex)
     {

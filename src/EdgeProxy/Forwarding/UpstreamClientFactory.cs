@@ -42,7 +42,7 @@ internal static class UpstreamClientFactory
             ConnectTimeout = Timeout.InfiniteTimeSpan,
             Expect100ContinueTimeout = TimeSpan.Zero,
             // A response the forwarder stops reading early (client gone, stream failed) must close its
-            // connection at once so the backend stops generating (issue #4: within 100 ms). The default
+            // connection at once so the backend stops generating (within 100 ms). The default
             // (drain up to 1 MB for up to 2 s to reuse the connection) kept a token stream running for
             // 2 s after its client left whenever the copy loop was not inside a cancellable read.
             MaxResponseDrainSize = 0,

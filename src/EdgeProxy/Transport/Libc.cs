@@ -47,8 +47,8 @@ internal static unsafe partial class Libc
     /// <summary>
     /// errno straight after one of the hot calls (recv, send, accept4). They are declared without
     /// SetLastError and with SuppressGCTransition: on a non-blocking socket they return within
-    /// microseconds, so the GC-mode switch and the errno save/restore around each call (measured at
-    /// ~2% of the gateway's CPU under load) buy nothing, and nothing runs between the call and this
+    /// microseconds, so the GC-mode switch and the errno save/restore around each call (measurable
+    /// under load) buy nothing, and nothing runs between the call and this
     /// read that could overwrite errno.
     /// </summary>
     public static int LastError => Marshal.GetLastSystemError();
