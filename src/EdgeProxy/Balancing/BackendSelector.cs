@@ -1,3 +1,4 @@
+using EdgeProxy.Configuration;
 using EdgeProxy.Health;
 using EdgeProxy.Routing;
 
@@ -12,47 +13,114 @@ internal readonly record struct Pick(int Index, Admission Admission, bool Panic)
 }
 
 /// <summary>
-/// Chooses a backend for one attempt. Order: (1) the client's affinity slot, two deterministic
-/// fall-back slots and then a rendezvous ranking, so a pinned client whose backend is down lands on
-/// the same substitute every time and returns home when it recovers; (2) smooth weighted
-/// round-robin, skipping the turns of backends that are out; (3) panic mode — every
-/// backend of the model is down, so try one anyway rather than refuse (unless configured to fail fast).
-/// Lock-free: one Interlocked.Increment and a few array reads.
+/// Chooses a backend for one attempt. Order: (1) affinity with bounded loads: the key's backends in
+/// its own deterministic <see cref="PreferenceOrder"/>, taking the first that is admissible and whose
+/// in-flight load stays within the model's balance factor of its weighted fair share, so a pinned
+/// client stays home while load is even, spills to the same next backend every time when its home
+/// is busy or down, and returns when that passes; (2) the model's balance policy: smooth weighted
+/// round-robin (skipping the turns of backends that are out) or least outstanding requests per unit
+/// of weight (ties in round-robin order); (3) panic mode — every backend of the model is down, so try one anyway rather than
+/// refuse (unless configured to fail fast). Lock-free and allocation-free: Interlocked cursor,
+/// Volatile reads of the in-flight counters, stack scratch.
 /// </summary>
 internal static class BackendSelector
 {
-    private const int AffinityProbes = 3;
-
     /// <param name="route">The model's snapshot.</param>
-    /// <param name="affinityKey">Hash of the client key, or null for plain round-robin.</param>
+    /// <param name="affinityKey">Hash of the client key, or null for no affinity.</param>
     /// <param name="tried">Bit i set: backend i already failed this request (failover).</param>
     /// <param name="now">TimeProvider timestamp.</param>
     /// <param name="allowPanic">Whether to fall back to unhealthy backends when none is admissible.</param>
     public static Pick Select(ModelRoute route, ulong? affinityKey, ulong tried, long now, bool allowPanic)
     {
-        var backends = route.Backends;
         if (affinityKey is ulong key && route.Affinity is { } table)
         {
-            for (var probe = 0; probe < AffinityProbes; probe++)
+            var pinned = SelectPinned(route, table, key, tried, now);
+            if (pinned.Found)
             {
-                var hash = probe == 0 ? key : StableHash.Mix(key + (ulong)probe * 0x9E3779B97F4A7C15UL);
-                var index = table.Lookup(hash);
-                var admission = Admit(backends, index, tried, now, out var ramping);
-                if (admission != Admission.Refused && !ramping)
-                {
-                    return new Pick(index, admission, false);
-                }
-            }
-
-            // All three slots are out: rank every backend for this key so the client still lands on
-            // the same substitute every time, not wherever round-robin happens to be.
-            var substitute = SelectByRendezvous(route, key, tried, now);
-            if (substitute.Found)
-            {
-                return substitute;
+                return pinned;
             }
         }
 
+        var pick = route.Balance == BalancePolicy.LeastOutstanding
+            ? SelectLeastOutstanding(route, tried, now)
+            : SelectRoundRobin(route, tried, now);
+        if (pick.Found || !allowPanic)
+        {
+            return pick;
+        }
+
+        // Panic: nothing is admissible. Round-robin over the backends not yet tried, ignoring health.
+        var sequence = route.Sequence;
+        var start = route.NextCursor();
+        for (var step = 0; step < sequence.Length; step++)
+        {
+            var index = sequence[(int)((uint)(start + step) % (uint)sequence.Length)];
+            if ((tried & (1UL << index)) == 0)
+            {
+                return new Pick(index, Admission.Admitted, true);
+            }
+        }
+        return Pick.None;
+    }
+
+    /// <summary>
+    /// Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam; HAProxy's
+    /// hash-balance-factor, Envoy's bounded-load ring hash): walk the key's preference order and take
+    /// the first backend that may be admitted and for which
+    /// (inflight_b + 1) ≤ ceil(factor × (total_inflight + 1) × weight_b / total_weight), totals over
+    /// the backends that may take this request. Some backend always satisfies the bound, so only
+    /// slow start or a lost trial race sends the request on to the balance policy.
+    /// </summary>
+    private static Pick SelectPinned(ModelRoute route, AffinityTable table, ulong key, ulong tried, long now)
+    {
+        var backends = route.Backends;
+
+        // 1. The load the bound is measured against.
+        long total = 0;
+        long totalWeight = 0;
+        for (var i = 0; i < backends.Length; i++)
+        {
+            if ((tried & (1UL << i)) == 0 && backends[i].State.MayAdmit(now))
+            {
+                total += backends[i].State.InFlight;
+                totalWeight += backends[i].Weight;
+            }
+        }
+        if (totalWeight == 0)
+        {
+            return Pick.None;
+        }
+
+        // 2. The key's backends in its own order: the first within the bound takes the request.
+        Span<double> scratch = stackalloc double[backends.Length];
+        var order = new PreferenceOrder(backends, table, key, scratch);
+        while (order.MoveNext(out var index))
+        {
+            if ((tried & (1UL << index)) != 0 || !backends[index].State.MayAdmit(now)
+                || !WithinBound(backends[index].State.InFlight, backends[index].Weight, total, totalWeight, route.BalanceFactor))
+            {
+                continue;
+            }
+            var admission = Admit(backends, index, tried, now, out var ramping);
+            if (admission != Admission.Refused && !ramping)
+            {
+                return new Pick(index, admission, false);
+            }
+        }
+        return Pick.None;
+    }
+
+    /// <summary>The bounded-load rule for one backend (the request being placed counts as one more).</summary>
+    internal static bool WithinBound(long inFlight, int weight, long totalInFlight, long totalWeight, double factor)
+        => inFlight + 1 <= Math.Ceiling(factor * (totalInFlight + 1) * weight / totalWeight);
+
+    /// <summary>
+    /// Smooth weighted round-robin from the precomputed sequence: one Interlocked increment, skipping
+    /// the turns of backends that are out.
+    /// </summary>
+    private static Pick SelectRoundRobin(ModelRoute route, ulong tried, long now)
+    {
+        var backends = route.Backends;
         var sequence = route.Sequence;
         var start = route.NextCursor();
         var deferred = -1;
@@ -80,63 +148,87 @@ internal static class BackendSelector
             }
             return new Pick(index, admission, false);
         }
-        if (deferred >= 0)
-        {
-            return new Pick(deferred, Admission.Admitted, false);
-        }
-
-        if (!allowPanic)
-        {
-            return Pick.None;
-        }
-        // Panic: nothing is admissible. Round-robin over the backends not yet tried, ignoring health.
-        for (var step = 0; step < sequence.Length; step++)
-        {
-            var index = sequence[(int)((uint)(start + step) % (uint)sequence.Length)];
-            if ((tried & (1UL << index)) == 0)
-            {
-                return new Pick(index, Admission.Admitted, true);
-            }
-        }
-        return Pick.None;
+        return deferred >= 0 ? new Pick(deferred, Admission.Admitted, false) : Pick.None;
     }
 
     /// <summary>
-    /// Weighted rendezvous hashing (highest random weight: score = -weight / ln(u), u from the key
-    /// and the backend id): deterministic for a key and a set of available backends, spread by weight.
-    /// Only reached when a pinned client's own slots are all out.
+    /// Least outstanding requests, weighted: the admissible backend with the smallest
+    /// inflight / (weight × slow-start factor). The gateway's own in-flight counters are exact and
+    /// current (an engine's queue metrics lag seconds). Ties go to the first tied backend in the smooth
+    /// weighted round-robin order from the cursor, so light or serial traffic (everyone at zero) is
+    /// spread exactly like round_robin and weights hold at every load. A recovering backend's weight is
+    /// scaled by its ramp, and it wins only the ramp's share of its draws, so its empty queue does not
+    /// draw every request at once. Candidates are
+    /// compared without admitting them, so an ejected backend's half-open trial is taken only when that
+    /// backend is the one chosen.
     /// </summary>
-    private static Pick SelectByRendezvous(ModelRoute route, ulong key, ulong tried, long now)
+    private static Pick SelectLeastOutstanding(ModelRoute route, ulong tried, long now)
     {
         var backends = route.Backends;
-        Span<double> scores = stackalloc double[backends.Length];
-        for (var i = 0; i < backends.Length; i++)
+        var sequence = route.Sequence;
+        var start = route.NextCursor();
+        var excluded = tried;
+        var deferred = -1;
+        for (var attempt = 0; attempt < backends.Length; attempt++)
         {
-            var u = ((StableHash.Hash(backends[i].Id, key) >> 11) + 0.5) / (1UL << 53);
-            scores[i] = (tried & (1UL << i)) != 0 ? double.NegativeInfinity : -backends[i].Weight / Math.Log(u);
-        }
-        for (var round = 0; round < backends.Length; round++)
-        {
+            // 1. The lowest load per unit of weight, and every backend that has it.
             var best = -1;
+            var bestScore = 0.0;
+            var tied = 0UL;
             for (var i = 0; i < backends.Length; i++)
             {
-                if (!double.IsNegativeInfinity(scores[i]) && (best < 0 || scores[i] > scores[best]))
+                var state = backends[i].State;
+                if ((excluded & (1UL << i)) != 0 || !state.MayAdmit(now))
+                {
+                    continue;
+                }
+                var score = state.InFlight / (backends[i].Weight * state.SlowStartFactor(now));
+                if (best < 0 || score < bestScore)
                 {
                     best = i;
+                    bestScore = score;
+                    tied = 1UL << i;
+                }
+                else if (score == bestScore)
+                {
+                    tied |= 1UL << i;
                 }
             }
             if (best < 0)
             {
                 break;
             }
-            scores[best] = double.NegativeInfinity;
-            var admission = Admit(backends, best, tried, now, out var ramping);
+
+            // 2. Several equally loaded: the round-robin turn decides (bounded by the sequence length).
+            if ((tied & (tied - 1)) != 0)
+            {
+                for (var step = 0; step < sequence.Length; step++)
+                {
+                    var index = sequence[(int)((uint)(start + step) % (uint)sequence.Length)];
+                    if ((tied & (1UL << index)) != 0)
+                    {
+                        best = index;
+                        break;
+                    }
+                }
+            }
+
+            // 3. Admit only the chosen one. A ramping backend takes the request with probability =
+            //    its ramp factor (an idle one scores 0 however its weight is scaled); otherwise it is
+            //    kept as a last resort, as in round-robin.
+            var admission = Admit(backends, best, excluded, now, out var ramping);
             if (admission != Admission.Refused && !ramping)
             {
                 return new Pick(best, admission, false);
             }
+            if (ramping)
+            {
+                deferred = best;
+            }
+            // Ramping, gone out or lost the race for its trial slot since the comparison: choose again without it.
+            excluded |= 1UL << best;
         }
-        return Pick.None;
+        return deferred >= 0 ? new Pick(deferred, Admission.Admitted, false) : Pick.None;
     }
 
     /// <summary>

@@ -10,8 +10,34 @@ internal sealed record BackendsConfig(IReadOnlyList<ServiceConfig> Services)
 
 internal sealed record ServiceConfig(string Name, IReadOnlyList<ModelConfig> Models);
 
-/// <summary>One model's backends plus how clients are pinned to them.</summary>
-internal sealed record ModelConfig(string Name, IReadOnlyList<BackendConfig> Backends, AffinityConfig Affinity);
+/// <summary>
+/// One model's backends plus how clients are pinned to them and how unpinned requests are spread.
+/// <paramref name="BalanceFactor"/> bounds a pinned key's backend to that multiple of the model's
+/// weighted average in-flight load (consistent hashing with bounded loads).
+/// </summary>
+internal sealed record ModelConfig(
+    string Name,
+    IReadOnlyList<BackendConfig> Backends,
+    AffinityConfig Affinity,
+    BalancePolicy Balance = BalancePolicy.RoundRobin,
+    double BalanceFactor = ModelConfig.DefaultBalanceFactor)
+{
+    /// <summary>
+    /// HAProxy's hash-balance-factor guidance and Envoy's bounded-load ring hash both start at 1.25:
+    /// a key's backend may carry 25% more than the average before the key moves (Mirrokni et al.).
+    /// </summary>
+    public const double DefaultBalanceFactor = 1.25;
+}
+
+/// <summary>How a model's requests without a usable affinity pick are spread (`"balance"` in backends.json).</summary>
+internal enum BalancePolicy
+{
+    /// <summary>Smooth weighted round-robin (the behaviour before `"balance"` existed; default).</summary>
+    RoundRobin,
+
+    /// <summary>Fewest requests in flight per unit of weight, from the gateway's own exact counters.</summary>
+    LeastOutstanding,
+}
 
 internal enum AffinityKind
 {

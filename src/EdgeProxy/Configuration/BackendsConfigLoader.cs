@@ -17,6 +17,12 @@ internal static class BackendsConfigLoader
     /// <summary>Weights are bounded so the smooth round-robin sequence stays small.</summary>
     public const int MaxWeight = 1000;
 
+    /// <summary>
+    /// Largest balance_factor accepted; at this value a key's backend is never overloaded in
+    /// practice, which is strict pinning (the behaviour before bounded loads).
+    /// </summary>
+    public const double MaxBalanceFactor = 1000;
+
     private static readonly JsonDocumentOptions DocumentOptions = new()
     {
         // Hand-edited files: tolerate comments and trailing commas (the seed README shows `// ...`).
@@ -165,11 +171,21 @@ internal static class BackendsConfigLoader
             errors.Add(new ConfigError(path, $"expected an object with \"backends\", found {Describe(model)}"));
             return null;
         }
-        WarnUnknown(model, path, ["backends", "affinity"], warnings);
+        WarnUnknown(model, path, ["backends", "affinity", "balance", "balance_factor"], warnings);
         var affinity = AffinityConfig.ClientIp;
         if (model.TryGetProperty("affinity", out var affinityElement))
         {
             affinity = ReadAffinity(affinityElement, path + ".affinity", errors);
+        }
+        var balance = BalancePolicy.RoundRobin;
+        if (model.TryGetProperty("balance", out var balanceElement) && balanceElement.ValueKind != JsonValueKind.Null)
+        {
+            balance = ReadBalance(balanceElement, path + ".balance", errors);
+        }
+        var factor = ModelConfig.DefaultBalanceFactor;
+        if (model.TryGetProperty("balance_factor", out var factorElement) && factorElement.ValueKind != JsonValueKind.Null)
+        {
+            factor = ReadBalanceFactor(factorElement, path + ".balance_factor", errors);
         }
         if (!model.TryGetProperty("backends", out var backendsElement))
         {
@@ -219,7 +235,37 @@ internal static class BackendsConfigLoader
             }
             index++;
         }
-        return new ModelConfig(name, backends, affinity);
+        return new ModelConfig(name, backends, affinity, balance, factor);
+    }
+
+    private static BalancePolicy ReadBalance(JsonElement element, string path, List<ConfigError> errors)
+    {
+        var value = element.ValueKind == JsonValueKind.String ? element.GetString()!.Trim() : null;
+        switch (value?.ToLowerInvariant())
+        {
+            case "round_robin":
+                return BalancePolicy.RoundRobin;
+            case "least_outstanding":
+                return BalancePolicy.LeastOutstanding;
+        }
+        errors.Add(new ConfigError(path, $"expected \"round_robin\" or \"least_outstanding\", found {Describe(element)}"));
+        return BalancePolicy.RoundRobin;
+    }
+
+    private static double ReadBalanceFactor(JsonElement element, string path, List<ConfigError> errors)
+    {
+        // A factor of 1 or less leaves no headroom over the average: keys would move on every tie.
+        if (element.ValueKind != JsonValueKind.Number || !element.TryGetDouble(out var factor) || !double.IsFinite(factor))
+        {
+            errors.Add(new ConfigError(path, $"expected a number greater than 1 and at most {MaxBalanceFactor}, found {Describe(element)}"));
+            return ModelConfig.DefaultBalanceFactor;
+        }
+        if (factor <= 1 || factor > MaxBalanceFactor)
+        {
+            errors.Add(new ConfigError(path, $"expected a number greater than 1 and at most {MaxBalanceFactor}, found {element.GetRawText()}"));
+            return ModelConfig.DefaultBalanceFactor;
+        }
+        return factor;
     }
 
     private static string? IdOf(JsonElement backend)

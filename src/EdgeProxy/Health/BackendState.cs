@@ -131,6 +131,21 @@ internal sealed class BackendState
         return Interlocked.CompareExchange(ref _trialInFlight, 1, 0) == 0 ? Admission.Trial : Admission.Refused;
     }
 
+    /// <summary>
+    /// Whether <see cref="TryAdmit"/> would admit now, without taking the half-open trial slot: the
+    /// load-aware picks look at every candidate but admit only the one they choose, so an ejected
+    /// backend's one trial is not used up by a backend that was merely compared.
+    /// </summary>
+    public bool MayAdmit(long now)
+    {
+        if (Volatile.Read(ref _status) == (int)HealthStatus.Unhealthy)
+        {
+            return false;
+        }
+        var until = Volatile.Read(ref _ejectedUntil);
+        return until == 0 || (now >= until && Volatile.Read(ref _trialInFlight) == 0);
+    }
+
     /// <summary>Share of its weight this backend should take now: ramps after re-admission (slow start).</summary>
     public double SlowStartFactor(long now)
     {

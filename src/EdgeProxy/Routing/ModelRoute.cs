@@ -5,7 +5,8 @@ namespace EdgeProxy.Routing;
 
 /// <summary>
 /// One model's backends in an immutable snapshot: the struct table, the precomputed smooth
-/// round-robin order and the affinity table. Only the round-robin cursor changes after construction.
+/// round-robin order, the affinity table and the balancing policy. Only the round-robin cursor
+/// changes after construction (in-flight counts live on each backend's <see cref="Health.BackendState"/>).
 /// </summary>
 internal sealed class ModelRoute
 {
@@ -14,12 +15,21 @@ internal sealed class ModelRoute
     /// <summary>The per-request metric series of requests that reached no backend (backend "-"), found on the first.</summary>
     public Observability.RequestSeries? UnservedSeries { get; set; }
 
-    public ModelRoute(string service, string model, BackendEntry[] backends, AffinityConfig affinity, double maxEjectionPercent)
+    public ModelRoute(
+        string service,
+        string model,
+        BackendEntry[] backends,
+        AffinityConfig affinity,
+        double maxEjectionPercent,
+        BalancePolicy balance = BalancePolicy.RoundRobin,
+        double balanceFactor = ModelConfig.DefaultBalanceFactor)
     {
         Service = service;
         Model = model;
         Backends = backends;
         AffinityConfig = affinity;
+        Balance = balance;
+        BalanceFactor = balanceFactor;
         var weights = backends.Select(b => b.Weight).ToArray();
         Sequence = SmoothWeightedSequence.Build(weights);
         Affinity = affinity.Kind == AffinityKind.None ? null : AffinityTable.Build(backends.Select(b => b.Id).ToArray(), weights);
@@ -41,6 +51,12 @@ internal sealed class ModelRoute
     public AffinityTable? Affinity { get; }
 
     public AffinityConfig AffinityConfig { get; }
+
+    /// <summary>How requests without a usable affinity pick are spread.</summary>
+    public BalancePolicy Balance { get; }
+
+    /// <summary>A pinned key's backend is used while its in-flight load stays within this multiple of its weighted fair share.</summary>
+    public double BalanceFactor { get; }
 
     /// <summary>How many of this model's backends passive health may hold ejected at once.</summary>
     public int MaxEjected { get; }

@@ -86,7 +86,7 @@ internal sealed class RouteTable
                     var (headerName, headerValue) = UpstreamAuthHeader(backend, settings);
                     entries[i] = new BackendEntry(state, backend.Url, backend.Weight, headerName, headerValue);
                 }
-                var route = new ModelRoute(service.Name, model.Name, entries, model.Affinity, settings.MaxEjectionPercent);
+                var route = new ModelRoute(service.Name, model.Name, entries, model.Affinity, settings.MaxEjectionPercent, model.Balance, model.BalanceFactor);
                 byModel[model.Name] = route;
                 models.Add(route);
             }

@@ -252,6 +252,10 @@ public sealed class BackendsConfigLoaderTests
         return "{" + string.Join(", ", fields) + "}";
     }
 
+    /// <summary>One model `m` with one backend and the given model-level fields.</summary>
+    private static string Model(string fields) =>
+        """{"services": {"svc": {"models": {"m": {""" + fields + """, "backends": [{"id": "b", "name": "n", "url": "http://h"}]}}}}}""";
+
     public static TheoryData<string, string, string, string> BadFields => new()
     {
         // name, document, expected path, message fragment
@@ -298,6 +302,13 @@ public sealed class BackendsConfigLoaderTests
         { "affinity unknown", """{"services": {"svc": {"models": {"m": {"affinity": "sticky", "backends": [{"id": "b", "name": "n", "url": "http://h"}]}}}}}""", "services.svc.models.m.affinity", "\"client_ip\", \"none\" or \"header:<Name>\"" },
         { "affinity header without name", """{"services": {"svc": {"models": {"m": {"affinity": "header:", "backends": [{"id": "b", "name": "n", "url": "http://h"}]}}}}}""", "services.svc.models.m.affinity", "header:<Name>" },
         { "affinity not a string", """{"services": {"svc": {"models": {"m": {"affinity": true, "backends": [{"id": "b", "name": "n", "url": "http://h"}]}}}}}""", "services.svc.models.m.affinity", "found true" },
+        { "balance unknown", Model("\"balance\": \"random\""), "services.svc.models.m.balance", "\"round_robin\" or \"least_outstanding\", found \"random\"" },
+        { "balance not a string", Model("\"balance\": 1"), "services.svc.models.m.balance", "found 1" },
+        { "balance_factor 1", Model("\"balance_factor\": 1"), "services.svc.models.m.balance_factor", "greater than 1" },
+        { "balance_factor 0.5", Model("\"balance_factor\": 0.5"), "services.svc.models.m.balance_factor", "found 0.5" },
+        { "balance_factor negative", Model("\"balance_factor\": -2"), "services.svc.models.m.balance_factor", "found -2" },
+        { "balance_factor huge", Model("\"balance_factor\": 1e9"), "services.svc.models.m.balance_factor", "at most 1000" },
+        { "balance_factor a string", Model("\"balance_factor\": \"1.5\""), "services.svc.models.m.balance_factor", "found \"1.5\"" },
         { "empty services", """{"services": {}}""", "services", "no services defined" },
         { "services missing", """{"backends": []}""", "services", "is required" },
         { "services an array", """{"services": []}""", "services", "expected an object of services" },
@@ -494,6 +505,37 @@ public sealed class BackendsConfigLoaderTests
         var affinity = Parse(json).Services[0].Models[0].Affinity;
         Assert.Equal(Enum.Parse<AffinityKind>(kind), affinity.Kind);
         Assert.Equal(header, affinity.HeaderName);
+    }
+
+    [Theory]
+    [InlineData("", "RoundRobin", 1.25)]
+    [InlineData("\"balance\": null, \"balance_factor\": null", "RoundRobin", 1.25)]
+    [InlineData("\"balance\": \"round_robin\"", "RoundRobin", 1.25)]
+    [InlineData("\"balance\": \"least_outstanding\"", "LeastOutstanding", 1.25)]
+    [InlineData("\"balance\": \" Least_Outstanding \", \"balance_factor\": 2", "LeastOutstanding", 2.0)]
+    [InlineData("\"balance_factor\": 1.1", "RoundRobin", 1.1)]
+    [InlineData("\"balance_factor\": 1000", "RoundRobin", 1000.0)]
+    public void Balance_and_balance_factor_are_read_with_defaults(string fields, string balance, double factor)
+    {
+        var warnings = new List<string>();
+        var json = fields.Length == 0 ? WithBackends(Backend()) : Model(fields);
+        var model = Parse(json, warnings).Services[0].Models[0];
+        Assert.Equal(Enum.Parse<BalancePolicy>(balance), model.Balance);
+        Assert.Equal(factor, model.BalanceFactor);
+        Assert.Empty(warnings);
+    }
+
+    [Fact]
+    public void Bad_balance_fields_of_two_models_are_all_listed()
+    {
+        var ex = Refused("""
+            {"services": {"svc": {"models": {
+              "a": {"balance": "fastest", "balance_factor": 0.9, "backends": [{"id": "b", "name": "n", "url": "http://h"}]},
+              "b": {"balance_factor": true, "backends": [{"id": "b", "name": "n", "url": "http://h"}]}}}}}
+            """);
+        Assert.Equal(
+            ["services.svc.models.a.balance", "services.svc.models.a.balance_factor", "services.svc.models.b.balance_factor"],
+            ex.Errors.Select(e => e.Path).ToArray());
     }
 
     [Fact]
