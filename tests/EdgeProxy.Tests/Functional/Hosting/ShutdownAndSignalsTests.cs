@@ -219,6 +219,11 @@ public sealed class ShutdownAndSignalsTests(ITestOutputHelper output)
         {
             return true;
         }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            // Queued in the backlog as the listener closed: reset, not served. The next try is refused.
+            return false;
+        }
         catch (OperationCanceledException)
         {
             return false;
