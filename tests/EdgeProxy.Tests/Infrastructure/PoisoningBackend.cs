@@ -20,24 +20,14 @@ namespace EdgeProxy.Tests.Infrastructure;
 /// The extra response carries <c>id=POISON</c> (or the injected request's id). <see cref="Surplus"/>
 /// counts the extra responses written, so a test can wait until one was sent before going on.
 /// </summary>
-internal sealed class PoisoningBackend : IDisposable
+internal sealed class PoisoningBackend : LoopbackServer
 {
     /// <summary>Delay before the surplus goes out: long enough that it is a later TCP segment, after the gateway finished the response.</summary>
     public static readonly TimeSpan SurplusDelay = TimeSpan.FromMilliseconds(30);
 
-    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-    private readonly CancellationTokenSource _stop = new();
     private int _surplus;
     private int _closedAfterSurplus;
     private int _earlyAnswers;
-
-    public PoisoningBackend()
-    {
-        _listener.Start();
-        _ = AcceptLoopAsync();
-    }
-
-    public string Url => $"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
 
     /// <summary>Extra (unasked-for) responses written so far.</summary>
     public int Surplus => Volatile.Read(ref _surplus);
@@ -54,22 +44,8 @@ internal sealed class PoisoningBackend : IDisposable
         return Encoding.ASCII.GetBytes($"HTTP/1.1 {status} OK\r\nContent-Type: text/plain\r\nContent-Length: {body.Length}\r\n\r\n{body}");
     }
 
-    private async Task AcceptLoopAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            try
-            {
-                _ = ServeAsync(await _listener.AcceptTcpClientAsync(_stop.Token));
-            }
-            catch (Exception)
-            {
-                return;
-            }
-        }
-    }
 
-    private async Task ServeAsync(TcpClient client)
+    protected override async Task ServeAsync(TcpClient client)
     {
         using (client)
         {
@@ -97,7 +73,7 @@ internal sealed class PoisoningBackend : IDisposable
                     var end = buffer.AsSpan(0, filled).IndexOf("\r\n\r\n"u8);
                     if (end < 0)
                     {
-                        var read = await stream.ReadAsync(buffer.AsMemory(filled), _stop.Token);
+                        var read = await stream.ReadAsync(buffer.AsMemory(filled), Stopping);
                         if (read == 0)
                         {
                             if (poisoned)
@@ -120,7 +96,7 @@ internal sealed class PoisoningBackend : IDisposable
                     var consumed = end + 4 + (early ? 0 : length);
                     while (filled < consumed)
                     {
-                        var read = await stream.ReadAsync(buffer.AsMemory(filled), _stop.Token);
+                        var read = await stream.ReadAsync(buffer.AsMemory(filled), Stopping);
                         if (read == 0)
                         {
                             return;
@@ -134,35 +110,35 @@ internal sealed class PoisoningBackend : IDisposable
                     switch (target[(target.LastIndexOf('/') + 1)..])
                     {
                         case "204":
-                            await stream.WriteAsync("HTTP/1.1 204 No Content\r\nX-Kind: none\r\n\r\n"u8.ToArray(), _stop.Token);
+                            await stream.WriteAsync("HTTP/1.1 204 No Content\r\nX-Kind: none\r\n\r\n"u8.ToArray(), Stopping);
                             await SendSurplusAsync(stream, surplus);
                             poisoned = true;
                             break;
                         case "304":
-                            await stream.WriteAsync("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n"u8.ToArray(), _stop.Token);
+                            await stream.WriteAsync("HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n"u8.ToArray(), Stopping);
                             await SendSurplusAsync(stream, surplus);
                             poisoned = true;
                             break;
                         case "head" when method == "HEAD":
-                            await stream.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {surplus.Length}\r\n\r\n"), _stop.Token);
+                            await stream.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {surplus.Length}\r\n\r\n"), Stopping);
                             await SendSurplusAsync(stream, surplus);
                             poisoned = true;
                             break;
                         case "short-cl":
-                            await stream.WriteAsync(Answer(id), _stop.Token);
+                            await stream.WriteAsync(Answer(id), Stopping);
                             await SendSurplusAsync(stream, surplus);
                             poisoned = true;
                             break;
                         case "early":
                             // Answered at once; whatever the gateway sent as the body is parsed as
                             // the next request, a little later (a backend busy with the first one).
-                            await stream.WriteAsync(Answer(id), _stop.Token);
+                            await stream.WriteAsync(Answer(id), Stopping);
                             Interlocked.Increment(ref _earlyAnswers);
-                            await Task.Delay(SurplusDelay, _stop.Token);
+                            await Task.Delay(SurplusDelay, Stopping);
                             injectedNext = length > 0;
                             break;
                         default:
-                            await stream.WriteAsync(Answer(id), _stop.Token);
+                            await stream.WriteAsync(Answer(id), Stopping);
                             if (injectedNext)
                             {
                                 injectedNext = false;
@@ -186,8 +162,8 @@ internal sealed class PoisoningBackend : IDisposable
 
     private async Task SendSurplusAsync(NetworkStream stream, byte[] surplus)
     {
-        await Task.Delay(SurplusDelay, _stop.Token);
-        await stream.WriteAsync(surplus, _stop.Token);
+        await Task.Delay(SurplusDelay, Stopping);
+        await stream.WriteAsync(surplus, Stopping);
         Interlocked.Increment(ref _surplus);
     }
 
@@ -204,9 +180,4 @@ internal sealed class PoisoningBackend : IDisposable
         return null;
     }
 
-    public void Dispose()
-    {
-        _stop.Cancel();
-        _listener.Stop();
-    }
 }

@@ -12,22 +12,12 @@ namespace EdgeProxy.Tests.Infrastructure;
 /// without an X-Forwarded-For field are the gateway's health probes, never a proxied request (both
 /// paths always add that field): they are answered but not kept.
 /// </summary>
-internal sealed class RecordingBackend : IDisposable
+internal sealed class RecordingBackend : LoopbackServer
 {
     private const int MaxMessage = 4 * 1024 * 1024;
 
-    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-    private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentQueue<byte[]> _received = new();
     private volatile Answer _answer = Answer.Ok;
-
-    public RecordingBackend()
-    {
-        _listener.Start();
-        _ = AcceptLoopAsync();
-    }
-
-    public string Url => $"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
 
     /// <summary>What every request is answered with from now on.</summary>
     public Answer Answer
@@ -47,22 +37,8 @@ internal sealed class RecordingBackend : IDisposable
         return taken;
     }
 
-    private async Task AcceptLoopAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            try
-            {
-                _ = ServeAsync(await _listener.AcceptTcpClientAsync(_stop.Token));
-            }
-            catch (Exception)
-            {
-                return;
-            }
-        }
-    }
 
-    private async Task ServeAsync(TcpClient client)
+    protected override async Task ServeAsync(TcpClient client)
     {
         using (client)
         {
@@ -84,7 +60,7 @@ internal sealed class RecordingBackend : IDisposable
                             }
                             Array.Resize(ref buffer, buffer.Length * 2);
                         }
-                        var read = await stream.ReadAsync(buffer.AsMemory(filled), _stop.Token);
+                        var read = await stream.ReadAsync(buffer.AsMemory(filled), Stopping);
                         if (read == 0)
                         {
                             return;
@@ -106,7 +82,7 @@ internal sealed class RecordingBackend : IDisposable
                     {
                         bytes = bytes[..(end + 4)];
                     }
-                    await stream.WriteAsync(bytes, _stop.Token);
+                    await stream.WriteAsync(bytes, Stopping);
                     if (answer.Close)
                     {
                         client.Client.Shutdown(SocketShutdown.Send);
@@ -190,11 +166,6 @@ internal sealed class RecordingBackend : IDisposable
         }
     }
 
-    public void Dispose()
-    {
-        _stop.Cancel();
-        _listener.Stop();
-    }
 }
 
 /// <summary>A backend's answer as raw bytes, and whether the backend then closes the connection.</summary>

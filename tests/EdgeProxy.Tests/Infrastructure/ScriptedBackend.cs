@@ -10,19 +10,9 @@ namespace EdgeProxy.Tests.Infrastructure;
 /// <see cref="Answer"/>, and then keeps the connection, closes it at once, or closes it after
 /// <see cref="CloseAfter"/> without a word (as backends with a short keep-alive timeout do).
 /// </summary>
-internal sealed class ScriptedBackend : IDisposable
+internal sealed class ScriptedBackend : LoopbackServer
 {
-    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-    private readonly CancellationTokenSource _stop = new();
     private int _requests;
-
-    public ScriptedBackend()
-    {
-        _listener.Start();
-        _ = AcceptLoopAsync();
-    }
-
-    public string Url => $"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
 
     /// <summary>The bytes written for every request, and whether the connection then closes at once.</summary>
     public (byte[] Bytes, bool Close) Answer { get; set; } = ("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"u8.ToArray(), false);
@@ -32,22 +22,8 @@ internal sealed class ScriptedBackend : IDisposable
 
     public int Requests => Volatile.Read(ref _requests);
 
-    private async Task AcceptLoopAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            try
-            {
-                _ = ServeAsync(await _listener.AcceptTcpClientAsync(_stop.Token));
-            }
-            catch (Exception)
-            {
-                return;
-            }
-        }
-    }
 
-    private async Task ServeAsync(TcpClient client)
+    protected override async Task ServeAsync(TcpClient client)
     {
         using (client)
         {
@@ -62,7 +38,7 @@ internal sealed class ScriptedBackend : IDisposable
                     var length = end < 0 ? 0 : ContentLength(Encoding.ASCII.GetString(buffer, 0, end));
                     if (end < 0 || filled < end + 4 + length)
                     {
-                        var read = await stream.ReadAsync(buffer.AsMemory(filled), _stop.Token);
+                        var read = await stream.ReadAsync(buffer.AsMemory(filled), Stopping);
                         if (read == 0)
                         {
                             return;
@@ -75,7 +51,7 @@ internal sealed class ScriptedBackend : IDisposable
                     filled -= consumed;
                     Interlocked.Increment(ref _requests);
                     var (bytes, close) = Answer;
-                    await stream.WriteAsync(bytes, _stop.Token);
+                    await stream.WriteAsync(bytes, Stopping);
                     if (close)
                     {
                         client.Client.Shutdown(SocketShutdown.Send);
@@ -83,7 +59,7 @@ internal sealed class ScriptedBackend : IDisposable
                     }
                     if (CloseAfter is { } delay)
                     {
-                        await Task.Delay(delay, _stop.Token);
+                        await Task.Delay(delay, Stopping);
                         return;
                     }
                 }
@@ -101,9 +77,4 @@ internal sealed class ScriptedBackend : IDisposable
         return line is null ? 0 : int.Parse(line["Content-Length:".Length..].Trim());
     }
 
-    public void Dispose()
-    {
-        _stop.Cancel();
-        _listener.Stop();
-    }
 }

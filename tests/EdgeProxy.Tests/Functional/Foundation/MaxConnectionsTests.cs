@@ -40,11 +40,9 @@ public sealed class MaxConnectionsTests
     }
 
     /// <summary>Answers every request after holding it for a while, and records how many it held at once.</summary>
-    private sealed class HoldingBackend : IDisposable
+    private sealed class HoldingBackend : LoopbackServer
     {
-        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-        private readonly CancellationTokenSource _stop = new();
-        private readonly TimeSpan _hold;
+                private readonly TimeSpan _hold;
         private int _inFlight;
         private int _peak;
         private int _served;
@@ -52,32 +50,14 @@ public sealed class MaxConnectionsTests
         public HoldingBackend(TimeSpan hold)
         {
             _hold = hold;
-            _listener.Start();
-            _ = AcceptLoopAsync();
         }
-
-        public string Url => $"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
 
         public int PeakInFlight => Volatile.Read(ref _peak);
 
         public int Served => Volatile.Read(ref _served);
 
-        private async Task AcceptLoopAsync()
-        {
-            while (!_stop.IsCancellationRequested)
-            {
-                try
-                {
-                    _ = ServeAsync(await _listener.AcceptTcpClientAsync(_stop.Token));
-                }
-                catch (Exception)
-                {
-                    return;
-                }
-            }
-        }
 
-        private async Task ServeAsync(TcpClient client)
+        protected override async Task ServeAsync(TcpClient client)
         {
             using (client)
             {
@@ -91,7 +71,7 @@ public sealed class MaxConnectionsTests
                         var end = buffer.AsSpan(0, filled).IndexOf("\r\n\r\n"u8);
                         if (end < 0)
                         {
-                            var read = await stream.ReadAsync(buffer.AsMemory(filled), _stop.Token);
+                            var read = await stream.ReadAsync(buffer.AsMemory(filled), Stopping);
                             if (read == 0)
                             {
                                 return;
@@ -109,11 +89,11 @@ public sealed class MaxConnectionsTests
                             {
                                 Interlocked.CompareExchange(ref _peak, now, peak);
                             }
-                            await Task.Delay(_hold, _stop.Token);   // the backend is busy: pacing, not a wait for a condition
+                            await Task.Delay(_hold, Stopping);   // the backend is busy: pacing, not a wait for a condition
                             Interlocked.Decrement(ref _inFlight);
                             Interlocked.Increment(ref _served);
                         }
-                        await stream.WriteAsync("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), _stop.Token);
+                        await stream.WriteAsync("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), Stopping);
                     }
                 }
                 catch (Exception)
@@ -123,10 +103,5 @@ public sealed class MaxConnectionsTests
             }
         }
 
-        public void Dispose()
-        {
-            _stop.Cancel();
-            _listener.Stop();
-        }
     }
 }
