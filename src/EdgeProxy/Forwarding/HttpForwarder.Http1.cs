@@ -387,7 +387,7 @@ internal sealed partial class HttpForwarder
         return RequestIds.Next();
     }
 
-    /// <summary>Socket failures while sending, as the lean client reports them (so Classify and ConnectionDropped read them alike).</summary>
+    /// <summary>Socket failures while sending, as an HttpClient reports them (so Classify and ConnectionDropped read them alike).</summary>
     private static Exception Wrap(Exception ex) => ex is SocketException or IOException
         ? new HttpRequestException(HttpRequestError.Unknown, "Sending the request upstream failed: " + ex.Message, ex)
         : ex;

@@ -21,10 +21,6 @@ internal sealed class LeanResponseStream : Stream
     private bool _done = true;
     private bool _disposed;
 
-    /// <summary>The body of one response (the lean client hands it to HttpClient's caller, who disposes it).</summary>
-    public LeanResponseStream(LeanConnection connection, LeanFraming framing, long length, bool keepAlive)
-        => Begin(connection, framing, length, keepAlive);
-
     /// <summary>
     /// A reader for one response after another: <see cref="Begin"/> before each, <see cref="End"/> after
     /// it. The fast path keeps one per client connection, so a proxied request allocates none.

@@ -15,6 +15,7 @@ namespace EdgeProxy.Tests.Functional.Hosting;
 /// with the shutdown error (a 503, or the stream's error frame) logged as `shutdown`, and the process
 /// exits 0. SIGHUP reloads backends.json even when the process inherited SIGHUP as ignored (nohup).
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Variants)]
 public sealed class ShutdownAndSignalsTests(ITestOutputHelper output)
 {
     /// <summary>Long enough for the checks made while the gateway drains, on a loaded 2-core box.</summary>

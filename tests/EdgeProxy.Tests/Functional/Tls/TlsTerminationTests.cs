@@ -12,6 +12,7 @@ namespace EdgeProxy.Tests.Functional.Tls;
 /// the certificate file, reload on file change and on SIGHUP, a bad new pair keeping the old one,
 /// and exit 2 naming the file when it is unusable at start. Certificates are made by the test.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Variants)]
 public sealed class TlsTerminationTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan ReloadDeadline = TimeSpan.FromSeconds(15);

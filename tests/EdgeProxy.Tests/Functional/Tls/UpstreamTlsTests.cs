@@ -11,6 +11,7 @@ namespace EdgeProxy.Tests.Functional.Tls;
 /// (a private CA), or not at all with an explicit `tls_skip_verify` (warned at start, shown on the
 /// status page). The backend is the test backend serving https with a certificate the test made.
 /// </summary>
+[Trait(Matrix.Trait, Matrix.Variants)]
 public sealed class UpstreamTlsTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private readonly TestCertificates _pki = TestCertificates.Create();
