@@ -26,13 +26,10 @@ public sealed class ActiveHealthTests(ITestOutputHelper output)
         await gateway.Output.WaitForLineAsync(l => l.Contains("svc/m/b2: unknown -> healthy", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
         Assert.True(await CountOnAsync(b2, pool, gateway, 60) > 0, "b2 took no traffic while healthy");
 
-        // 1. b2 starts failing its checks. Two failed checks 0.5 s (±10% jitter) apart take at most
-        //    ~1.1 s after the switch; 1.4 s more margin for a loaded box. Then it must receive nothing.
+        // 1. b2 starts failing its checks. Two failed checks 0.5 s (±10% jitter) apart take ~1.1 s
+        //    after the switch; the deadline leaves room for a loaded box. Then it must receive nothing.
         await b2.SetHealthAsync(503);
-        var switched = Stopwatch.StartNew();
-        await Task.Delay(TimeSpan.FromSeconds(0.5 * 2 * 1.1 + 1.4));
-        var unhealthyLine = gateway.Output.Lines.FirstOrDefault(l => l.Contains("backend svc/m/b2 is unhealthy", StringComparison.Ordinal));
-        Assert.True(unhealthyLine is not null, $"b2 not marked unhealthy {switched.Elapsed.TotalSeconds:0.0} s after its checks started failing:\n{gateway.Output.Text}");
+        await gateway.Output.WaitForLineAsync(l => l.Contains("backend svc/m/b2 is unhealthy", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
         Assert.Equal(0, await CountOnAsync(b2, pool, gateway, 200));
 
         // 2. Healthy again: one passed check (healthy threshold 1) brings the traffic back.

@@ -60,7 +60,8 @@ public sealed class KillUnderLoadTests(ITestOutputHelper output)
                 }
             }
         })).ToArray();
-        await Task.Delay(TimeSpan.FromSeconds(2));
+        // The kill comes once the load runs on every backend (at least 2 s in, so the load is steady).
+        await Poll.UntilAsync(() => watch.Elapsed > TimeSpan.FromSeconds(2) && served.Count == 3, TimeSpan.FromSeconds(5), "load on all three backends");
         victim.Kill();
         Volatile.Write(ref killed, 1);
         output.WriteLine($"killed {victimId} at {watch.Elapsed.TotalMilliseconds:0} ms");

@@ -54,23 +54,9 @@ public class EchoGatewayFixture : IAsyncLifetime
     }
 
     /// <summary>Every backend has had its first active check (they run within a second of start).</summary>
-    private async Task WaitForFirstHealthChecksAsync()
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (true)
-        {
-            var status = await Gateway.Client.GetStringAsync(Gateway.BaseUrl + "/api/health/status");
-            if (!status.Contains("\"last_check\":null", StringComparison.Ordinal))
-            {
-                return;
-            }
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException("first health checks did not finish: " + status);
-            }
-            await Task.Delay(50);
-        }
-    }
+    private Task WaitForFirstHealthChecksAsync() => Poll.UntilAsync(
+        async () => !(await Gateway.Client.GetStringAsync(Gateway.BaseUrl + "/api/health/status")).Contains("\"last_check\":null", StringComparison.Ordinal),
+        TimeSpan.FromSeconds(20), "the first health check of every backend");
 
     public async Task DisposeAsync()
     {

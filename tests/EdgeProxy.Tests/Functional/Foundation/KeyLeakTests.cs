@@ -61,11 +61,11 @@ public sealed class KeyLeakTests(ITestOutputHelper output)
         }
 
         // Health checks (which carry the upstream keys) settle first, so their logging is included.
-        await WaitForAsync(async () =>
+        await Poll.UntilAsync(async () =>
         {
             var status = await client.GetStringAsync(gateway.BaseUrl + "/api/health/status");
             return status.Contains("\"unhealthy\"") && !status.Contains("\"unknown\"");
-        }, TimeSpan.FromSeconds(30));
+        }, TimeSpan.FromSeconds(30), "every backend's first health check");
 
         Assert.Equal(HttpStatusCode.OK, await Collect("/health", authorized: false));
         Assert.Equal(HttpStatusCode.OK, await Collect("/ready", authorized: false));
@@ -118,19 +118,6 @@ public sealed class KeyLeakTests(ITestOutputHelper output)
             }
         }
         return text.ToString();
-    }
-
-    private static async Task WaitForAsync(Func<Task<bool>> condition, TimeSpan timeout)
-    {
-        var watch = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (watch.Elapsed > timeout)
-            {
-                throw new TimeoutException($"condition not met within {timeout}");
-            }
-            await Task.Delay(50);
-        }
     }
 
     private static string Around(string text, string probe)
