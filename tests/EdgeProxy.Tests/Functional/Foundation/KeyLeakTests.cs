@@ -39,7 +39,7 @@ public sealed class KeyLeakTests(ITestOutputHelper output)
             {
                 ["BACKEND_API_KEY"] = GatewayKey,
                 ["LOG_LEVEL"] = "DEBUG",
-                ["REQUEST_TIMEOUT"] = "1",
+                ["REQUEST_TIMEOUT"] = "3",   // the hanging model's 504; room for a loaded box on the others
                 ["HEALTH_CHECK_INTERVAL"] = "0.2",
                 ["HEALTH_CHECK_TIMEOUT"] = "0.5",
             });
