@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 namespace EdgeProxy.Tests.Functional.Streaming;
 
 /// <summary>
-/// Issue #4 (3): a client that goes away cancels the upstream request within 100 ms, streaming or
+/// A client that goes away cancels the upstream request within 100 ms, streaming or
 /// not, so the backend stops generating; the log says the client went away. The backend stamps the
 /// moment it sees the abort with Stopwatch ticks (CLOCK_MONOTONIC, shared with this process), which
 /// gives the propagation delay client close -> gateway -> backend abort.
@@ -16,19 +16,8 @@ namespace EdgeProxy.Tests.Functional.Streaming;
 [Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class ClientDisconnectTests(ITestOutputHelper output)
 {
-    /// <summary>The issue's bound. On loopback the hop takes a few ms once the code paths are warm.</summary>
-    private const double MaxPropagationMs = 100;
-
-    /// <summary>
-    /// The first disconnect in a fresh gateway runs the whole cancellation path for the first time:
-    /// the JIT build compiles it, and the AOT binary faults its pages in, which on a loaded 2-core box
-    /// took 100-175 ms. So the first one gets a looser bound that still catches the 2 s
-    /// drain-on-dispose regression this test once found; the next ones must be under
-    /// <see cref="MaxPropagationMs"/>.
-    /// </summary>
+    /// <summary>Disconnects measured after the first; the bounds are <see cref="AbortBounds"/>.</summary>
     private const int Measured = 3;
-
-    private const double MaxColdPropagationMs = 500;
 
     public enum Phase
     {
@@ -70,12 +59,7 @@ public sealed class ClientDisconnectTests(ITestOutputHelper output)
         }
         output.WriteLine($"{phase}: client close -> backend abort, first (cold) {delays[0]:0.0} ms, then {string.Join(", ", delays.Skip(1).Select(d => d.ToString("0.0")))} ms");
 
-        var all = string.Join(", ", delays.Select(d => d.ToString("0.0")));
-        Assert.True(delays[0] < MaxColdPropagationMs, $"first upstream abort took {delays[0]:0.0} ms after the client closed; all: {all}");
-        foreach (var delay in delays.Skip(1))
-        {
-            Assert.True(delay < MaxPropagationMs, $"upstream abort took {delay:0.0} ms after the client closed (bound {MaxPropagationMs} ms); all: {all}");
-        }
+        AbortBounds.Check(delays, "the client closed");
         await Poll.UntilAsync(() => gateway.Output.Lines.Count(l => l.Contains("client went away", StringComparison.Ordinal)) == Measured + 1,
             TimeSpan.FromSeconds(5), "one 'client went away' log line per disconnect");
     }
