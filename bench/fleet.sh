@@ -350,6 +350,26 @@ header() {  # mode
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
 }
 
+targets() {  # mode -> issue 16's targets: edge-default against nginx-lc in this run
+  [[ -s $OUT_JSON ]] || return 0
+  python3 - "$OUT_JSON" "$1" <<'PY' || true
+import json, sys
+runs = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["mode"] == sys.argv[2]:
+        runs[r["policy"]] = r
+e, n = runs.get("edge-default"), runs.get("nginx-lc")
+if e and n and n["ttft_p50_ms"] > 0 and n["ttft_p99_ms"] > 0 and n["tokens_per_s"] > 0:
+    p50 = e["ttft_p50_ms"] / n["ttft_p50_ms"]; p99 = e["ttft_p99_ms"] / n["ttft_p99_ms"]; tps = e["tokens_per_s"] / n["tokens_per_s"]
+    ok = lambda c: "met" if c else "NOT met"
+    print(f"edge-default ÷ nginx-lc: TTFT p50 {p50:.2f}× (target ≤ 0.7: {ok(p50 <= 0.7)}), "
+          f"p99 {p99:.2f}× (target ≤ 0.65: {ok(p99 <= 0.65)}), tokens/s {tps:.2f}× (target ≥ 1.0: {ok(tps >= 1.0)}); "
+          f"5xx: edge-default {e['status_5xx']}, nginx-lc {n['status_5xx']}")
+    print()
+PY
+}
+
 {
   echo "# EdgeProxy fleet benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
@@ -361,7 +381,7 @@ header() {  # mode
 for mode in "${MODE_LIST[@]}"; do
   ROWS="$TMP/rows-$mode.md"; : >"$ROWS"
   for p in "${POLICY_LIST[@]}"; do run_policy "$mode" "$p" "$ROWS"; done
-  { header "$mode"; cat "$ROWS"; echo; } >>"$OUT_MD"
+  { header "$mode"; cat "$ROWS"; echo; targets "$mode"; } >>"$OUT_MD"
 done
 
 cat "$OUT_MD"
