@@ -125,6 +125,12 @@ public sealed class LoadGenerator
                 {
                     using var p = Process.GetProcessById(killPid);
                     p.Kill();
+                    // "after the kill" = sent once the process is gone (its socket no longer accepts)
+                    // (a zombie counts as gone: the script that started it reaps it later).
+                    for (var i = 0; i < 400 && !Gone(killPid); i++)
+                    {
+                        await Task.Delay(5);
+                    }
                     gen._killed = true;
                     Console.Error.WriteLine($"fleet load: killed pid {killPid} at {gen._clock.Elapsed.TotalSeconds:0.0} s");
                 }
@@ -160,6 +166,24 @@ public sealed class LoadGenerator
         await gen.ScrapeAsync(admin);
         gen.Report(o, wall);
         return 0;
+    }
+
+    private static bool Gone(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var close = stat.LastIndexOf(')');
+            return close < 0 || close + 2 >= stat.Length || stat[close + 2] is 'Z' or 'X';
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return true;
+        }
     }
 
     private async Task ScrapeLoopAsync(HttpClient http, CancellationToken ct)
