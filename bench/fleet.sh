@@ -253,6 +253,7 @@ global
 defaults
   mode http
   option http-keep-alive
+  option http-no-delay          # forward each SSE event at once (no merging of small writes)
   http-reuse always
   timeout connect 2s
   timeout client 120s
