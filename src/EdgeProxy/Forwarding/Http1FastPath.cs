@@ -2,6 +2,7 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Text;
 using EdgeProxy.Auth;
+using EdgeProxy.Balancing;
 using EdgeProxy.Configuration;
 using EdgeProxy.Routing;
 using Microsoft.AspNetCore.Connections;

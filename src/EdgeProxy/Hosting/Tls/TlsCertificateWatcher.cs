@@ -20,15 +20,11 @@ internal sealed partial class TlsCertificateWatcher(
     TimeProvider time,
     ILogger<TlsCertificateWatcher> logger) : IHostedLifecycleService, IDisposable
 {
-    private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(250);
-
     /// <summary>How long a half-replaced pair (new certificate, old key) gets before it counts as bad.</summary>
     private static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(1);
 
     private readonly Lock _gate = new();
-    private readonly List<FileSystemWatcher> _watchers = [];
-    private ITimer? _debounce;
-    private bool _disposed;
+    private DebouncedFileWatcher? _files;
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
@@ -47,20 +43,12 @@ internal sealed partial class TlsCertificateWatcher(
         {
             return Task.CompletedTask;
         }
+        _files = new DebouncedFileWatcher(time, () => Reload("file change", retry: true));
         foreach (var directory in new[] { store.CertPath, store.KeyPath }.Select(p => Path.GetDirectoryName(Path.GetFullPath(p))!).Distinct(StringComparer.Ordinal))
         {
             try
             {
-                var watcher = new FileSystemWatcher(directory)
-                {
-                    NotifyFilter = NotifyFilters.FileName | NotifyFilters.DirectoryName | NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.CreationTime,
-                };
-                watcher.Changed += (_, _) => Schedule(Debounce, retry: true);
-                watcher.Created += (_, _) => Schedule(Debounce, retry: true);
-                watcher.Renamed += (_, _) => Schedule(Debounce, retry: true);
-                watcher.Deleted += (_, _) => Schedule(Debounce, retry: true);
-                watcher.EnableRaisingEvents = true;
-                _watchers.Add(watcher);
+                _files.Watch(directory);
             }
             catch (Exception ex) when (ex is IOException or ArgumentException or UnauthorizedAccessException or PlatformNotSupportedException)
             {
@@ -79,20 +67,6 @@ internal sealed partial class TlsCertificateWatcher(
     }
 
     public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    private void Schedule(TimeSpan delay, bool retry)
-    {
-        lock (_gate)
-        {
-            if (_disposed)
-            {
-                return;
-            }
-            // Several events arrive per replacement; reload once they settle.
-            _debounce?.Dispose();
-            _debounce = time.CreateTimer(_ => Reload("file change", retry), null, delay, Timeout.InfiniteTimeSpan);
-        }
-    }
 
     /// <summary>SIGHUP: reload now and log the outcome either way.</summary>
     public void Reload(string trigger) => Reload(trigger, retry: false);
@@ -117,10 +91,9 @@ internal sealed partial class TlsCertificateWatcher(
             {
                 // A timer callback must not throw (it would end the process); whatever the files hold, the current certificate stays.
                 var (path, reason) = ex is ServerCertificateException bad ? (bad.FilePath, bad.Reason) : (store.CertPath, $"{ex.GetType().Name}: {ex.Message}");
-                if (retry)
+                if (retry && _files is { } files)
                 {
-                    _debounce?.Dispose();
-                    _debounce = _disposed ? null : time.CreateTimer(_ => Reload(trigger, retry: false), null, RetryAfter, Timeout.InfiniteTimeSpan);
+                    files.Schedule(RetryAfter, () => Reload(trigger, retry: false));
                     return;
                 }
                 LogRejected(logger, trigger, path, reason, store.Current.Describe());
@@ -128,18 +101,5 @@ internal sealed partial class TlsCertificateWatcher(
         }
     }
 
-    public void Dispose()
-    {
-        lock (_gate)
-        {
-            _disposed = true;
-            foreach (var watcher in _watchers)
-            {
-                watcher.Dispose();
-            }
-            _watchers.Clear();
-            _debounce?.Dispose();
-            _debounce = null;
-        }
-    }
+    public void Dispose() => _files?.Dispose();
 }

@@ -1,10 +1,10 @@
 using System.Runtime.InteropServices;
+using EdgeProxy.Configuration;
 using EdgeProxy.Health;
-using EdgeProxy.Routing;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
-namespace EdgeProxy.Configuration;
+namespace EdgeProxy.Routing;
 
 /// <summary>
 /// Reloads backends.json when the file changes or on SIGHUP. A valid file is validated completely,
@@ -23,12 +23,9 @@ internal sealed partial class BackendsConfigWatcher(
     ILogger<BackendsConfigWatcher> logger,
     Action? alsoOnSighup = null) : IHostedLifecycleService, IDisposable
 {
-    private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(250);
-
     private readonly Lock _gate = new();
-    private FileSystemWatcher? _watcher;
+    private DebouncedFileWatcher? _files;
     private PosixSignalRegistration? _sighup;
-    private ITimer? _debounce;
     private byte[] _lastContent = [];
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -57,15 +54,8 @@ internal sealed partial class BackendsConfigWatcher(
         if (settings.WatchConfig)
         {
             var full = Path.GetFullPath(path);
-            _watcher = new FileSystemWatcher(Path.GetDirectoryName(full)!, Path.GetFileName(full))
-            {
-                // Editors and `kubectl`-style atomic replaces write a temp file and rename it over.
-                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
-            };
-            _watcher.Changed += (_, _) => Schedule();
-            _watcher.Created += (_, _) => Schedule();
-            _watcher.Renamed += (_, _) => Schedule();
-            _watcher.EnableRaisingEvents = true;
+            _files = new DebouncedFileWatcher(time, () => Reload(force: false));
+            _files.Watch(Path.GetDirectoryName(full)!, Path.GetFileName(full));
         }
         return Task.CompletedTask;
     }
@@ -79,16 +69,6 @@ internal sealed partial class BackendsConfigWatcher(
     }
 
     public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    private void Schedule()
-    {
-        lock (_gate)
-        {
-            // Several events arrive per save; reload once they settle.
-            _debounce?.Dispose();
-            _debounce = time.CreateTimer(_ => Reload(force: false), null, Debounce, Timeout.InfiniteTimeSpan);
-        }
-    }
 
     /// <summary>Loads, validates and publishes the file. Returns true when a new table was published.</summary>
     public bool Reload(bool force)
@@ -143,11 +123,10 @@ internal sealed partial class BackendsConfigWatcher(
 
     public void Dispose()
     {
-        _watcher?.Dispose();
-        _watcher = null;
+        _files?.Dispose();
+        _files = null;
         _sighup?.Dispose();
         _sighup = null;
-        _debounce?.Dispose();
     }
 
     [ZLogger.ZLoggerMessage(LogLevel.Information, "Configuration reloaded from {path}: {services} services, {models} models, {backends} backends")]
