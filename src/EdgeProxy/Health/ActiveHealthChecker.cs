@@ -11,27 +11,17 @@ namespace EdgeProxy.Health;
 /// backends keep running (and keep their state), new ones start and removed ones stop. The set
 /// comes from whoever owns the route table, which calls <see cref="Reconcile"/> after each reload.
 /// </summary>
-internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDisposable
+internal sealed partial class ActiveHealthChecker(
+    Func<IEnumerable<BackendState>> backends,
+    HttpMessageInvoker healthClient,
+    GatewaySettings settings,
+    TimeProvider time,
+    HealthChangeSignal signal,
+    ILogger<ActiveHealthChecker> logger) : IHostedLifecycleService, IDisposable
 {
-    private readonly Func<IEnumerable<BackendState>> _backends;
-    private readonly HttpMessageInvoker _client;
-    private readonly GatewaySettings _settings;
-    private readonly TimeProvider _time;
-    private readonly HealthChangeSignal _signal;
-    private readonly ILogger<ActiveHealthChecker> _logger;
     private readonly Dictionary<BackendState, Probe> _probes = [];
     private readonly Lock _gate = new();
     private CancellationTokenSource? _stopping;
-
-    public ActiveHealthChecker(Func<IEnumerable<BackendState>> backends, HttpMessageInvoker healthClient, GatewaySettings settings, TimeProvider time, HealthChangeSignal signal, ILogger<ActiveHealthChecker> logger)
-    {
-        _backends = backends;
-        _client = healthClient;
-        _settings = settings;
-        _time = time;
-        _signal = signal;
-        _logger = logger;
-    }
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
@@ -42,7 +32,7 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
     {
         _stopping = new CancellationTokenSource();
         Reconcile();
-        LogStarted(_logger, _settings.HealthCheckInterval.TotalSeconds, _settings.HealthCheckTimeout.TotalSeconds);
+        LogStarted(logger, settings.HealthCheckInterval.TotalSeconds, settings.HealthCheckTimeout.TotalSeconds);
         return Task.CompletedTask;
     }
 
@@ -72,7 +62,7 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
                 return;
             }
             var live = new HashSet<BackendState>();
-            foreach (var state in _backends())
+            foreach (var state in backends())
             {
                 if (!live.Add(state) || _probes.ContainsKey(state))
                 {
@@ -99,13 +89,13 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
     {
         if (now == HealthStatus.Unhealthy)
         {
-            LogUnhealthy(_logger, state.Service, state.Model, state.Config.Id, state.ConsecutiveFailures);
+            LogUnhealthy(logger, state.Service, state.Model, state.Config.Id, state.ConsecutiveFailures);
         }
         else
         {
-            LogStatusChange(_logger, state.Service, state.Model, state.Config.Id, Name(old), Name(now));
+            LogStatusChange(logger, state.Service, state.Model, state.Config.Id, Name(old), Name(now));
         }
-        _signal.Notify();
+        signal.Notify();
     }
 
     private async Task RunAsync(Probe probe)
@@ -114,13 +104,13 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
         try
         {
             // First check soon after start, spread over up to a second.
-            await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)Math.Min(1000, _settings.HealthCheckInterval.TotalMilliseconds / 2) + 1)), _time, token).ConfigureAwait(false);
+            await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)Math.Min(1000, settings.HealthCheckInterval.TotalMilliseconds / 2) + 1)), time, token).ConfigureAwait(false);
             while (!token.IsCancellationRequested)
             {
                 await CheckOnceAsync(probe.State, token).ConfigureAwait(false);
-                var interval = _settings.HealthCheckInterval.TotalMilliseconds;
+                var interval = settings.HealthCheckInterval.TotalMilliseconds;
                 var jittered = interval * (0.9 + Random.Shared.NextDouble() * 0.2);
-                await Task.Delay(TimeSpan.FromMilliseconds(jittered), _time, token).ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromMilliseconds(jittered), time, token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -135,21 +125,21 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
     /// <summary>One probe of one backend (its current config: health path, key); records the verdict in its state.</summary>
     internal async Task CheckOnceAsync(BackendState state, CancellationToken stopping)
     {
-        var started = _time.GetTimestamp();
+        var started = time.GetTimestamp();
         bool passed;
         string detail;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-        timeout.CancelAfter(_settings.HealthCheckTimeout);
+        timeout.CancelAfter(settings.HealthCheckTimeout);
         try
         {
             var config = state.Config;
             using var request = new HttpRequestMessage(HttpMethod.Get, config.Url + config.HealthPath);
             request.Headers.TryAddWithoutValidation("User-Agent", "EdgeProxy-HealthCheck/1.0");
-            if (UpstreamAuthModes.Header(config, _settings) is (string name, var value))
+            if (UpstreamAuthModes.Header(config, settings) is (string name, var value))
             {
                 request.Headers.TryAddWithoutValidation(name, value);
             }
-            using var response = await _client.SendAsync(request, timeout.Token).ConfigureAwait(false);
+            using var response = await healthClient.SendAsync(request, timeout.Token).ConfigureAwait(false);
             // Drain a bounded amount so the connection can be reused.
             var body = await response.Content.ReadAsStreamAsync(timeout.Token).ConfigureAwait(false);
             var buffer = new byte[4096];
@@ -179,10 +169,10 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
             passed = false;
             detail = Describe(ex);
         }
-        var elapsed = _time.GetElapsedTime(started).TotalMilliseconds;
+        var elapsed = time.GetElapsedTime(started).TotalMilliseconds;
         if (!passed)
         {
-            LogCheckFailed(_logger, state.Service, state.Model, state.Config.Id, detail, elapsed);
+            LogCheckFailed(logger, state.Service, state.Model, state.Config.Id, detail, elapsed);
         }
         state.ReportCheck(passed, Math.Round(elapsed, 2), detail);
     }

@@ -44,18 +44,13 @@ internal sealed class PrometheusExporter : IDisposable
             var help = instrument.Description ?? name;
             switch (instrument)
             {
-                case Counter<long> or ObservableCounter<long>:
-                    Header(sb, name + "_total", help, "counter");
+                case Counter<long> or ObservableCounter<long> or UpDownCounter<long> or ObservableUpDownCounter<long>:
+                    var counter = instrument is Counter<long> or ObservableCounter<long>;
+                    var family = counter ? name + "_total" : name;
+                    Header(sb, family, help, counter ? "counter" : "gauge");
                     foreach (var s in Ordered(group))
                     {
-                        Sample(sb, name + "_total", s.Key, null, Volatile.Read(ref s.LongValue));
-                    }
-                    break;
-                case UpDownCounter<long> or ObservableUpDownCounter<long>:
-                    Header(sb, name, help, "gauge");
-                    foreach (var s in Ordered(group))
-                    {
-                        Sample(sb, name, s.Key, null, Volatile.Read(ref s.LongValue));
+                        Sample(sb, family, s.Key, null, Volatile.Read(ref s.LongValue));
                     }
                     break;
                 case Histogram<double>:
@@ -104,26 +99,10 @@ internal sealed class PrometheusExporter : IDisposable
 
     private static IEnumerable<Series> Ordered(IEnumerable<Series> group) => group.OrderBy(s => s.Key.Label, StringComparer.Ordinal);
 
+    /// <summary>A family's HELP and TYPE lines; HELP text escapes backslash and newline.</summary>
     internal static void Header(StringBuilder sb, string name, string help, string type)
-    {
-        sb.Append("# HELP ").Append(name).Append(' ');
-        foreach (var c in help)
-        {
-            if (c == '\\')
-            {
-                sb.Append("\\\\");
-            }
-            else if (c == '\n')
-            {
-                sb.Append("\\n");
-            }
-            else
-            {
-                sb.Append(c);
-            }
-        }
-        sb.Append('\n').Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
-    }
+        => sb.Append("# HELP ").Append(name).Append(' ').Append(help.Replace("\\", "\\\\").Replace("\n", "\\n"))
+            .Append("\n# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
 
     private static void Sample(StringBuilder sb, string name, SeriesKey key, string? le, long value)
     {
@@ -167,18 +146,7 @@ internal sealed class PrometheusExporter : IDisposable
 
     /// <summary>Label value escaping per the text format: backslash, double quote and newline.</summary>
     internal static void Escape(StringBuilder sb, string value)
-    {
-        foreach (var c in value)
-        {
-            switch (c)
-            {
-                case '\\': sb.Append("\\\\"); break;
-                case '"': sb.Append("\\\""); break;
-                case '\n': sb.Append("\\n"); break;
-                default: sb.Append(c); break;
-            }
-        }
-    }
+        => sb.Append(value.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n"));
 
     internal static string FormatDouble(double value)
         => double.IsPositiveInfinity(value) ? "+Inf"

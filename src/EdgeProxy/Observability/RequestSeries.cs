@@ -15,37 +15,42 @@ namespace EdgeProxy.Observability;
 /// </summary>
 internal sealed class RequestSeries(string service, string model, string backend)
 {
-    private const int ClientGone = 5;
+    private const int ClientGone = 5, Duration = 6, FirstByte = 7, Prompt = 8, Completion = 9;
 
-    /// <summary>The `status_class` label: the response's class, or client_gone when the client left first.</summary>
-    private static readonly string[] Outcomes = ["1xx", "2xx", "3xx", "4xx", "5xx", "client_gone"];
+    /// <summary>Each slot's tag beside (service, model, backend): the `status_class` of slots 0-5, the token `type` of 8 and 9.</summary>
+    private static readonly (string Name, string Value)?[] Extra =
+    [
+        ("status_class", "1xx"), ("status_class", "2xx"), ("status_class", "3xx"), ("status_class", "4xx"), ("status_class", "5xx"),
+        ("status_class", "client_gone"), null, null, ("type", "prompt"), ("type", "completion"),
+    ];
 
+    /// <summary>The series in one gateway's store (a test process runs several gateways, each with its own metrics).</summary>
     private Bound? _bound;
 
     /// <summary>One finished request: edgeproxy_requests_total, the duration and (when a body byte came) the time to first byte.</summary>
     public void Completed(GatewayMetrics metrics, int status, bool clientGone, double seconds, double? firstByteSeconds)
     {
-        var bound = BoundTo(metrics);
+        var slots = SlotsFor(metrics);
         var outcome = clientGone ? ClientGone : status switch { < 200 => 0, < 300 => 1, < 400 => 2, < 500 => 3, _ => 4 };
-        Add(metrics.Requests, bound.Requests[outcome] ??= bound.Find(metrics.Requests, ("status_class", Outcomes[outcome])), 1);
-        Observe(metrics.RequestDuration, bound.Duration ??= bound.Find(metrics.RequestDuration, null), seconds);
+        Add(metrics.Requests, slots[outcome] ?? Find(metrics, slots, outcome, metrics.Requests), 1);
+        Observe(metrics.RequestDuration, slots[Duration] ?? Find(metrics, slots, Duration, metrics.RequestDuration), seconds);
         if (firstByteSeconds is double ttfb)
         {
-            Observe(metrics.FirstByte, bound.FirstByte ??= bound.Find(metrics.FirstByte, null), ttfb);
+            Observe(metrics.FirstByte, slots[FirstByte] ?? Find(metrics, slots, FirstByte, metrics.FirstByte), ttfb);
         }
     }
 
     /// <summary>Token usage a response reported (either count may be absent).</summary>
     public void Tokens(GatewayMetrics metrics, long? prompt, long? completion)
     {
-        var bound = BoundTo(metrics);
+        var slots = SlotsFor(metrics);
         if (prompt is long p)
         {
-            Add(metrics.Tokens, bound.PromptTokens ??= bound.Find(metrics.Tokens, ("type", "prompt")), p);
+            Add(metrics.Tokens, slots[Prompt] ?? Find(metrics, slots, Prompt, metrics.Tokens), p);
         }
         if (completion is long c)
         {
-            Add(metrics.Tokens, bound.CompletionTokens ??= bound.Find(metrics.Tokens, ("type", "completion")), c);
+            Add(metrics.Tokens, slots[Completion] ?? Find(metrics, slots, Completion, metrics.Tokens), c);
         }
     }
 
@@ -67,54 +72,30 @@ internal sealed class RequestSeries(string service, string model, string backend
         }
     }
 
-    /// <summary>The series in this gateway's store (a test process runs several gateways, each with its own metrics).</summary>
-    private Bound BoundTo(GatewayMetrics metrics)
+    private Series?[] SlotsFor(GatewayMetrics metrics)
     {
         var bound = _bound;
-        if (bound?.Metrics == metrics)
+        if (bound?.Metrics != metrics)
         {
-            return bound;
+            _bound = bound = new Bound(metrics, new Series?[Extra.Length]);
         }
-        bound = new Bound(metrics, service, model, backend);
-        _bound = bound;
-        return bound;
+        return bound.Slots;
     }
 
-    private sealed class Bound
+    /// <summary>The store's series of a slot, its tags built exactly as the instruments' other callers build them; once per series.</summary>
+    private Series Find(GatewayMetrics metrics, Series?[] slots, int slot, Instrument instrument)
     {
-        private readonly string _service, _model, _backend;
-
-        public Bound(GatewayMetrics metrics, string service, string model, string backend)
+        var tags = GatewayMetrics.Tags(service, model, backend);
+        if (Extra[slot] is var (name, value))
         {
-            Metrics = metrics;
-            (_service, _model, _backend) = (service, model, backend);
+            tags.Add(name, value);
         }
-
-        public GatewayMetrics Metrics { get; }
-
-        public Series?[] Requests { get; } = new Series?[Outcomes.Length];
-
-        public Series? Duration { get; set; }
-
-        public Series? FirstByte { get; set; }
-
-        public Series? PromptTokens { get; set; }
-
-        public Series? CompletionTokens { get; set; }
-
-        /// <summary>The store's series for these tags, built exactly as the instruments' callers build them.</summary>
-        public Series Find(Instrument instrument, (string Name, string Value)? extra)
-        {
-            var tags = GatewayMetrics.Tags(_service, _model, _backend);
-            if (extra is var (name, value))
-            {
-                tags.Add(name, value);
-            }
-            var array = new KeyValuePair<string, object?>[tags.Count];   // once per series, not per request
-            tags.CopyTo(array);
-            var series = Metrics.Store.Find(instrument, array);
-            series.Tags ??= array;
-            return series;
-        }
+        var array = new KeyValuePair<string, object?>[tags.Count];
+        tags.CopyTo(array);
+        var series = slots[slot] = metrics.Store.Find(instrument, array);
+        series.Tags ??= array;
+        return series;
     }
+
+    private sealed record Bound(GatewayMetrics Metrics, Series?[] Slots);
 }

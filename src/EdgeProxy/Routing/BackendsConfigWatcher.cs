@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using EdgeProxy.Configuration;
 using EdgeProxy.Health;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace EdgeProxy.Routing;
@@ -21,23 +20,13 @@ internal sealed partial class BackendsConfigWatcher(
     TimeProvider time,
     HealthChangeSignal signal,
     ILogger<BackendsConfigWatcher> logger,
-    Action? alsoOnSighup = null) : IHostedLifecycleService, IDisposable
+    Action? alsoOnSighup = null) : DebouncedFileWatcher(time)
 {
     private readonly Lock _gate = new();
-    private DebouncedFileWatcher? _files;
     private PosixSignalRegistration? _sighup;
     private byte[] _lastContent = [];
 
-    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    /// <summary>
-    /// Watching starts once the server listens (the host runs StartedAsync after every StartAsync,
-    /// the web server's included): the file watcher's thread and inotify set-up were ~1 ms in front
-    /// of the first request on the start-up path.
-    /// </summary>
-    public Task StartedAsync(CancellationToken cancellationToken)
+    public override Task StartedAsync(CancellationToken cancellationToken)
     {
         _lastContent = ReadFile() ?? [];
         if (SighupDisposition.ResetIfIgnored())
@@ -54,21 +43,12 @@ internal sealed partial class BackendsConfigWatcher(
         if (settings.WatchConfig)
         {
             var full = Path.GetFullPath(path);
-            _files = new DebouncedFileWatcher(time, () => Reload(force: false));
-            _files.Watch(Path.GetDirectoryName(full)!, Path.GetFileName(full));
+            Watch(Path.GetDirectoryName(full)!, Path.GetFileName(full));
         }
         return Task.CompletedTask;
     }
 
-    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StopAsync(CancellationToken cancellationToken)
-    {
-        Dispose();
-        return Task.CompletedTask;
-    }
-
-    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    protected override void OnChanged() => Reload(force: false);
 
     /// <summary>Loads, validates and publishes the file. Returns true when a new table was published.</summary>
     public bool Reload(bool force)
@@ -99,7 +79,7 @@ internal sealed partial class BackendsConfigWatcher(
             {
                 LogWarning(logger, warning);
             }
-            var next = RouteTable.Build(config, settings, HealthPolicy.From(settings), time, routes.Current);
+            var next = RouteTable.Build(config, settings, HealthPolicy.From(settings), Time, routes.Current);
             routes.Publish(next);
             _lastContent = content ?? [];
             LogReloaded(logger, path, config.Services.Count, config.ModelCount, config.BackendCount);
@@ -121,10 +101,9 @@ internal sealed partial class BackendsConfigWatcher(
         }
     }
 
-    public void Dispose()
+    public override void Dispose()
     {
-        _files?.Dispose();
-        _files = null;
+        base.Dispose();
         _sighup?.Dispose();
         _sighup = null;
     }

@@ -1,5 +1,4 @@
 using EdgeProxy.Configuration;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace EdgeProxy.Hosting.Tls;
@@ -18,24 +17,18 @@ internal sealed partial class TlsCertificateWatcher(
     TlsCertificateStore store,
     GatewaySettings settings,
     TimeProvider time,
-    ILogger<TlsCertificateWatcher> logger) : IHostedLifecycleService, IDisposable
+    ILogger<TlsCertificateWatcher> logger) : DebouncedFileWatcher(time)
 {
     /// <summary>How long a half-replaced pair (new certificate, old key) gets before it counts as bad.</summary>
     private static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(1);
 
     private readonly Lock _gate = new();
-    private DebouncedFileWatcher? _files;
 
-    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    /// <summary>Watching starts once the server listens, like the config watcher's.</summary>
-    public Task StartedAsync(CancellationToken cancellationToken)
+    public override Task StartedAsync(CancellationToken cancellationToken)
     {
         var certificate = store.Current;
         LogServing(logger, store.CertPath, certificate.Describe());
-        if (certificate.Leaf.NotAfter.ToUniversalTime() < time.GetUtcNow().UtcDateTime)
+        if (certificate.Leaf.NotAfter.ToUniversalTime() < Time.GetUtcNow().UtcDateTime)
         {
             LogExpired(logger, store.CertPath, certificate.Leaf.NotAfter.ToUniversalTime());
         }
@@ -43,12 +36,11 @@ internal sealed partial class TlsCertificateWatcher(
         {
             return Task.CompletedTask;
         }
-        _files = new DebouncedFileWatcher(time, () => Reload("file change", retry: true));
         foreach (var directory in new[] { store.CertPath, store.KeyPath }.Select(p => Path.GetDirectoryName(Path.GetFullPath(p))!).Distinct(StringComparer.Ordinal))
         {
             try
             {
-                _files.Watch(directory);
+                Watch(directory);
             }
             catch (Exception ex) when (ex is IOException or ArgumentException or UnauthorizedAccessException or PlatformNotSupportedException)
             {
@@ -58,15 +50,7 @@ internal sealed partial class TlsCertificateWatcher(
         return Task.CompletedTask;
     }
 
-    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StopAsync(CancellationToken cancellationToken)
-    {
-        Dispose();
-        return Task.CompletedTask;
-    }
-
-    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    protected override void OnChanged() => Reload("file change", retry: true);
 
     /// <summary>SIGHUP: reload now and log the outcome either way.</summary>
     public void Reload(string trigger) => Reload(trigger, retry: false);
@@ -77,7 +61,7 @@ internal sealed partial class TlsCertificateWatcher(
         {
             try
             {
-                var result = store.Reload(time);
+                var result = store.Reload(Time);
                 if (result == TlsReloadResult.Replaced)
                 {
                     LogReloaded(logger, trigger, store.Current.Describe());
@@ -91,15 +75,13 @@ internal sealed partial class TlsCertificateWatcher(
             {
                 // A timer callback must not throw (it would end the process); whatever the files hold, the current certificate stays.
                 var (path, reason) = ex is ServerCertificateException bad ? (bad.FilePath, bad.Reason) : (store.CertPath, $"{ex.GetType().Name}: {ex.Message}");
-                if (retry && _files is { } files)
+                if (retry)
                 {
-                    files.Schedule(RetryAfter, () => Reload(trigger, retry: false));
+                    Schedule(RetryAfter, () => Reload(trigger, retry: false));
                     return;
                 }
                 LogRejected(logger, trigger, path, reason, store.Current.Describe());
             }
         }
     }
-
-    public void Dispose() => _files?.Dispose();
 }
