@@ -4,7 +4,7 @@ namespace EdgeProxy.Balancing;
 
 /// <summary>
 /// One backend as the request path sees it: everything needed to send a request, precomputed once
-/// per config snapshot. Kept in arrays inside <see cref="Routing.ModelRoute"/>.
+/// per config snapshot. Kept in arrays inside <see cref="ModelRoute"/>.
 /// </summary>
 internal readonly struct BackendEntry(BackendState state, string baseUrl, int weight, string? authHeaderName, string? authHeaderValue)
 {
@@ -23,7 +23,7 @@ internal readonly struct BackendEntry(BackendState state, string baseUrl, int we
     public string? AuthHeaderValue { get; } = authHeaderValue;
 
     /// <summary>The fast path's view of a plain-http backend; null for https (those use the general path).</summary>
-    public Forwarding.Http1Target? Http1 { get; } = Forwarding.Http1Target.TryCreate(baseUrl, authHeaderName, authHeaderValue);
+    public Http1Target? Http1 { get; } = Http1Target.TryCreate(baseUrl, authHeaderName, authHeaderValue);
 
     public string Id => State.Config.Id;
 }

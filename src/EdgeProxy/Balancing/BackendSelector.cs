@@ -1,6 +1,5 @@
 using EdgeProxy.Configuration;
 using EdgeProxy.Health;
-using EdgeProxy.Routing;
 
 namespace EdgeProxy.Balancing;
 

@@ -128,7 +128,7 @@ internal sealed record GatewaySettings
     /// <summary>
     /// SHUTDOWN_TIMEOUT: after SIGTERM, how long in-flight requests and streams may go on; those still
     /// open then end with the shutdown error (503, or the stream's error frame). Default 25 s: with the
-    /// host's 5 s allowance after it (<see cref="Hosting.ShutdownDrain.AbortAllowance"/>) the process
+    /// host's 5 s allowance after it (`ShutdownDrain.AbortAllowance`) the process
     /// is done within Kubernetes' default 30 s grace period, before the SIGKILL that would cut the
     /// streams without their error frame (systemd's default TimeoutStopSec is 90 s).
     /// </summary>

@@ -31,4 +31,22 @@ internal static class UpstreamAuthModes
                 return false;
         }
     }
+
+    /// <summary>
+    /// The header a backend's requests and health checks carry: the backend's api_key over the global
+    /// key, in the backend's auth_mode over BACKEND_AUTH_MODE; (null, null) when no key applies.
+    /// </summary>
+    public static (string? Name, string? Value) Header(BackendConfig backend, GatewaySettings settings)
+    {
+        var key = backend.ApiKey ?? (settings.BackendApiKey.Length > 0 ? settings.BackendApiKey : null);
+        if (key is null)
+        {
+            return (null, null);
+        }
+        return (backend.AuthMode ?? settings.BackendAuthMode) switch
+        {
+            UpstreamAuthMode.XApiKey => ("x-api-key", key),
+            _ => ("Authorization", "Bearer " + key),
+        };
+    }
 }

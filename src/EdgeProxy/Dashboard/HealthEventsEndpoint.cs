@@ -13,7 +13,7 @@ namespace EdgeProxy.Dashboard;
 /// The feed ends at the shutdown signal (the browser reconnects after `retry`), so an open dashboard
 /// does not hold the drain for all of SHUTDOWN_TIMEOUT.
 /// </summary>
-internal sealed class HealthEventsEndpoint(RouteTableProvider routes, HealthChangeSignal signal, TimeProvider time, Hosting.ShutdownDrain drain)
+internal sealed class HealthEventsEndpoint(RouteTableProvider routes, HealthChangeSignal signal, TimeProvider time, ShutdownDrain drain)
 {
     private static readonly TimeSpan Period = TimeSpan.FromSeconds(1);
 
@@ -34,7 +34,7 @@ internal sealed class HealthEventsEndpoint(RouteTableProvider routes, HealthChan
             while (!aborted.IsCancellationRequested)
             {
                 var change = signal.NextChange;
-                var document = HealthStatusReport.Build(routes.Current, time);
+                var document = HealthStatusReport.Build(routes.Current.States, time);
                 var json = JsonSerializer.SerializeToUtf8Bytes(document, GatewayJsonContext.Default.HealthStatusDocument);
                 await response.Body.WriteAsync(StreamErrorFrames.SseEvent("status"u8, json), aborted).ConfigureAwait(false);
                 await Task.WhenAny(change, Task.Delay(Period, time, aborted)).ConfigureAwait(false);

@@ -2,6 +2,7 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Text;
 using EdgeProxy.Auth;
+using EdgeProxy.Balancing;
 using EdgeProxy.Configuration;
 using EdgeProxy.Routing;
 using Microsoft.AspNetCore.Connections;
@@ -156,7 +157,7 @@ internal sealed partial class Http1FastPath(
 }
 
 /// <summary>The client side of the fast path's exchanges on one connection.</summary>
-/// <param name="shutdownDeadline">The end of a shutdown's drain (<see cref="Hosting.ShutdownDrain.Deadline"/>): it cancels the exchange in flight like the client leaving does.</param>
+/// <param name="shutdownDeadline">The end of a shutdown's drain (<see cref="ShutdownDrain.Deadline"/>): it cancels the exchange in flight like the client leaving does.</param>
 internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer, bool peerTrusted, CancellationToken shutdownDeadline = default, bool https = false) : IDisposable
 {
     /// <summary>The client connection is TLS (X-Forwarded-Proto: https).</summary>

@@ -8,7 +8,6 @@ using System.Text;
 using EdgeProxy.Balancing;
 using EdgeProxy.Configuration;
 using EdgeProxy.Health;
-using EdgeProxy.Hosting;
 using EdgeProxy.Observability;
 using EdgeProxy.Routing;
 using Microsoft.AspNetCore.Connections.Features;
@@ -833,11 +832,11 @@ internal sealed partial class HttpForwarder
 
         public LeanConnectionPool For(Http1Target target, Configuration.GatewaySettings settings, ConnectionBudgets budgets, Transport.EpollLoops? loops)
         {
-            if (target.Pool is { } pool)
+            if (target.Pool is { } attached)
             {
-                return pool;
+                return Unsafe.As<LeanConnectionPool>(attached);
             }
-            pool = _pools.GetOrAdd((target.Host, target.Port), static (key, s) =>
+            var pool = _pools.GetOrAdd((target.Host, target.Port), static (key, s) =>
                 new LeanConnectionPool(key.Host, key.Port, s.Budgets.For(key.Host, key.Port), s.Settings.MaxKeepAliveConnections, s.Settings.ConnectTimeout, s.Loops),
                 (Settings: settings, Budgets: budgets, Loops: loops));
             target.Pool = pool;

@@ -4,9 +4,9 @@ using System.Net.Http.Headers;
 using EdgeProxy.Balancing;
 using EdgeProxy.Configuration;
 using EdgeProxy.Health;
-using EdgeProxy.Hosting;
 using EdgeProxy.Observability;
 using EdgeProxy.Routing;
+using EdgeProxy.Transport;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
@@ -281,7 +281,7 @@ internal sealed partial class HttpForwarder(
     {
         if (usage is { Found: true })
         {
-            RecordUsage(route, backend.State, usage);
+            backend.State.Series.Tokens(metrics, usage.PromptTokens, usage.CompletionTokens);
         }
         if (outcome != ForwarderError.None)
         {
@@ -361,7 +361,7 @@ internal sealed partial class HttpForwarder(
     {
         var elapsed = time.GetElapsedTime(started);
         var backendId = backend?.Config.Id ?? "-";
-        SeriesOf(route, backend).Completed(status, outcome == ForwarderError.ClientGone, elapsed.TotalSeconds, firstByteMs / 1000);
+        (backend?.Series ?? route.UnservedSeries).Completed(metrics, status, outcome == ForwarderError.ClientGone, elapsed.TotalSeconds, firstByteMs / 1000);
         backend?.Stats.Record(elapsed.TotalMilliseconds, firstByteMs, error: BlamesBackend(status, outcome));
         if (logger.IsEnabled(LogLevel.Information))
         {
@@ -744,39 +744,6 @@ internal sealed partial class HttpForwarder(
         "OPTIONS" => HttpMethod.Options,
         _ => new HttpMethod(method),
     };
-
-    private void RecordUsage(ModelRoute route, BackendState backend, UsageScanner usage)
-    {
-        var series = SeriesOf(route, backend);
-        if (usage.PromptTokens is long prompt)
-        {
-            series.PromptTokens(prompt);
-        }
-        if (usage.CompletionTokens is long completion)
-        {
-            series.CompletionTokens(completion);
-        }
-    }
-
-    /// <summary>The request series of a backend (or of the route, for requests no backend took), kept on it after the first request.</summary>
-    private RequestSeries SeriesOf(ModelRoute route, BackendState? backend)
-    {
-        var cached = backend is null ? route.UnservedSeries : backend.RequestSeries;
-        if (cached?.Metrics == metrics)
-        {
-            return cached;
-        }
-        var series = new RequestSeries(metrics, route.Service, route.Model, backend?.Config.Id ?? "-");
-        if (backend is null)
-        {
-            route.UnservedSeries = series;
-        }
-        else
-        {
-            backend.RequestSeries = series;
-        }
-        return series;
-    }
 
     /// <summary>JSON answers and event streams may carry an OpenAI-style `usage` object worth counting.</summary>
     private static bool CarriesUsage(HttpResponseMessage upstream, StreamKind kind)

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
+using EdgeProxy.Transport;
 
 namespace EdgeProxy.Forwarding;
 

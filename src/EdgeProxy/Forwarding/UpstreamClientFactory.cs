@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using EdgeProxy.Configuration;
+using EdgeProxy.Transport;
 
 namespace EdgeProxy.Forwarding;
 
@@ -81,7 +82,3 @@ internal static class UpstreamClientFactory
         }
     }
 }
-
-/// <summary>The TCP connect to a backend did not complete within CONNECT_TIMEOUT.</summary>
-internal sealed class UpstreamConnectTimeoutException(DnsEndPoint endPoint, TimeSpan timeout)
-    : IOException($"Connecting to {endPoint.Host}:{endPoint.Port} timed out after {timeout.TotalMilliseconds:0} ms.");

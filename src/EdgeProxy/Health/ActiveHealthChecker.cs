@@ -1,6 +1,4 @@
-using EdgeProxy.Balancing;
 using EdgeProxy.Configuration;
-using EdgeProxy.Routing;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -10,29 +8,20 @@ namespace EdgeProxy.Health;
 /// Probes every backend with `GET {url}{health_path}` every HEALTH_CHECK_INTERVAL (±10% jitter so
 /// many backends do not fire together); 2xx within HEALTH_CHECK_TIMEOUT passes. Checks never send
 /// completions, so they spend zero tokens. One loop per backend; on reload, loops of unchanged
-/// backends keep running (and keep their state), new ones start and removed ones stop.
+/// backends keep running (and keep their state), new ones start and removed ones stop. The set
+/// comes from whoever owns the route table, which calls <see cref="Reconcile"/> after each reload.
 /// </summary>
-internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDisposable
+internal sealed partial class ActiveHealthChecker(
+    Func<IEnumerable<BackendState>> backends,
+    HttpMessageInvoker healthClient,
+    GatewaySettings settings,
+    TimeProvider time,
+    HealthChangeSignal signal,
+    ILogger<ActiveHealthChecker> logger) : IHostedLifecycleService, IDisposable
 {
-    private readonly RouteTableProvider _routes;
-    private readonly HttpMessageInvoker _client;
-    private readonly GatewaySettings _settings;
-    private readonly TimeProvider _time;
-    private readonly HealthChangeSignal _signal;
-    private readonly ILogger<ActiveHealthChecker> _logger;
     private readonly Dictionary<BackendState, Probe> _probes = [];
     private readonly Lock _gate = new();
     private CancellationTokenSource? _stopping;
-
-    public ActiveHealthChecker(RouteTableProvider routes, HttpMessageInvoker healthClient, GatewaySettings settings, TimeProvider time, HealthChangeSignal signal, ILogger<ActiveHealthChecker> logger)
-    {
-        _routes = routes;
-        _client = healthClient;
-        _settings = settings;
-        _time = time;
-        _signal = signal;
-        _logger = logger;
-    }
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
@@ -42,9 +31,8 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
     public Task StartedAsync(CancellationToken cancellationToken)
     {
         _stopping = new CancellationTokenSource();
-        _routes.Changed += OnRoutesChanged;
-        Reconcile(_routes.Current);
-        LogStarted(_logger, _settings.HealthCheckInterval.TotalSeconds, _settings.HealthCheckTimeout.TotalSeconds);
+        Reconcile();
+        LogStarted(logger, settings.HealthCheckInterval.TotalSeconds, settings.HealthCheckTimeout.TotalSeconds);
         return Task.CompletedTask;
     }
 
@@ -54,7 +42,6 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        _routes.Changed -= OnRoutesChanged;
         Task[] loops;
         lock (_gate)
         {
@@ -65,9 +52,8 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
         await Task.WhenAll(loops).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
-    private void OnRoutesChanged(RouteTable previous, RouteTable next) => Reconcile(next);
-
-    private void Reconcile(RouteTable table)
+    /// <summary>Starts loops for new backends and stops those of removed ones (after a reload).</summary>
+    public void Reconcile()
     {
         lock (_gate)
         {
@@ -76,21 +62,16 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
                 return;
             }
             var live = new HashSet<BackendState>();
-            foreach (var model in table.Models)
+            foreach (var state in backends())
             {
-                foreach (var backend in model.Backends)
+                if (!live.Add(state) || _probes.ContainsKey(state))
                 {
-                    live.Add(backend.State);
-                    if (_probes.TryGetValue(backend.State, out var existing))
-                    {
-                        existing.Target = backend;
-                        continue;
-                    }
-                    var probe = new Probe(backend, CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token));
-                    backend.State.StatusChanged += OnStatusChanged;
-                    probe.Loop = RunAsync(probe);
-                    _probes[backend.State] = probe;
+                    continue;
                 }
+                var probe = new Probe(state, CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token));
+                state.StatusChanged += OnStatusChanged;
+                probe.Loop = RunAsync(probe);
+                _probes[state] = probe;
             }
             foreach (var (state, probe) in _probes.ToArray())
             {
@@ -108,13 +89,13 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
     {
         if (now == HealthStatus.Unhealthy)
         {
-            LogUnhealthy(_logger, state.Service, state.Model, state.Config.Id, state.ConsecutiveFailures);
+            LogUnhealthy(logger, state.Service, state.Model, state.Config.Id, state.ConsecutiveFailures);
         }
         else
         {
-            LogStatusChange(_logger, state.Service, state.Model, state.Config.Id, Name(old), Name(now));
+            LogStatusChange(logger, state.Service, state.Model, state.Config.Id, Name(old), Name(now));
         }
-        _signal.Notify();
+        signal.Notify();
     }
 
     private async Task RunAsync(Probe probe)
@@ -123,13 +104,13 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
         try
         {
             // First check soon after start, spread over up to a second.
-            await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)Math.Min(1000, _settings.HealthCheckInterval.TotalMilliseconds / 2) + 1)), _time, token).ConfigureAwait(false);
+            await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)Math.Min(1000, settings.HealthCheckInterval.TotalMilliseconds / 2) + 1)), time, token).ConfigureAwait(false);
             while (!token.IsCancellationRequested)
             {
-                await CheckOnceAsync(probe.Target, token).ConfigureAwait(false);
-                var interval = _settings.HealthCheckInterval.TotalMilliseconds;
+                await CheckOnceAsync(probe.State, token).ConfigureAwait(false);
+                var interval = settings.HealthCheckInterval.TotalMilliseconds;
                 var jittered = interval * (0.9 + Random.Shared.NextDouble() * 0.2);
-                await Task.Delay(TimeSpan.FromMilliseconds(jittered), _time, token).ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromMilliseconds(jittered), time, token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -141,24 +122,24 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
         }
     }
 
-    /// <summary>One probe of one backend; records the verdict in its state.</summary>
-    internal async Task CheckOnceAsync(BackendEntry backend, CancellationToken stopping)
+    /// <summary>One probe of one backend (its current config: health path, key); records the verdict in its state.</summary>
+    internal async Task CheckOnceAsync(BackendState state, CancellationToken stopping)
     {
-        var state = backend.State;
-        var started = _time.GetTimestamp();
+        var started = time.GetTimestamp();
         bool passed;
         string detail;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-        timeout.CancelAfter(_settings.HealthCheckTimeout);
+        timeout.CancelAfter(settings.HealthCheckTimeout);
         try
         {
-            using var request = new HttpRequestMessage(HttpMethod.Get, backend.BaseUrl + state.Config.HealthPath);
+            var config = state.Config;
+            using var request = new HttpRequestMessage(HttpMethod.Get, config.Url + config.HealthPath);
             request.Headers.TryAddWithoutValidation("User-Agent", "EdgeProxy-HealthCheck/1.0");
-            if (backend.AuthHeaderName is not null)
+            if (UpstreamAuthModes.Header(config, settings) is (string name, var value))
             {
-                request.Headers.TryAddWithoutValidation(backend.AuthHeaderName, backend.AuthHeaderValue);
+                request.Headers.TryAddWithoutValidation(name, value);
             }
-            using var response = await _client.SendAsync(request, timeout.Token).ConfigureAwait(false);
+            using var response = await healthClient.SendAsync(request, timeout.Token).ConfigureAwait(false);
             // Drain a bounded amount so the connection can be reused.
             var body = await response.Content.ReadAsStreamAsync(timeout.Token).ConfigureAwait(false);
             var buffer = new byte[4096];
@@ -188,10 +169,10 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
             passed = false;
             detail = Describe(ex);
         }
-        var elapsed = _time.GetElapsedTime(started).TotalMilliseconds;
+        var elapsed = time.GetElapsedTime(started).TotalMilliseconds;
         if (!passed)
         {
-            LogCheckFailed(_logger, state.Service, state.Model, state.Config.Id, detail, elapsed);
+            LogCheckFailed(logger, state.Service, state.Model, state.Config.Id, detail, elapsed);
         }
         state.ReportCheck(passed, Math.Round(elapsed, 2), detail);
     }
@@ -212,7 +193,7 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
                     _ => "socket error " + socket.SocketErrorCode,
                 };
             }
-            if (inner is Forwarding.UpstreamConnectTimeoutException)
+            if (inner is Transport.UpstreamConnectTimeoutException)
             {
                 return "connect timeout";
             }
@@ -229,16 +210,9 @@ internal sealed partial class ActiveHealthChecker : IHostedLifecycleService, IDi
 
     public void Dispose() => _stopping?.Dispose();
 
-    private sealed class Probe(BackendEntry target, CancellationTokenSource cancellation)
+    private sealed class Probe(BackendState state, CancellationTokenSource cancellation)
     {
-        private BackendEntry _target = target;
-
-        /// <summary>The latest entry (auth header may change on reload); read by the loop each round.</summary>
-        public BackendEntry Target
-        {
-            get { lock (this) { return _target; } }
-            set { lock (this) { _target = value; } }
-        }
+        public BackendState State { get; } = state;
 
         public CancellationTokenSource Cancellation { get; } = cancellation;
 

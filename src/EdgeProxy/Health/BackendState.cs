@@ -42,6 +42,7 @@ internal sealed class BackendState
         _policy = policy;
         _time = time;
         Stats = new BackendStats(time);
+        Series = new RequestSeries(service, model, config.Id);
     }
 
     public string Service { get; }
@@ -51,9 +52,10 @@ internal sealed class BackendState
     /// <summary>The backend's configuration (name and weight may change on reload; id and url do not).</summary>
     public BackendConfig Config { get; private set; }
 
-    /// <summary>The per-request metric series of this backend, found on its first request (<see cref="Observability.RequestSeries"/>).</summary>
-    public Observability.RequestSeries? RequestSeries { get; set; }
+    /// <summary>This backend's request metrics (Observability's series, found in the store on the first request).</summary>
+    public RequestSeries Series { get; }
 
+    /// <summary>The dashboard's windows (rates, latency percentiles, history) of this backend.</summary>
     public BackendStats Stats { get; }
 
     public HealthStatus Status => (HealthStatus)Volatile.Read(ref _status);

@@ -1,5 +1,4 @@
 using System.Text.Json.Serialization;
-using EdgeProxy.Routing;
 
 namespace EdgeProxy.Health;
 
@@ -11,68 +10,68 @@ internal static class HealthStatusReport
 {
     public const string ServiceName = "edgeproxy";
 
-    public static HealthStatusDocument Build(RouteTable table, TimeProvider time, string? onlyService = null)
+    /// <param name="backends">Every backend in config order (the route table's states).</param>
+    public static HealthStatusDocument Build(IEnumerable<BackendState> backends, TimeProvider time, string? onlyService = null)
     {
         var data = new Dictionary<string, Dictionary<string, List<BackendStatus>>>(StringComparer.Ordinal);
         var healthy = 0;
         var total = 0;
-        foreach (var model in table.Models)
+        foreach (var state in backends)
         {
-            if (onlyService is not null && model.Service != onlyService)
+            if (onlyService is not null && state.Service != onlyService)
             {
                 continue;
             }
-            if (!data.TryGetValue(model.Service, out var models))
+            if (!data.TryGetValue(state.Service, out var models))
             {
                 models = new Dictionary<string, List<BackendStatus>>(StringComparer.Ordinal);
-                data[model.Service] = models;
+                data[state.Service] = models;
             }
-            var list = new List<BackendStatus>(model.Backends.Length);
-            foreach (var backend in model.Backends)
+            if (!models.TryGetValue(state.Model, out var list))
             {
-                var state = backend.State;
-                var stats = state.Stats.Snapshot();
-                var status = state.Status;
-                total++;
-                if (status == HealthStatus.Healthy && !state.IsEjected)
-                {
-                    healthy++;
-                }
-                var responseMs = state.LastResponseMs;
-                list.Add(new BackendStatus
-                {
-                    Id = state.Config.Id,
-                    Name = state.Config.Name,
-                    Url = state.Config.Url,
-                    Weight = state.Config.Weight,
-                    TlsSkipVerify = state.Config.TlsSkipVerify,
-                    Status = status switch { HealthStatus.Healthy => "healthy", HealthStatus.Unhealthy => "unhealthy", _ => "unknown" },
-                    Ejected = state.IsEjected,
-                    EjectedUntil = state.EjectedUntil,
-                    ResponseTimeMs = double.IsNaN(responseMs) ? null : responseMs,
-                    LastCheck = state.LastCheck,
-                    LastError = state.LastError,
-                    ConsecutiveFailures = state.ConsecutiveFailures,
-                    InFlight = state.InFlight,
-                    Requests = state.Requests,
-                    Errors = state.Errors,
-                    Rps = Math.Round(stats.Rps, 3),
-                    ErrorRate = Math.Round(stats.ErrorRate, 4),
-                    LatencyP50Ms = Round(stats.LatencyP50Ms),
-                    LatencyP99Ms = Round(stats.LatencyP99Ms),
-                    TtfbP50Ms = Round(stats.FirstByteP50Ms),
-                    TtfbP99Ms = Round(stats.FirstByteP99Ms),
-                    History = stats.History.Select(h => new HistorySample
-                    {
-                        T = h.UnixSeconds,
-                        Rps = Math.Round(h.Rps, 3),
-                        ErrorRate = Math.Round(h.ErrorRate, 4),
-                        LatencyP50Ms = Round(h.LatencyP50Ms),
-                        Healthy = h.Healthy,
-                    }).ToList(),
-                });
+                list = [];
+                models[state.Model] = list;
             }
-            models[model.Model] = list;
+            var stats = state.Stats.Snapshot();
+            var status = state.Status;
+            total++;
+            if (status == HealthStatus.Healthy && !state.IsEjected)
+            {
+                healthy++;
+            }
+            var responseMs = state.LastResponseMs;
+            list.Add(new BackendStatus
+            {
+                Id = state.Config.Id,
+                Name = state.Config.Name,
+                Url = state.Config.Url,
+                Weight = state.Config.Weight,
+                TlsSkipVerify = state.Config.TlsSkipVerify,
+                Status = status switch { HealthStatus.Healthy => "healthy", HealthStatus.Unhealthy => "unhealthy", _ => "unknown" },
+                Ejected = state.IsEjected,
+                EjectedUntil = state.EjectedUntil,
+                ResponseTimeMs = double.IsNaN(responseMs) ? null : responseMs,
+                LastCheck = state.LastCheck,
+                LastError = state.LastError,
+                ConsecutiveFailures = state.ConsecutiveFailures,
+                InFlight = state.InFlight,
+                Requests = state.Requests,
+                Errors = state.Errors,
+                Rps = Math.Round(stats.Rps, 3),
+                ErrorRate = Math.Round(stats.ErrorRate, 4),
+                LatencyP50Ms = Round(stats.LatencyP50Ms),
+                LatencyP99Ms = Round(stats.LatencyP99Ms),
+                TtfbP50Ms = Round(stats.FirstByteP50Ms),
+                TtfbP99Ms = Round(stats.FirstByteP99Ms),
+                History = stats.History.Select(h => new HistorySample
+                {
+                    T = h.UnixSeconds,
+                    Rps = Math.Round(h.Rps, 3),
+                    ErrorRate = Math.Round(h.ErrorRate, 4),
+                    LatencyP50Ms = Round(h.LatencyP50Ms),
+                    Healthy = h.Healthy,
+                }).ToList(),
+            });
         }
         return new HealthStatusDocument
         {

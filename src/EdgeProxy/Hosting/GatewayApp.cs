@@ -324,7 +324,12 @@ internal static partial class GatewayApp
         services.AddSingleton(authenticator);
         services.AddSingleton(sp => new ShutdownDrain(settings.ShutdownTimeout, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeProxy")));
         services.AddSingleton(sp => new HttpForwarder(forwardingClient, settings, time, metrics, signal, sp.GetRequiredService<ShutdownDrain>(), sp.GetRequiredService<ILogger<HttpForwarder>>()));
-        services.AddSingleton(sp => new ActiveHealthChecker(routes, healthClient, settings, time, signal, sp.GetRequiredService<ILogger<ActiveHealthChecker>>()));
+        services.AddSingleton(sp =>
+        {
+            var checker = new ActiveHealthChecker(() => routes.Current.States, healthClient, settings, time, signal, sp.GetRequiredService<ILogger<ActiveHealthChecker>>());
+            routes.Changed += (_, _) => checker.Reconcile();
+            return checker;
+        });
         if (tls is not null)
         {
             services.AddSingleton(sp => new TlsCertificateWatcher(tls, settings, time, sp.GetRequiredService<ILogger<TlsCertificateWatcher>>()));
@@ -332,7 +337,7 @@ internal static partial class GatewayApp
         }
         services.AddSingleton(sp => new BackendsConfigWatcher(configPath, settings, routes, time, signal, sp.GetRequiredService<ILogger<BackendsConfigWatcher>>(),
             sp.GetService<TlsCertificateWatcher>() is { } certificates ? () => certificates.Reload("SIGHUP") : null));
-        services.AddSingleton(sp => new PrometheusExporter(metrics, routes, settings, authenticator));
+        services.AddSingleton(sp => new PrometheusExporter(metrics));
         services.AddHostedService(sp => sp.GetRequiredService<ActiveHealthChecker>());
         services.AddHostedService(sp => sp.GetRequiredService<BackendsConfigWatcher>());
 
@@ -364,7 +369,7 @@ internal static partial class GatewayApp
             forwarder,
             new DashboardPage(),
             new HealthEventsEndpoint(routes, signal, time, drain),
-            app.Services.GetRequiredService<PrometheusExporter>(),
+            new MetricsEndpoint(app.Services.GetRequiredService<PrometheusExporter>(), routes, settings, authenticator),
             drain,
             time,
             app.Services.GetRequiredService<ILogger<RequestDispatcher>>());

@@ -25,7 +25,7 @@ internal sealed partial class RequestDispatcher(
     HttpForwarder forwarder,
     DashboardPage dashboard,
     HealthEventsEndpoint healthEvents,
-    PrometheusExporter metricsExporter,
+    MetricsEndpoint metricsExporter,
     ShutdownDrain drain,
     TimeProvider time,
     ILogger<RequestDispatcher> logger)
@@ -99,7 +99,7 @@ internal sealed partial class RequestDispatcher(
                         await WriteJsonAsync(context, new ReadyStatus { Status = draining ? "shutting_down" : "ready", Services = table.Config.Services.Count, Models = table.Config.ModelCount, Backends = table.Config.BackendCount }, GatewayJsonContext.Default.ReadyStatus).ConfigureAwait(false);
                         return;
                     case "/api/health/status":
-                        await WriteJsonAsync(context, HealthStatusReport.Build(routes.Current, time), GatewayJsonContext.Default.HealthStatusDocument).ConfigureAwait(false);
+                        await WriteJsonAsync(context, HealthStatusReport.Build(routes.Current.States, time), GatewayJsonContext.Default.HealthStatusDocument).ConfigureAwait(false);
                         return;
                     case "/api/health/events":
                         await healthEvents.ServeAsync(context).ConfigureAwait(false);
@@ -195,7 +195,7 @@ internal sealed partial class RequestDispatcher(
             await ErrorResponses.WriteAsync(context, 404, "service_not_found", $"Service '{Printable(service)}' is not configured.").ConfigureAwait(false);
             return;
         }
-        await WriteJsonAsync(context, HealthStatusReport.Build(table, time, service), GatewayJsonContext.Default.HealthStatusDocument).ConfigureAwait(false);
+        await WriteJsonAsync(context, HealthStatusReport.Build(table.States, time, service), GatewayJsonContext.Default.HealthStatusDocument).ConfigureAwait(false);
     }
 
     private static Task UnauthorizedAsync(HttpContext context)

@@ -44,6 +44,7 @@ internal sealed class GatewayMetrics : IDisposable
     /// <summary>Every series of these instruments (fed by the exporter's listener, and by <see cref="RequestSeries"/> directly).</summary>
     public MetricStore Store { get; } = new();
 
+    /// <summary>Recorded only through <see cref="RequestSeries"/>, like <see cref="RequestDuration"/>, <see cref="FirstByte"/> and <see cref="Tokens"/>.</summary>
     public Counter<long> Requests { get; }
 
     public Histogram<double> RequestDuration { get; }
@@ -68,6 +69,14 @@ internal sealed class GatewayMetrics : IDisposable
     public Counter<long> StreamAborts { get; }
 
     public Counter<long> Tokens { get; }
+
+    /// <summary>
+    /// The request instruments, which <see cref="RequestSeries"/> writes into the store itself: the
+    /// exporter's listener does not enable them, so they are enabled only for other listeners.
+    /// </summary>
+    public bool IsRecordedDirectly(Instrument instrument)
+        => ReferenceEquals(instrument, Requests) || ReferenceEquals(instrument, RequestDuration)
+        || ReferenceEquals(instrument, FirstByte) || ReferenceEquals(instrument, Tokens);
 
     public static TagList Tags(string service, string model, string backend)
         => new() { { "service", service }, { "model", model }, { "backend", backend } };

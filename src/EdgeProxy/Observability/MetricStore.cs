@@ -8,8 +8,8 @@ namespace EdgeProxy.Observability;
 
 /// <summary>
 /// Every time series of the gateway's instruments: one <see cref="Series"/> per (instrument, tag
-/// values). <see cref="PrometheusExporter"/> feeds it from its MeterListener and renders it; the
-/// request path writes its per-backend series directly through <see cref="RequestSeries"/>.
+/// values). <see cref="PrometheusExporter"/> feeds it from its MeterListener and renders it; a
+/// proxied request's series are written directly by <see cref="RequestSeries"/>.
 /// </summary>
 internal sealed class MetricStore
 {
@@ -85,57 +85,6 @@ internal sealed class MetricStore
             next = seen + value;
         }
         while (Interlocked.CompareExchange(ref target, next, seen) != seen);
-    }
-}
-
-/// <summary>
-/// The series one (service, model, backend) writes for every proxied request — requests by status
-/// class, duration, time to first byte, token usage — each found in the store once, on first use,
-/// then written directly. Per request that skips the instruments' listener dispatch and three to five
-/// store lookups (a large share of a proxied request's instructions under callgrind). The tags are built
-/// exactly as the instruments' callers built them, so /metrics reads the same series.
-/// </summary>
-internal sealed class RequestSeries(GatewayMetrics metrics, string service, string model, string backend)
-{
-    private const int ClientGone = 5;
-
-    /// <summary>The `status_class` label: the response's class, or client_gone when the client left first.</summary>
-    private static readonly string[] Outcomes = ["1xx", "2xx", "3xx", "4xx", "5xx", "client_gone"];
-
-    private readonly Series?[] _requests = new Series?[Outcomes.Length];
-    private Series? _duration;
-    private Series? _firstByte;
-    private Series? _promptTokens;
-    private Series? _completionTokens;
-
-    public GatewayMetrics Metrics => metrics;
-
-    /// <summary>One finished request: edgeproxy_requests_total, the duration and (when a body byte came) the time to first byte.</summary>
-    public void Completed(int status, bool clientGone, double seconds, double? firstByteSeconds)
-    {
-        var outcome = clientGone ? ClientGone : status switch { < 200 => 0, < 300 => 1, < 400 => 2, < 500 => 3, _ => 4 };
-        MetricStore.Add(_requests[outcome] ??= Find(metrics.Requests, ("status_class", Outcomes[outcome])), 1);
-        MetricStore.Observe(_duration ??= Find(metrics.RequestDuration, null), seconds);
-        if (firstByteSeconds is double ttfb)
-        {
-            MetricStore.Observe(_firstByte ??= Find(metrics.FirstByte, null), ttfb);
-        }
-    }
-
-    public void PromptTokens(long count) => MetricStore.Add(_promptTokens ??= Find(metrics.Tokens, ("type", "prompt")), count);
-
-    public void CompletionTokens(long count) => MetricStore.Add(_completionTokens ??= Find(metrics.Tokens, ("type", "completion")), count);
-
-    private Series Find(Instrument instrument, (string Name, string Value)? extra)
-    {
-        var tags = GatewayMetrics.Tags(service, model, backend);
-        if (extra is var (name, value))
-        {
-            tags.Add(name, value);
-        }
-        var array = new KeyValuePair<string, object?>[tags.Count];   // once per series, not per request
-        tags.CopyTo(array);
-        return metrics.Store.Find(instrument, array);
     }
 }
 
@@ -235,4 +184,7 @@ internal sealed class Series
     public long LongValue;
 
     public double Sum;
+
+    /// <summary>The tags as an array, set by <see cref="RequestSeries"/> to record through the instrument too.</summary>
+    public KeyValuePair<string, object?>[]? Tags;
 }

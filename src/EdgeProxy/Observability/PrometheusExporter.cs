@@ -1,12 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text;
-using EdgeProxy.Auth;
-using EdgeProxy.Configuration;
-using EdgeProxy.Health;
-using EdgeProxy.Hosting;
-using EdgeProxy.Routing;
-using Microsoft.AspNetCore.Http;
 
 namespace EdgeProxy.Observability;
 
@@ -14,28 +8,20 @@ namespace EdgeProxy.Observability;
 /// A small Prometheus text-format exposition (format 0.0.4) over the gateway's own Meter. The
 /// OpenTelemetry Prometheus exporter is still pre-release and pulls a large dependency graph into an
 /// AOT binary; this listens to <see cref="GatewayMetrics"/> with a MeterListener, keeps one series
-/// per (instrument, tag values) and writes counters, up-down counters and histograms, plus backend
-/// health gauges read from the live route table at scrape time.
+/// per (instrument, tag values) and writes counters, up-down counters and histograms, then what the
+/// caller adds (the endpoint's backend gauges) and the runtime's figures.
 /// </summary>
 internal sealed class PrometheusExporter : IDisposable
 {
     private readonly MeterListener _listener = new();
     private readonly MetricStore _store;
-    private readonly RouteTableProvider _routes;
-    private readonly GatewaySettings _settings;
-    private readonly GatewayKeyAuthenticator _gatewayAuth;
-    private readonly GatewayKeyAuthenticator? _metricsAuth;
 
-    public PrometheusExporter(GatewayMetrics metrics, RouteTableProvider routes, GatewaySettings settings, GatewayKeyAuthenticator gatewayAuth)
+    public PrometheusExporter(GatewayMetrics metrics)
     {
         _store = metrics.Store;
-        _routes = routes;
-        _settings = settings;
-        _gatewayAuth = gatewayAuth;
-        _metricsAuth = settings.MetricsKey.Length > 0 ? new GatewayKeyAuthenticator(settings.MetricsKey) : null;
         _listener.InstrumentPublished = (instrument, listener) =>
         {
-            if (ReferenceEquals(instrument.Meter, metrics.Meter))
+            if (ReferenceEquals(instrument.Meter, metrics.Meter) && !metrics.IsRecordedDirectly(instrument))
             {
                 listener.EnableMeasurementEvents(instrument);
             }
@@ -45,33 +31,9 @@ internal sealed class PrometheusExporter : IDisposable
         _listener.Start();
     }
 
-    /// <summary>
-    /// Access: METRICS_KEY when set; otherwise the gateway key when auth is on. On a separate
-    /// METRICS_PORT only METRICS_KEY applies (bind that port where only the scraper reaches it).
-    /// </summary>
-    public async Task ServeAsync(HttpContext context, bool dedicatedPort = false)
-    {
-        var authorized = _metricsAuth is not null ? _metricsAuth.IsAuthorized(context.Request)
-            : dedicatedPort || _gatewayAuth.IsAuthorized(context.Request);
-        if (!authorized)
-        {
-            context.Response.Headers.WWWAuthenticate = "Bearer";
-            await ErrorResponses.WriteAsync(context, 401, "invalid_api_key", "Missing or invalid metrics key.").ConfigureAwait(false);
-            return;
-        }
-        var text = Render();
-        var bytes = Encoding.UTF8.GetBytes(text);
-        context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-        context.Response.Headers.CacheControl = "no-store";
-        context.Response.ContentLength = bytes.Length;
-        if (!HttpMethods.IsHead(context.Request.Method))
-        {
-            await context.Response.Body.WriteAsync(bytes, context.RequestAborted).ConfigureAwait(false);
-        }
-    }
-
     /// <summary>The exposition text. Series of one metric are grouped under one HELP/TYPE header.</summary>
-    internal string Render()
+    /// <param name="more">Families the caller renders after the instruments' (with <see cref="Header"/> and <see cref="Escape"/>).</param>
+    public string Render(Action<StringBuilder>? more = null)
     {
         _listener.RecordObservableInstruments();
         var sb = new StringBuilder(4096);
@@ -82,18 +44,13 @@ internal sealed class PrometheusExporter : IDisposable
             var help = instrument.Description ?? name;
             switch (instrument)
             {
-                case Counter<long> or ObservableCounter<long>:
-                    Header(sb, name + "_total", help, "counter");
+                case Counter<long> or ObservableCounter<long> or UpDownCounter<long> or ObservableUpDownCounter<long>:
+                    var counter = instrument is Counter<long> or ObservableCounter<long>;
+                    var family = counter ? name + "_total" : name;
+                    Header(sb, family, help, counter ? "counter" : "gauge");
                     foreach (var s in Ordered(group))
                     {
-                        Sample(sb, name + "_total", s.Key, null, Volatile.Read(ref s.LongValue));
-                    }
-                    break;
-                case UpDownCounter<long> or ObservableUpDownCounter<long>:
-                    Header(sb, name, help, "gauge");
-                    foreach (var s in Ordered(group))
-                    {
-                        Sample(sb, name, s.Key, null, Volatile.Read(ref s.LongValue));
+                        Sample(sb, family, s.Key, null, Volatile.Read(ref s.LongValue));
                     }
                     break;
                 case Histogram<double>:
@@ -113,7 +70,7 @@ internal sealed class PrometheusExporter : IDisposable
                     break;
             }
         }
-        RenderBackendGauges(sb);
+        more?.Invoke(sb);
         RenderRuntime(sb);
         return sb.ToString();
     }
@@ -140,69 +97,12 @@ internal sealed class PrometheusExporter : IDisposable
         sb.Append("process_resident_memory_bytes ").Append(Environment.WorkingSet).Append('\n');
     }
 
-    private void RenderBackendGauges(StringBuilder sb)
-    {
-        var table = _routes.Current;
-        Header(sb, "edgeproxy_backend_up", "1 when the backend's last active checks passed (healthy), 0 when unhealthy, -1 while unknown.", "gauge");
-        foreach (var model in table.Models)
-        {
-            foreach (var b in model.Backends)
-            {
-                var value = b.State.Status switch { HealthStatus.Healthy => 1, HealthStatus.Unhealthy => 0, _ => -1 };
-                BackendSample(sb, "edgeproxy_backend_up", model, b.Id, value);
-            }
-        }
-        Header(sb, "edgeproxy_backend_ejected", "1 while passive health keeps the backend out of rotation.", "gauge");
-        foreach (var model in table.Models)
-        {
-            foreach (var b in model.Backends)
-            {
-                BackendSample(sb, "edgeproxy_backend_ejected", model, b.Id, b.State.IsEjected ? 1 : 0);
-            }
-        }
-        Header(sb, "edgeproxy_backend_in_flight", "Requests in flight to the backend.", "gauge");
-        foreach (var model in table.Models)
-        {
-            foreach (var b in model.Backends)
-            {
-                BackendSample(sb, "edgeproxy_backend_in_flight", model, b.Id, b.State.InFlight);
-            }
-        }
-    }
-
-    private static void BackendSample(StringBuilder sb, string name, ModelRoute model, string backend, long value)
-    {
-        sb.Append(name).Append("{service=\"");
-        Escape(sb, model.Service);
-        sb.Append("\",model=\"");
-        Escape(sb, model.Model);
-        sb.Append("\",backend=\"");
-        Escape(sb, backend);
-        sb.Append("\"} ").Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
-    }
-
     private static IEnumerable<Series> Ordered(IEnumerable<Series> group) => group.OrderBy(s => s.Key.Label, StringComparer.Ordinal);
 
-    private static void Header(StringBuilder sb, string name, string help, string type)
-    {
-        sb.Append("# HELP ").Append(name).Append(' ');
-        foreach (var c in help)
-        {
-            if (c == '\\')
-            {
-                sb.Append("\\\\");
-            }
-            else if (c == '\n')
-            {
-                sb.Append("\\n");
-            }
-            else
-            {
-                sb.Append(c);
-            }
-        }
-        sb.Append('\n').Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
-    }
+    /// <summary>A family's HELP and TYPE lines; HELP text escapes backslash and newline.</summary>
+    internal static void Header(StringBuilder sb, string name, string help, string type)
+        => sb.Append("# HELP ").Append(name).Append(' ').Append(help.Replace("\\", "\\\\").Replace("\n", "\\n"))
+            .Append("\n# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
 
     private static void Sample(StringBuilder sb, string name, SeriesKey key, string? le, long value)
     {
@@ -246,18 +146,7 @@ internal sealed class PrometheusExporter : IDisposable
 
     /// <summary>Label value escaping per the text format: backslash, double quote and newline.</summary>
     internal static void Escape(StringBuilder sb, string value)
-    {
-        foreach (var c in value)
-        {
-            switch (c)
-            {
-                case '\\': sb.Append("\\\\"); break;
-                case '"': sb.Append("\\\""); break;
-                case '\n': sb.Append("\\n"); break;
-                default: sb.Append(c); break;
-            }
-        }
-    }
+        => sb.Append(value.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n"));
 
     internal static string FormatDouble(double value)
         => double.IsPositiveInfinity(value) ? "+Inf"

@@ -83,7 +83,7 @@ internal sealed class RouteTable
                     {
                         state = new BackendState(service.Name, model.Name, backend, policy, time);
                     }
-                    var (headerName, headerValue) = UpstreamAuthHeader(backend, settings);
+                    var (headerName, headerValue) = UpstreamAuthModes.Header(backend, settings);
                     entries[i] = new BackendEntry(state, backend.Url, backend.Weight, headerName, headerValue);
                 }
                 var route = new ModelRoute(service.Name, model.Name, entries, model.Affinity, settings.MaxEjectionPercent, model.Balance, model.BalanceFactor);
@@ -93,20 +93,5 @@ internal sealed class RouteTable
             services[service.Name] = byModel.ToFrozenDictionary(StringComparer.Ordinal);
         }
         return new RouteTable(config, models, services.ToFrozenDictionary(StringComparer.Ordinal));
-    }
-
-    /// <summary>Contract: the backend's api_key over the global key, in the backend's auth_mode over BACKEND_AUTH_MODE.</summary>
-    internal static (string? Name, string? Value) UpstreamAuthHeader(BackendConfig backend, GatewaySettings settings)
-    {
-        var key = backend.ApiKey ?? (settings.BackendApiKey.Length > 0 ? settings.BackendApiKey : null);
-        if (key is null)
-        {
-            return (null, null);
-        }
-        return (backend.AuthMode ?? settings.BackendAuthMode) switch
-        {
-            UpstreamAuthMode.XApiKey => ("x-api-key", key),
-            _ => ("Authorization", "Bearer " + key),
-        };
     }
 }

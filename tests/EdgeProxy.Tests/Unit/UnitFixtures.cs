@@ -1,3 +1,4 @@
+using EdgeProxy.Balancing;
 using EdgeProxy.Configuration;
 using EdgeProxy.Health;
 using EdgeProxy.Routing;

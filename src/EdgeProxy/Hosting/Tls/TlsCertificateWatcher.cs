@@ -1,5 +1,4 @@
 using EdgeProxy.Configuration;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace EdgeProxy.Hosting.Tls;
@@ -18,28 +17,18 @@ internal sealed partial class TlsCertificateWatcher(
     TlsCertificateStore store,
     GatewaySettings settings,
     TimeProvider time,
-    ILogger<TlsCertificateWatcher> logger) : IHostedLifecycleService, IDisposable
+    ILogger<TlsCertificateWatcher> logger) : DebouncedFileWatcher(time)
 {
-    private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(250);
-
     /// <summary>How long a half-replaced pair (new certificate, old key) gets before it counts as bad.</summary>
     private static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(1);
 
     private readonly Lock _gate = new();
-    private readonly List<FileSystemWatcher> _watchers = [];
-    private ITimer? _debounce;
-    private bool _disposed;
 
-    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    /// <summary>Watching starts once the server listens, like the config watcher's.</summary>
-    public Task StartedAsync(CancellationToken cancellationToken)
+    public override Task StartedAsync(CancellationToken cancellationToken)
     {
         var certificate = store.Current;
         LogServing(logger, store.CertPath, certificate.Describe());
-        if (certificate.Leaf.NotAfter.ToUniversalTime() < time.GetUtcNow().UtcDateTime)
+        if (certificate.Leaf.NotAfter.ToUniversalTime() < Time.GetUtcNow().UtcDateTime)
         {
             LogExpired(logger, store.CertPath, certificate.Leaf.NotAfter.ToUniversalTime());
         }
@@ -51,16 +40,7 @@ internal sealed partial class TlsCertificateWatcher(
         {
             try
             {
-                var watcher = new FileSystemWatcher(directory)
-                {
-                    NotifyFilter = NotifyFilters.FileName | NotifyFilters.DirectoryName | NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.CreationTime,
-                };
-                watcher.Changed += (_, _) => Schedule(Debounce, retry: true);
-                watcher.Created += (_, _) => Schedule(Debounce, retry: true);
-                watcher.Renamed += (_, _) => Schedule(Debounce, retry: true);
-                watcher.Deleted += (_, _) => Schedule(Debounce, retry: true);
-                watcher.EnableRaisingEvents = true;
-                _watchers.Add(watcher);
+                Watch(directory);
             }
             catch (Exception ex) when (ex is IOException or ArgumentException or UnauthorizedAccessException or PlatformNotSupportedException)
             {
@@ -70,29 +50,7 @@ internal sealed partial class TlsCertificateWatcher(
         return Task.CompletedTask;
     }
 
-    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StopAsync(CancellationToken cancellationToken)
-    {
-        Dispose();
-        return Task.CompletedTask;
-    }
-
-    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    private void Schedule(TimeSpan delay, bool retry)
-    {
-        lock (_gate)
-        {
-            if (_disposed)
-            {
-                return;
-            }
-            // Several events arrive per replacement; reload once they settle.
-            _debounce?.Dispose();
-            _debounce = time.CreateTimer(_ => Reload("file change", retry), null, delay, Timeout.InfiniteTimeSpan);
-        }
-    }
+    protected override void OnChanged() => Reload("file change", retry: true);
 
     /// <summary>SIGHUP: reload now and log the outcome either way.</summary>
     public void Reload(string trigger) => Reload(trigger, retry: false);
@@ -103,7 +61,7 @@ internal sealed partial class TlsCertificateWatcher(
         {
             try
             {
-                var result = store.Reload(time);
+                var result = store.Reload(Time);
                 if (result == TlsReloadResult.Replaced)
                 {
                     LogReloaded(logger, trigger, store.Current.Describe());
@@ -119,27 +77,11 @@ internal sealed partial class TlsCertificateWatcher(
                 var (path, reason) = ex is ServerCertificateException bad ? (bad.FilePath, bad.Reason) : (store.CertPath, $"{ex.GetType().Name}: {ex.Message}");
                 if (retry)
                 {
-                    _debounce?.Dispose();
-                    _debounce = _disposed ? null : time.CreateTimer(_ => Reload(trigger, retry: false), null, RetryAfter, Timeout.InfiniteTimeSpan);
+                    Schedule(RetryAfter, () => Reload(trigger, retry: false));
                     return;
                 }
                 LogRejected(logger, trigger, path, reason, store.Current.Describe());
             }
-        }
-    }
-
-    public void Dispose()
-    {
-        lock (_gate)
-        {
-            _disposed = true;
-            foreach (var watcher in _watchers)
-            {
-                watcher.Dispose();
-            }
-            _watchers.Clear();
-            _debounce?.Dispose();
-            _debounce = null;
         }
     }
 }

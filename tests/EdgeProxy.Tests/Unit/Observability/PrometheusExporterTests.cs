@@ -1,21 +1,25 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
 using EdgeProxy.Auth;
 using EdgeProxy.Configuration;
+using EdgeProxy.Hosting;
 using EdgeProxy.Observability;
 using EdgeProxy.Routing;
 using Microsoft.Extensions.Time.Testing;
 
 namespace EdgeProxy.Tests.Unit.Observability;
 
-/// <summary>`/metrics` text, checked by a strict parser of the Prometheus text format 0.0.4.</summary>
+/// <summary>`/metrics` text (the exporter's, with the endpoint's backend gauges), checked by a strict parser of the Prometheus text format 0.0.4.</summary>
 public sealed partial class PrometheusExporterTests : IDisposable
 {
     private readonly FakeTimeProvider _time = UnitFixtures.Clock();
     private readonly GatewayMetrics _metrics = new();
     private readonly RouteTable _table;
     private readonly PrometheusExporter _exporter;
+    private readonly MetricsEndpoint _endpoint;
 
     public PrometheusExporterTests()
     {
@@ -26,7 +30,8 @@ public sealed partial class PrometheusExporterTests : IDisposable
             new ServiceConfig("we\"ird", [new ModelConfig("back\\slash", [UnitFixtures.Backend("b\"1")], AffinityConfig.ClientIp)]),
         ]);
         _table = RouteTable.Build(config, new GatewaySettings(), UnitFixtures.Policy(), _time);
-        _exporter = new PrometheusExporter(_metrics, new RouteTableProvider(_table), new GatewaySettings(), new GatewayKeyAuthenticator(""));
+        _exporter = new PrometheusExporter(_metrics);
+        _endpoint = new MetricsEndpoint(_exporter, new RouteTableProvider(_table), new GatewaySettings(), new GatewayKeyAuthenticator(""));
     }
 
     public void Dispose()
@@ -245,29 +250,44 @@ public sealed partial class PrometheusExporterTests : IDisposable
 
     // ---- tests ----------------------------------------------------------------------------------
 
+    /// <summary>
+    /// Writes a request instrument's series as <see cref="RequestSeries"/> does: the exporter's
+    /// listener leaves those instruments to it, so the store is where /metrics reads them.
+    /// </summary>
+    private void Add(Instrument instrument, long value, TagList tags) => _metrics.Store.Record(instrument, value, ToArray(tags));
+
+    private void Observe(Instrument instrument, double value, TagList tags) => _metrics.Store.Record(instrument, value, ToArray(tags));
+
+    private static KeyValuePair<string, object?>[] ToArray(TagList tags)
+    {
+        var array = new KeyValuePair<string, object?>[tags.Count];
+        tags.CopyTo(array);
+        return array;
+    }
+
     /// <summary>A finished request as the instruments record it: one request of the status class, and its duration.</summary>
     private void RecordRequest(string service, string model, string backend, string statusClass, double seconds)
     {
         var tags = GatewayMetrics.Tags(service, model, backend);
         tags.Add("status_class", statusClass);
-        _metrics.Requests.Add(1, tags);
-        _metrics.RequestDuration.Record(seconds, GatewayMetrics.Tags(service, model, backend));
+        Add(_metrics.Requests, 1, tags);
+        Observe(_metrics.RequestDuration, seconds, GatewayMetrics.Tags(service, model, backend));
     }
 
     private void RecordTraffic()
     {
         var g1 = GatewayMetrics.Tags("google", "gemma", "g1");
         g1.Add("status_class", "2xx");
-        _metrics.Requests.Add(3, g1);
+        Add(_metrics.Requests, 3, g1);
         var g2 = GatewayMetrics.Tags("google", "gemma", "g2");
         g2.Add("status_class", "5xx");
-        _metrics.Requests.Add(1, g2);
+        Add(_metrics.Requests, 1, g2);
         foreach (var seconds in new[] { 0.003, 0.2, 7.0, 1000.0 })
         {
-            _metrics.RequestDuration.Record(seconds, GatewayMetrics.Tags("google", "gemma", "g1"));
+            Observe(_metrics.RequestDuration, seconds, GatewayMetrics.Tags("google", "gemma", "g1"));
         }
-        _metrics.RequestDuration.Record(0.01, GatewayMetrics.Tags("google", "gemma", "g2"));
-        _metrics.FirstByte.Record(0.05, GatewayMetrics.Tags("google", "gemma", "g1"));
+        Observe(_metrics.RequestDuration, 0.01, GatewayMetrics.Tags("google", "gemma", "g2"));
+        Observe(_metrics.FirstByte, 0.05, GatewayMetrics.Tags("google", "gemma", "g1"));
         _metrics.UpstreamStarted();
         _metrics.UpstreamStarted();
         _metrics.UpstreamEnded();
@@ -276,14 +296,14 @@ public sealed partial class PrometheusExporterTests : IDisposable
         _metrics.StreamAborts.Add(1, new KeyValuePair<string, object?>("reason", "idle_timeout"));
         var tokens = GatewayMetrics.Tags("google", "gemma", "g1");
         tokens.Add("type", "prompt");
-        _metrics.Tokens.Add(17, tokens);
+        Add(_metrics.Tokens, 17, tokens);
     }
 
     [Fact]
     public void Render_is_valid_exposition_text()
     {
         RecordTraffic();
-        var families = ParseStrict(_exporter.Render());
+        var families = ParseStrict(_endpoint.Render());
 
         Assert.Equal("counter", families["edgeproxy_requests_total"].Type);
         Assert.Equal("histogram", families["edgeproxy_request_duration_seconds"].Type);
@@ -317,7 +337,7 @@ public sealed partial class PrometheusExporterTests : IDisposable
     public void Histogram_buckets_count_each_observation_once_at_its_upper_bound()
     {
         RecordTraffic();
-        var samples = ParseStrict(_exporter.Render())["edgeproxy_request_duration_seconds"].Samples
+        var samples = ParseStrict(_endpoint.Render())["edgeproxy_request_duration_seconds"].Samples
             .Where(s => s.Label("backend") == "g1").ToList();
         double Bucket(string le) => samples.Single(s => s.Name.EndsWith("_bucket") && s.Label("le") == le).Value;
 
@@ -346,10 +366,10 @@ public sealed partial class PrometheusExporterTests : IDisposable
         {
             var tags = GatewayMetrics.Tags(Fresh("google"), Fresh("gemma"), i % 2 == 0 ? "g1" : Fresh("g1"));
             tags.Add("status_class", Fresh("2xx"));
-            _metrics.Requests.Add(1, tags);
-            _metrics.RequestDuration.Record(0.01, GatewayMetrics.Tags(Fresh("google"), "gemma", Fresh("g1")));
+            Add(_metrics.Requests, 1, tags);
+            Observe(_metrics.RequestDuration, 0.01, GatewayMetrics.Tags(Fresh("google"), "gemma", Fresh("g1")));
         }
-        var families = ParseStrict(_exporter.Render());
+        var families = ParseStrict(_endpoint.Render());
 
         var requests = Assert.Single(families["edgeproxy_requests_total"].Samples);
         Assert.Equal(1000, requests.Value);
@@ -367,15 +387,14 @@ public sealed partial class PrometheusExporterTests : IDisposable
         RecordRequest("google", "gemma", "g1", "2xx", 0.02);
         var prompt = GatewayMetrics.Tags("google", "gemma", "g1");
         prompt.Add("type", "prompt");
-        _metrics.Tokens.Add(10, prompt);
+        Add(_metrics.Tokens, 10, prompt);
 
-        var direct = new RequestSeries(_metrics, "google", "gemma", "g1");
-        direct.Completed(200, clientGone: false, seconds: 0.02, firstByteSeconds: 0.005);
-        direct.Completed(503, clientGone: false, seconds: 2, firstByteSeconds: null);
-        direct.Completed(200, clientGone: true, seconds: 0.3, firstByteSeconds: null);
-        direct.PromptTokens(5);
-        direct.CompletionTokens(7);
-        var families = ParseStrict(_exporter.Render());
+        var direct = new RequestSeries("google", "gemma", "g1");
+        direct.Completed(_metrics, 200, clientGone: false, seconds: 0.02, firstByteSeconds: 0.005);
+        direct.Completed(_metrics, 503, clientGone: false, seconds: 2, firstByteSeconds: null);
+        direct.Completed(_metrics, 200, clientGone: true, seconds: 0.3, firstByteSeconds: null);
+        direct.Tokens(_metrics, 5, 7);
+        var families = ParseStrict(_endpoint.Render());
 
         var requests = families["edgeproxy_requests_total"].Samples;
         Assert.Equal(2, requests.Single(s => s.Label("status_class") == "2xx").Value);
@@ -395,8 +414,8 @@ public sealed partial class PrometheusExporterTests : IDisposable
     [Fact]
     public void A_value_on_a_bucket_bound_falls_in_that_bucket()
     {
-        _metrics.RequestDuration.Record(0.25, GatewayMetrics.Tags("google", "gemma", "g1"));
-        var samples = ParseStrict(_exporter.Render())["edgeproxy_request_duration_seconds"].Samples;
+        Observe(_metrics.RequestDuration, 0.25, GatewayMetrics.Tags("google", "gemma", "g1"));
+        var samples = ParseStrict(_endpoint.Render())["edgeproxy_request_duration_seconds"].Samples;
         Assert.Equal(0, samples.Single(s => s.Label("le") == "0.1").Value);
         Assert.Equal(1, samples.Single(s => s.Label("le") == "0.25").Value);
     }
@@ -405,7 +424,7 @@ public sealed partial class PrometheusExporterTests : IDisposable
     public void Label_values_escape_backslash_quote_and_newline()
     {
         RecordRequest("svc\\with\\backslashes", "say \"hi\"", "line1\nline2", "2xx", 0.1);
-        var text = _exporter.Render();
+        var text = _endpoint.Render();
 
         Assert.Contains("service=\"svc\\\\with\\\\backslashes\"", text);
         Assert.Contains("model=\"say \\\"hi\\\"\"", text);
@@ -432,7 +451,7 @@ public sealed partial class PrometheusExporterTests : IDisposable
         route.Backends[2].State.OnRequestStart();
         route.Backends[2].State.OnRequestStart();
 
-        var families = ParseStrict(_exporter.Render());
+        var families = ParseStrict(_endpoint.Render());
         double Gauge(string family, string backend) => families[family].Samples.Single(s => s.Label("service") == "google" && s.Label("backend") == backend).Value;
         Assert.Equal([1, 0, -1], new[] { "g1", "g2", "g3" }.Select(b => Gauge("edgeproxy_backend_up", b)));
         Assert.Equal([0, 1, 0], new[] { "g1", "g2", "g3" }.Select(b => Gauge("edgeproxy_backend_ejected", b)));
@@ -443,7 +462,7 @@ public sealed partial class PrometheusExporterTests : IDisposable
     [Fact]
     public void Without_traffic_only_gauges_and_the_fast_path_count_are_rendered()
     {
-        var families = ParseStrict(_exporter.Render());
+        var families = ParseStrict(_endpoint.Render());
         Assert.Equal(
             ["edgeproxy_backend_ejected", "edgeproxy_backend_in_flight", "edgeproxy_backend_up", "edgeproxy_fast_path_requests_total",
              "edgeproxy_gc_allocated_bytes_total", "edgeproxy_gc_collections_total", "edgeproxy_gc_heap_bytes", "edgeproxy_gc_pause_seconds_total", "edgeproxy_upstream_in_flight", "process_resident_memory_bytes"],
@@ -457,7 +476,7 @@ public sealed partial class PrometheusExporterTests : IDisposable
     public void Runtime_figures_are_exported()
     {
         GC.Collect(1, GCCollectionMode.Forced, blocking: true);
-        var families = ParseStrict(_exporter.Render());
+        var families = ParseStrict(_endpoint.Render());
         Assert.Equal("counter", families["edgeproxy_gc_collections_total"].Type);
         var collections = families["edgeproxy_gc_collections_total"].Samples;
         Assert.Equal(["0", "1", "2"], collections.Select(s => s.Label("generation")));
@@ -474,9 +493,9 @@ public sealed partial class PrometheusExporterTests : IDisposable
     public void Another_meter_with_the_same_name_is_not_exported()
     {
         using var other = new GatewayMetrics();
-        other.Requests.Add(5, GatewayMetrics.Tags("x", "y", "z"));
-        _metrics.Requests.Add(1, GatewayMetrics.Tags("google", "gemma", "g1"));
-        var sample = Assert.Single(ParseStrict(_exporter.Render())["edgeproxy_requests_total"].Samples);
+        other.StreamAborts.Add(5, new KeyValuePair<string, object?>("reason", "client_gone"));
+        _metrics.StreamAborts.Add(1, new KeyValuePair<string, object?>("reason", "client_gone"));
+        var sample = Assert.Single(ParseStrict(_endpoint.Render())["edgeproxy_stream_aborts_total"].Samples);
         Assert.Equal(1, sample.Value);
     }
 
@@ -487,7 +506,7 @@ public sealed partial class PrometheusExporterTests : IDisposable
         {
             _metrics.StreamAborts.Add(1, new KeyValuePair<string, object?>("reason", i % 4 == 0 ? "upstream_reset" : "client_gone"));
         }
-        var samples = ParseStrict(_exporter.Render())["edgeproxy_stream_aborts_total"].Samples;
+        var samples = ParseStrict(_endpoint.Render())["edgeproxy_stream_aborts_total"].Samples;
         Assert.Equal(25, samples.Single(s => s.Label("reason") == "upstream_reset").Value);
         Assert.Equal(75, samples.Single(s => s.Label("reason") == "client_gone").Value);
     }

@@ -146,7 +146,7 @@ public sealed class RouteTableTests
         var globalMode = Enum.Parse<UpstreamAuthMode>(globalModeName);
         var backend = UnitFixtures.Backend("b", apiKey: backendKey, authMode: backendMode);
         var settings = new GatewaySettings { BackendApiKey = globalKey, BackendAuthMode = globalMode };
-        Assert.Equal((name, value), RouteTable.UpstreamAuthHeader(backend, settings));
+        Assert.Equal((name, value), UpstreamAuthModes.Header(backend, settings));
 
         // The snapshot carries the same header for the request path.
         var route = RouteTable.Build(UnitFixtures.Config("s", "m", AffinityConfig.ClientIp, backend), settings, _policy, _time).Models.Single();

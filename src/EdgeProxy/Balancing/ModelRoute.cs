@@ -1,7 +1,7 @@
-using EdgeProxy.Balancing;
 using EdgeProxy.Configuration;
+using EdgeProxy.Observability;
 
-namespace EdgeProxy.Routing;
+namespace EdgeProxy.Balancing;
 
 /// <summary>
 /// One model's backends in an immutable snapshot: the struct table, the precomputed smooth
@@ -11,9 +11,6 @@ namespace EdgeProxy.Routing;
 internal sealed class ModelRoute
 {
     private int _cursor = -1;
-
-    /// <summary>The per-request metric series of requests that reached no backend (backend "-"), found on the first.</summary>
-    public Observability.RequestSeries? UnservedSeries { get; set; }
 
     public ModelRoute(
         string service,
@@ -35,6 +32,7 @@ internal sealed class ModelRoute
         Affinity = affinity.Kind == AffinityKind.None ? null : AffinityTable.Build(backends.Select(b => b.Id).ToArray(), weights);
         MaxEjected = maxEjectionPercent <= 0 ? 0 : Math.Max(1, (int)Math.Floor(backends.Length * maxEjectionPercent / 100.0));
         RouteLabel = service + "/" + model;
+        UnservedSeries = new RequestSeries(service, model, "-");
     }
 
     public string Service { get; }
@@ -45,6 +43,9 @@ internal sealed class ModelRoute
     public string RouteLabel { get; }
 
     public BackendEntry[] Backends { get; }
+
+    /// <summary>The request metrics of requests that reached no backend (backend "-").</summary>
+    public RequestSeries UnservedSeries { get; }
 
     public int[] Sequence { get; }
 

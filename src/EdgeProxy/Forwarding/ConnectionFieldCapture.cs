@@ -1,7 +1,6 @@
 using System.Text;
-using EdgeProxy.Forwarding;
 
-namespace EdgeProxy.Hosting;
+namespace EdgeProxy.Forwarding;
 
 /// <summary>
 /// The request's Connection field as it was on the wire, for the general path. Kestrel rewrites a

@@ -1,8 +1,7 @@
 using System.Text.Json;
-using EdgeProxy.Forwarding;
 using Microsoft.AspNetCore.Http;
 
-namespace EdgeProxy.Hosting;
+namespace EdgeProxy.Forwarding;
 
 /// <summary>
 /// The one JSON error shape the gateway answers with. `error` follows the OpenAI error object so

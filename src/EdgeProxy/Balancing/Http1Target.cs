@@ -1,9 +1,9 @@
 using System.Text;
 
-namespace EdgeProxy.Forwarding;
+namespace EdgeProxy.Balancing;
 
 /// <summary>
-/// What the HTTP/1.1 fast path (<see cref="Http1FastPath"/>) needs to address one plain-http backend,
+/// What the HTTP/1.1 fast path (Forwarding's Http1FastPath) needs to address one plain-http backend,
 /// precomputed once per config snapshot: where to connect, the path prefix of its URL, and the
 /// `Host` and upstream-key header lines as bytes. https backends have none (they take the general path).
 /// </summary>
@@ -31,8 +31,11 @@ internal sealed class Http1Target
     /// <summary>The backend's own key as a header line, or empty. Never logged.</summary>
     public byte[] AuthLine { get; }
 
-    /// <summary>The connection pool, attached on first use by the fast path (one per host and port, owned by <see cref="HttpForwarder"/>).</summary>
-    internal LeanConnectionPool? Pool;
+    /// <summary>
+    /// The forwarder's connection pool for this host and port, attached on first use and only ever
+    /// set to that one type (typed as object because pools belong to Forwarding, above this folder).
+    /// </summary>
+    internal object? Pool;
 
     public static Http1Target? TryCreate(string baseUrl, string? authHeaderName, string? authHeaderValue)
     {

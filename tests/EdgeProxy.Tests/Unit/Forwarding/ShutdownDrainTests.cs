@@ -1,7 +1,7 @@
-using EdgeProxy.Hosting;
+using EdgeProxy.Forwarding;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace EdgeProxy.Tests.Unit.Hosting;
+namespace EdgeProxy.Tests.Unit.Forwarding;
 
 /// <summary>The shutdown's one record: draining from the signal, the deadline SHUTDOWN_TIMEOUT later (fake clock).</summary>
 public sealed class ShutdownDrainTests

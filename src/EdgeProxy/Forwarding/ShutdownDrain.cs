@@ -1,13 +1,13 @@
 using Microsoft.Extensions.Logging;
 
-namespace EdgeProxy.Hosting;
+namespace EdgeProxy.Forwarding;
 
 /// <summary>
 /// The one record of a shutdown in progress, read by every path. From the signal on (SIGTERM or
 /// SIGINT: the host's ApplicationStopping, <see cref="Begin"/>) the gateway is <see cref="Draining"/>:
 /// `/ready` answers 503 and the dashboard feed ends, while Kestrel closes the listening sockets and
 /// lets the requests in flight finish. SHUTDOWN_TIMEOUT later <see cref="Deadline"/> fires: each
-/// forwarder ends what is still open with <see cref="Forwarding.ForwarderError.Shutdown"/> (a 503
+/// forwarder ends what is still open with <see cref="ForwarderError.Shutdown"/> (a 503
 /// before the response started, the stream's error frame after it), so no client is cut off by a
 /// bare reset and the process exits 0. Kestrel's own shutdown timeout is longer by
 /// <see cref="AbortAllowance"/>, so the forwarders, not Kestrel's abort, end those exchanges.

@@ -1,7 +1,7 @@
 using System.Text;
-using EdgeProxy.Hosting;
+using EdgeProxy.Forwarding;
 
-namespace EdgeProxy.Tests.Unit.Hosting;
+namespace EdgeProxy.Tests.Unit.Forwarding;
 
 /// <summary>
 /// Kestrel decodes each request Connection line with the encoding <see cref="ConnectionFieldCapture.Select"/>

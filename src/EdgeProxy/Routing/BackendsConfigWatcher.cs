@@ -1,10 +1,9 @@
 using System.Runtime.InteropServices;
+using EdgeProxy.Configuration;
 using EdgeProxy.Health;
-using EdgeProxy.Routing;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
-namespace EdgeProxy.Configuration;
+namespace EdgeProxy.Routing;
 
 /// <summary>
 /// Reloads backends.json when the file changes or on SIGHUP. A valid file is validated completely,
@@ -21,26 +20,13 @@ internal sealed partial class BackendsConfigWatcher(
     TimeProvider time,
     HealthChangeSignal signal,
     ILogger<BackendsConfigWatcher> logger,
-    Action? alsoOnSighup = null) : IHostedLifecycleService, IDisposable
+    Action? alsoOnSighup = null) : DebouncedFileWatcher(time)
 {
-    private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(250);
-
     private readonly Lock _gate = new();
-    private FileSystemWatcher? _watcher;
     private PosixSignalRegistration? _sighup;
-    private ITimer? _debounce;
     private byte[] _lastContent = [];
 
-    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    /// <summary>
-    /// Watching starts once the server listens (the host runs StartedAsync after every StartAsync,
-    /// the web server's included): the file watcher's thread and inotify set-up were ~1 ms in front
-    /// of the first request on the start-up path.
-    /// </summary>
-    public Task StartedAsync(CancellationToken cancellationToken)
+    public override Task StartedAsync(CancellationToken cancellationToken)
     {
         _lastContent = ReadFile() ?? [];
         if (SighupDisposition.ResetIfIgnored())
@@ -57,38 +43,12 @@ internal sealed partial class BackendsConfigWatcher(
         if (settings.WatchConfig)
         {
             var full = Path.GetFullPath(path);
-            _watcher = new FileSystemWatcher(Path.GetDirectoryName(full)!, Path.GetFileName(full))
-            {
-                // Editors and `kubectl`-style atomic replaces write a temp file and rename it over.
-                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
-            };
-            _watcher.Changed += (_, _) => Schedule();
-            _watcher.Created += (_, _) => Schedule();
-            _watcher.Renamed += (_, _) => Schedule();
-            _watcher.EnableRaisingEvents = true;
+            Watch(Path.GetDirectoryName(full)!, Path.GetFileName(full));
         }
         return Task.CompletedTask;
     }
 
-    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StopAsync(CancellationToken cancellationToken)
-    {
-        Dispose();
-        return Task.CompletedTask;
-    }
-
-    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    private void Schedule()
-    {
-        lock (_gate)
-        {
-            // Several events arrive per save; reload once they settle.
-            _debounce?.Dispose();
-            _debounce = time.CreateTimer(_ => Reload(force: false), null, Debounce, Timeout.InfiniteTimeSpan);
-        }
-    }
+    protected override void OnChanged() => Reload(force: false);
 
     /// <summary>Loads, validates and publishes the file. Returns true when a new table was published.</summary>
     public bool Reload(bool force)
@@ -119,7 +79,7 @@ internal sealed partial class BackendsConfigWatcher(
             {
                 LogWarning(logger, warning);
             }
-            var next = RouteTable.Build(config, settings, HealthPolicy.From(settings), time, routes.Current);
+            var next = RouteTable.Build(config, settings, HealthPolicy.From(settings), Time, routes.Current);
             routes.Publish(next);
             _lastContent = content ?? [];
             LogReloaded(logger, path, config.Services.Count, config.ModelCount, config.BackendCount);
@@ -141,13 +101,11 @@ internal sealed partial class BackendsConfigWatcher(
         }
     }
 
-    public void Dispose()
+    public override void Dispose()
     {
-        _watcher?.Dispose();
-        _watcher = null;
+        base.Dispose();
         _sighup?.Dispose();
         _sighup = null;
-        _debounce?.Dispose();
     }
 
     [ZLogger.ZLoggerMessage(LogLevel.Information, "Configuration reloaded from {path}: {services} services, {models} models, {backends} backends")]

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging;
 using ZLogger;
 
-namespace EdgeProxy.Hosting;
+namespace EdgeProxy.Forwarding;
 
 internal sealed partial class ShutdownDrain
 {

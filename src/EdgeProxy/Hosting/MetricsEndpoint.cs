@@ -1,0 +1,70 @@
+using System.Globalization;
+using System.Text;
+using EdgeProxy.Auth;
+using EdgeProxy.Configuration;
+using EdgeProxy.Forwarding;
+using EdgeProxy.Health;
+using EdgeProxy.Observability;
+using EdgeProxy.Routing;
+using Microsoft.AspNetCore.Http;
+
+namespace EdgeProxy.Hosting;
+
+/// <summary>
+/// `GET /metrics`: the exporter's text plus backend health gauges read from the live route table at
+/// scrape time. Access: METRICS_KEY when set; otherwise the gateway key when auth is on. On a
+/// separate METRICS_PORT only METRICS_KEY applies (bind that port where only the scraper reaches it).
+/// </summary>
+internal sealed class MetricsEndpoint(PrometheusExporter exporter, RouteTableProvider routes, GatewaySettings settings, GatewayKeyAuthenticator gatewayAuth)
+{
+    private static readonly (string Name, string Help, Func<BackendState, long> Value)[] Gauges =
+    [
+        ("edgeproxy_backend_up", "1 when the backend's last active checks passed (healthy), 0 when unhealthy, -1 while unknown.",
+            state => state.Status switch { HealthStatus.Healthy => 1, HealthStatus.Unhealthy => 0, _ => -1 }),
+        ("edgeproxy_backend_ejected", "1 while passive health keeps the backend out of rotation.", state => state.IsEjected ? 1 : 0),
+        ("edgeproxy_backend_in_flight", "Requests in flight to the backend.", state => state.InFlight),
+    ];
+
+    private readonly GatewayKeyAuthenticator? _metricsAuth = settings.MetricsKey.Length > 0 ? new GatewayKeyAuthenticator(settings.MetricsKey) : null;
+
+    public async Task ServeAsync(HttpContext context, bool dedicatedPort = false)
+    {
+        var authorized = _metricsAuth is not null ? _metricsAuth.IsAuthorized(context.Request)
+            : dedicatedPort || gatewayAuth.IsAuthorized(context.Request);
+        if (!authorized)
+        {
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            await ErrorResponses.WriteAsync(context, 401, "invalid_api_key", "Missing or invalid metrics key.").ConfigureAwait(false);
+            return;
+        }
+        var bytes = Encoding.UTF8.GetBytes(Render());
+        context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+        context.Response.Headers.CacheControl = "no-store";
+        context.Response.ContentLength = bytes.Length;
+        if (!HttpMethods.IsHead(context.Request.Method))
+        {
+            await context.Response.Body.WriteAsync(bytes, context.RequestAborted).ConfigureAwait(false);
+        }
+    }
+
+    internal string Render() => exporter.Render(RenderBackendGauges);
+
+    private void RenderBackendGauges(StringBuilder sb)
+    {
+        var states = routes.Current.States;
+        foreach (var (name, help, value) in Gauges)
+        {
+            PrometheusExporter.Header(sb, name, help, "gauge");
+            foreach (var state in states)
+            {
+                sb.Append(name).Append("{service=\"");
+                PrometheusExporter.Escape(sb, state.Service);
+                sb.Append("\",model=\"");
+                PrometheusExporter.Escape(sb, state.Model);
+                sb.Append("\",backend=\"");
+                PrometheusExporter.Escape(sb, state.Config.Id);
+                sb.Append("\"} ").Append(value(state).ToString(CultureInfo.InvariantCulture)).Append('\n');
+            }
+        }
+    }
+}
