@@ -15,6 +15,7 @@
 #   edge-lor-none   EdgeProxy, "affinity": "none", "balance": "least_outstanding" (pure least outstanding)
 #   edge-ip         EdgeProxy, "affinity": "client_ip" (default balance_factor)
 #   edge-prefix     EdgeProxy, "affinity": "prefix"
+#   edge-custom     EdgeProxy with the model fields in EDGE_CUSTOM_FIELDS (e.g. '"balance_factor":1.1,')
 #                   (an EdgeProxy policy whose config `edgeproxy --check-config` rejects is reported n/a)
 #   nginx-rr        nginx round robin          nginx-lc     nginx least_conn
 #   nginx-hash      nginx hash $remote_addr consistent
@@ -162,6 +163,7 @@ EDGE_FIELDS() {  # policy -> model fields for backends.json
     edge-lor-none) echo '"affinity":"none","balance":"least_outstanding",' ;;
     edge-ip) echo '"affinity":"client_ip",' ;;
     edge-prefix) echo '"affinity":"prefix",' ;;
+    edge-custom) echo "${EDGE_CUSTOM_FIELDS:?edge-custom needs EDGE_CUSTOM_FIELDS, e.g. '\"balance_factor\":1.1,'}" ;;
   esac
 }
 NA_REASON=""
@@ -298,7 +300,7 @@ OUT_MD="$RESULTS_DIR/fleet-$TS.md" OUT_JSON="$RESULTS_DIR/fleet-$TS.jsonl"
 IFS=, read -r -a MODE_LIST <<<"$MODES"
 IFS=, read -r -a POLICY_LIST <<<"$POLICIES"
 for p in "${POLICY_LIST[@]}"; do
-  case $p in edge-default|edge-lor|edge-lor-none|edge-ip|edge-prefix|nginx-rr|nginx-lc|nginx-hash|haproxy-lc|haproxy-source) ;;
+  case $p in edge-default|edge-lor|edge-lor-none|edge-ip|edge-prefix|edge-custom|nginx-rr|nginx-lc|nginx-hash|haproxy-lc|haproxy-source) ;;
     *) echo "error: unknown policy '$p'" >&2; exit 2 ;; esac
 done
 for m in "${MODE_LIST[@]}"; do [[ $m == many || $m == one ]] || { echo "error: unknown mode '$m' (many, one)" >&2; exit 2; }; done
