@@ -32,7 +32,7 @@ internal sealed class Http1Target
     public byte[] AuthLine { get; }
 
     /// <summary>The connection pool, attached on first use by the fast path (one per host and port, owned by <see cref="HttpForwarder"/>).</summary>
-    internal LeanConnectionPool? Pool;
+    internal Http1ConnectionPool? Pool;
 
     public static Http1Target? TryCreate(string baseUrl, string? authHeaderName, string? authHeaderValue)
     {
