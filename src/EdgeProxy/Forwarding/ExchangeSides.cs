@@ -49,11 +49,11 @@ internal interface IUpstreamExchange
     /// <summary>Reading the client's request body failed (not sending it).</summary>
     Exception? ClientReadError { get; }
 
-    /// <summary>Builds the request for <paramref name="backend"/> (before the attempt counts as started).</summary>
+    /// <summary>Builds the request for <paramref name="backend"/>, for <see cref="SendAsync"/> (before the attempt counts as started).</summary>
     void Prepare(in BackendEntry backend);
 
     /// <summary>One attempt: sends the request and waits for the response head; throws when the attempt failed.</summary>
-    ValueTask SendAsync(BackendEntry backend, CancellationTokenSource timeouts);
+    ValueTask SendAsync(CancellationTokenSource timeouts);
 
     /// <summary>A failed attempt: closes what it opened and frees its connection slot.</summary>
     void Abandon();

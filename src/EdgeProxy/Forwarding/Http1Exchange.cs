@@ -15,7 +15,7 @@ namespace EdgeProxy.Forwarding;
 /// <param name="shutdownDeadline">The end of a shutdown's drain (<see cref="Hosting.ShutdownDrain.Deadline"/>): it cancels the exchange in flight like the client leaving does.</param>
 internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer, bool peerTrusted, CancellationToken shutdownDeadline = default, bool https = false) : IDisposable
 {
-    /// <summary>Request bodies up to this size that arrived with the head go upstream in the head's send, and can be re-sent on failover.</summary>
+    /// <summary>Request bodies up to this size that came with the head go upstream in the head's send (and again on failover).</summary>
     private const int InlineBodyLimit = 64 * 1024;
 
     private CancellationTokenSource? _timeouts;
@@ -35,7 +35,6 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
     public bool PeerTrusted { get; } = peerTrusted;
 
     public PipeReader Input => Connection.Transport.Input;
-
     public PipeWriter Output => Connection.Transport.Output;
 
     /// <summary>The current request's head (its buffer is rented per request).</summary>
@@ -57,26 +56,25 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
 
     /// <summary>A small body that came with the head, taken at once so that failover can send it again.</summary>
     public byte[]? InlineBody { get; private set; }
-
     public int InlineLength { get; private set; }
 
     /// <summary>The request's body was read off the connection in full (else the connection cannot carry another request).</summary>
     public bool BodyConsumed { get; set; }
 
     public bool BodyStarted { get; set; }
-
     public Exception? ClientReadError { get; set; }
+
+    /// <summary>The backend of the attempt in progress.</summary>
+    public Http1Target? Target { get; set; }
 
     /// <summary>The upstream request head of the attempt in progress, and its length.</summary>
     public byte[]? RequestHead { get; set; }
-
     public int RequestHeadLength { get; set; }
 
     /// <summary>The upstream connection of the attempt in progress; its buffer starts with the response head.</summary>
     public Http1Connection? Upstream { get; set; }
 
     public Http1ResponseHead Response { get; set; }
-
     public int ResponseHeadLength { get; set; }
 
     /// <summary>The client's response head, until the relay ends.</summary>

@@ -149,6 +149,7 @@ internal readonly record struct Http1ResponseHead(
             }
         }
 
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         private void Apply(Field field, ReadOnlySpan<byte> value)
         {
             switch (field)

@@ -105,7 +105,7 @@ internal sealed partial class HttpForwarder
         public void Prepare(in BackendEntry backend)
             => x.Request = CreateRequest(x.Context, backend, x.Remainder, x.RequestId, x.ClientIp, x.PeerTrusted, x.Content);
 
-        public ValueTask SendAsync(BackendEntry backend, CancellationTokenSource timeouts) => forwarder.SendThroughHandlerAsync(x, timeouts);
+        public ValueTask SendAsync(CancellationTokenSource timeouts) => forwarder.SendThroughHandlerAsync(x, timeouts);
 
         public void Abandon()
         {

@@ -228,13 +228,13 @@ internal sealed partial class HttpForwarder
         /// <summary>The upstream head (and a small body that came with the client's head) in one buffer, sent in one write.</summary>
         public void Prepare(in BackendEntry backend)
         {
-            var (head, target) = (x.Head, backend.Http1!);
+            var (head, target) = (x.Head, x.Target = backend.Http1!);
             x.RequestHead = HeadBuffers.Rent(2 * head.Length + 512 + x.RequestId.Length
                 + target.PathPrefix.Length + target.HostLine.Length + target.AuthLine.Length + (x.InlineBody is null ? 0 : x.InlineLength));
             x.RequestHeadLength = WriteRequestHead(x.RequestHead, head, target, x, x.ClientIp, x.RequestId, x.InlineBody, x.InlineLength);
         }
 
-        public ValueTask SendAsync(BackendEntry backend, CancellationTokenSource timeouts) => forwarder.SendHttp1Async(x, backend.Http1!, timeouts);
+        public ValueTask SendAsync(CancellationTokenSource timeouts) => forwarder.SendHttp1Async(x, timeouts);
 
         public void Abandon()
         {
@@ -275,9 +275,9 @@ internal sealed partial class HttpForwarder
     /// SocketsHttpHandler does (nothing of it was consumed).
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask SendHttp1Async(Http1Exchange x, Http1Target target, CancellationTokenSource timeouts)
+    private async ValueTask SendHttp1Async(Http1Exchange x, CancellationTokenSource timeouts)
     {
-        var pool = _pools.For(target, settings, _budgets, Loops);
+        var pool = _pools.For(x.Target!, settings, _budgets, Loops);
         var hasBody = x.Head.ContentLength > 0;
         var fresh = false;
         try

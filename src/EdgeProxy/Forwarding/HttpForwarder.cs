@@ -35,7 +35,7 @@ internal sealed partial class HttpForwarder(
 
     /// <summary>
     /// One exchange, the same steps on both paths: (1) pick a backend and send, failing over while
-    /// nothing was delivered; then (2) relay the response or (3) answer the failure; passive health,
+    /// nothing was delivered; (2) relay the response, or (3) answer the failure; passive health,
     /// metrics and the request's log line on the way. True when the client connection may carry
     /// another request (what the fast path's keep-alive needs).
     /// </summary>
@@ -46,17 +46,20 @@ internal sealed partial class HttpForwarder(
     {
         var attempt = new Attempt();
         ulong tried = 0;
-        while (NextBackend(route, affinityKey, tried, client.RequestId, ref attempt))
+        while (!attempt.Sent)
         {
-            upstream.Prepare(attempt.Backend);
-            attempt.Backend.State.OnRequestStart();
+            if (!NextBackend(route, affinityKey, tried, client.RequestId, ref attempt))
+            {
+                return await FailBeforeResponseAsync(client, route, attempt, started).ConfigureAwait(false);
+            }
+            upstream.Prepare(route.Backends[attempt.Index]);
+            route.Backends[attempt.Index].State.OnRequestStart();
             metrics.UpstreamStarted();
             ExchangeTimers.AwaitUpstream(client.Timeouts, settings);
             try
             {
-                await upstream.SendAsync(attempt.Backend, client.Timeouts).ConfigureAwait(false);
+                await upstream.SendAsync(client.Timeouts).ConfigureAwait(false);
                 attempt.Sent = true;
-                break;
             }
             catch (Exception ex)
             {
@@ -65,80 +68,71 @@ internal sealed partial class HttpForwarder(
                 attempt.Error = Classify(failure, client.Gone, upstream.ClientReadError);
                 if (!RetryAfterFailedAttempt(route, attempt, failure, upstream.BodyStarted, upstream.HasBody, client.Method, client.RequestId))
                 {
-                    break;
+                    return await FailBeforeResponseAsync(client, route, attempt, started).ConfigureAwait(false);
                 }
                 tried |= 1UL << attempt.Index;
             }
         }
-        return attempt.Sent
-            ? await RespondAsync(client, upstream, route, attempt, started).ConfigureAwait(false)
-            : await FailBeforeResponseAsync(client, route, attempt, started).ConfigureAwait(false);
-    }
 
-    /// <summary>The attempts of one exchange: how many, the backend of the last, why it failed, whether it was answered.</summary>
-    private struct Attempt
-    {
-        public int Count;
-        public int Index;
-        public BackendEntry Backend;
-        public Admission Admission;
-        public ForwarderError Error;
-        public bool Sent;
-    }
-
-    /// <summary>
-    /// (2) The response: passive health from its status, then the relay. A failure during the relay
-    /// becomes an error status while nothing reached the client, else an error frame and an abortive end.
-    /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> RespondAsync<TClient, TUpstream>(TClient client, TUpstream upstream, ModelRoute route, Attempt attempt, long started)
-        where TClient : struct, IExchangeClient
-        where TUpstream : struct, IUpstreamExchange
-    {
-        var backend = attempt.Backend;
+        // 2. The response: passive health from its status, then the relay.
         var status = upstream.Status;
-        ReportResponseStatus(route, backend, attempt.Admission, status);
+        ReportResponseStatus(route, route.Backends[attempt.Index], attempt.Admission, status);
         var usage = status is >= 200 and < 300 && upstream.CarriesUsage ? client.Usage() : null;
+        var relay = default(RelayResult);
         var outcome = ForwarderError.None;
-        double? firstByteMs = null;
         var keep = true;
         try
         {
-            var relay = await upstream.RelayAsync(usage, client.Timeouts).ConfigureAwait(false);
-            if (relay.FirstChunkAt != 0)
-            {
-                firstByteMs = time.GetElapsedTime(started, relay.FirstChunkAt).TotalMilliseconds;
-            }
+            relay = await upstream.RelayAsync(usage, client.Timeouts).ConfigureAwait(false);
             if (relay.Outcome != StreamCopyOutcome.Completed)
             {
-                outcome = CopyFailure(route, backend, attempt.Admission, relay.Outcome == StreamCopyOutcome.WriteFailed || client.Gone,
+                outcome = CopyFailure(route, route.Backends[attempt.Index], attempt.Admission, relay.Outcome == StreamCopyOutcome.WriteFailed || client.Gone,
                     client.Timeouts.IsCancellationRequested, relay.FirstChunkAt != 0);
-                LogStreamFailed(logger, client.RequestId.ToString(), ForwarderErrors.Code(outcome), relay.Exception?.GetType().Name ?? "-");
-                if (outcome != ForwarderError.ClientGone && !relay.Started)
-                {
-                    // Nothing reached the client yet: a proper error status is still possible.
-                    status = ForwarderErrors.StatusCode(outcome);
-                    keep = await client.WriteErrorAsync(status, outcome).ConfigureAwait(false);
-                }
-                else
-                {
-                    keep = false;
-                    if (outcome != ForwarderError.ClientGone)
-                    {
-                        await FailStartedAsync(client, upstream.Kind, outcome).ConfigureAwait(false);
-                    }
-                }
+                (status, keep) = await FailRelayAsync(client, upstream.Kind, relay, outcome, status).ConfigureAwait(false);
             }
         }
         finally
         {
             upstream.End();
             usage?.Release();   // on the fast path the counts stay readable until the next request resets the scanner
-            backend.State.OnRequestEnd(error: BlamesBackend(status, outcome));
+            route.Backends[attempt.Index].State.OnRequestEnd(error: BlamesBackend(status, outcome));
             metrics.UpstreamEnded();
         }
-        CompleteResponse(client.Method, route, backend, status, attempt.Count, outcome, usage, client.RequestId, started, firstByteMs);
+        var firstByteMs = relay.FirstChunkAt == 0 ? (double?)null : time.GetElapsedTime(started, relay.FirstChunkAt).TotalMilliseconds;
+        CompleteResponse(client.Method, route, route.Backends[attempt.Index], status, attempt.Count, outcome, usage, client.RequestId, started, firstByteMs);
         return keep;
+    }
+
+    /// <summary>The attempts of one exchange: how many, the backend of the last (its index in the route), why it failed, whether it was answered.</summary>
+    private struct Attempt
+    {
+        public int Count;
+        public int Index;
+        public Admission Admission;
+        public ForwarderError Error;
+        public bool Sent;
+    }
+
+    /// <summary>
+    /// (3) A relay that failed: an error status while nothing reached the client, else an error frame
+    /// and an abortive end. Returns the status the request ends with and whether the client
+    /// connection is still usable.
+    /// </summary>
+    private async ValueTask<(int Status, bool Keep)> FailRelayAsync<TClient>(TClient client, StreamKind kind, RelayResult relay, ForwarderError outcome, int status)
+        where TClient : struct, IExchangeClient
+    {
+        LogStreamFailed(logger, client.RequestId.ToString(), ForwarderErrors.Code(outcome), relay.Exception?.GetType().Name ?? "-");
+        if (outcome != ForwarderError.ClientGone && !relay.Started)
+        {
+            // Nothing reached the client yet: a proper error status is still possible.
+            status = ForwarderErrors.StatusCode(outcome);
+            return (status, await client.WriteErrorAsync(status, outcome).ConfigureAwait(false));
+        }
+        if (outcome != ForwarderError.ClientGone)
+        {
+            await FailStartedAsync(client, kind, outcome).ConfigureAwait(false);
+        }
+        return (status, false);
     }
 
     /// <summary>(3) No backend answered: the error status, unless the client is gone.</summary>
@@ -158,7 +152,7 @@ internal sealed partial class HttpForwarder(
             written = await client.WriteErrorAsync(status, error).ConfigureAwait(false);
             error = written ? error : ForwarderError.ClientGone;
         }
-        Complete(client.Method, route, attempt.Count == 0 ? null : attempt.Backend.State, status, attempt.Count, error, client.RequestId, started, null);
+        Complete(client.Method, route, attempt.Count == 0 ? null : route.Backends[attempt.Index].State, status, attempt.Count, error, client.RequestId, started, null);
         return written;
     }
 
@@ -201,10 +195,9 @@ internal sealed partial class HttpForwarder(
         attempt.Count++;
         attempt.Index = pick.Index;
         attempt.Admission = pick.Admission;
-        attempt.Backend = route.Backends[pick.Index];
         if (pick.Panic)
         {
-            LogPanic(logger, requestId.ToString(), route.RouteLabel, attempt.Backend.Id);
+            LogPanic(logger, requestId.ToString(), route.RouteLabel, route.Backends[pick.Index].Id);
         }
         return true;
     }
@@ -217,7 +210,8 @@ internal sealed partial class HttpForwarder(
     /// </summary>
     private bool RetryAfterFailedAttempt(ModelRoute route, in Attempt attempt, Exception ex, bool bodyStarted, bool hasBody, string method, RequestId requestId)
     {
-        var (backend, error) = (attempt.Backend, attempt.Error);
+        ref readonly var backend = ref route.Backends[attempt.Index];
+        var error = attempt.Error;
         backend.State.OnRequestEnd(error: ForwarderErrors.BlamesBackend(error));
         metrics.UpstreamEnded();
         ReportPassive(route, backend, attempt.Admission, error);
@@ -257,7 +251,7 @@ internal sealed partial class HttpForwarder(
     }
 
     /// <summary>Passive health from the response status: a 5xx counts as a failure, anything else as a success (and ends a half-open trial).</summary>
-    private void ReportResponseStatus(ModelRoute route, BackendEntry backend, Admission admission, int status)
+    private void ReportResponseStatus(ModelRoute route, in BackendEntry backend, Admission admission, int status)
     {
         if (status >= 500)
         {
@@ -276,7 +270,7 @@ internal sealed partial class HttpForwarder(
     /// Why a started response's copy failed (both paths); anything but the client leaving or the
     /// end of a shutdown's drain counts against the backend.
     /// </summary>
-    private ForwarderError CopyFailure(ModelRoute route, BackendEntry backend, Admission admission, bool clientGone, bool timedOut, bool bodyStarted)
+    private ForwarderError CopyFailure(ModelRoute route, in BackendEntry backend, Admission admission, bool clientGone, bool timedOut, bool bodyStarted)
     {
         var outcome = clientGone ? ForwarderError.ClientGone
             : drain.Deadline.IsCancellationRequested ? ForwarderError.Shutdown
@@ -290,7 +284,7 @@ internal sealed partial class HttpForwarder(
     }
 
     /// <summary>After a response: token usage, the abort counter, then <see cref="Complete"/>.</summary>
-    private void CompleteResponse(string method, ModelRoute route, BackendEntry backend, int status, int attempts, ForwarderError outcome, UsageScanner? usage, RequestId requestId, long started, double? firstByteMs)
+    private void CompleteResponse(string method, ModelRoute route, in BackendEntry backend, int status, int attempts, ForwarderError outcome, UsageScanner? usage, RequestId requestId, long started, double? firstByteMs)
     {
         if (usage is { Found: true })
         {
@@ -317,7 +311,7 @@ internal sealed partial class HttpForwarder(
     }
 
     /// <summary>Passive health: a failed live request; logs and publishes an ejection when it caused one.</summary>
-    private void ReportFailure(ModelRoute route, BackendEntry backend, bool trial, bool connectionFailure)
+    private void ReportFailure(ModelRoute route, in BackendEntry backend, bool trial, bool connectionFailure)
     {
         if (backend.State.ReportFailure(trial, connectionFailure, route.MayEjectAnother) is TimeSpan ejectedFor)
         {
@@ -327,7 +321,7 @@ internal sealed partial class HttpForwarder(
         }
     }
 
-    private void ReportPassive(ModelRoute route, BackendEntry backend, Admission admission, ForwarderError error)
+    private void ReportPassive(ModelRoute route, in BackendEntry backend, Admission admission, ForwarderError error)
     {
         var trial = admission == Admission.Trial;
         switch (error)
