@@ -56,13 +56,10 @@ internal sealed class Http1Connection : IDisposable
     {
         _handedBack = 0;
         _notReusable = false;
-        Reused = _reused;
+        var reused = _reused;
         _reused = true;
-        return Reused;
+        return reused;
     }
-
-    /// <summary>The current exchange runs on a connection that carried one before (set by <see cref="BeginExchange"/>).</summary>
-    internal bool Reused { get; private set; }
 
     /// <summary>
     /// True when a complete response head is buffered; <paramref name="scanned"/> carries how far
@@ -156,7 +153,7 @@ internal sealed class Http1Connection : IDisposable
     internal bool IsClosed => Volatile.Read(ref _state) == Closed;
 
     /// <summary>Moves unread bytes to the front; grows the buffer (up to the head limit) when it is full.</summary>
-    internal void MakeRoom()
+    private void MakeRoom()
     {
         if (_start > 0)
         {
