@@ -80,8 +80,9 @@ internal sealed partial class Http1FastPath(
 
     /// <summary>
     /// The route when the request is a proxy request the fast path relays: not a dispatcher
-    /// endpoint, a well-formed route, authorised, with only plain-http backends and no
-    /// header-based affinity. Null sends it to Kestrel, which answers errors in the usual words.
+    /// endpoint, a well-formed route, authorised, with only plain-http backends, no header-based
+    /// affinity, and no body to read ahead for prefix affinity (which the general path does: an LLM
+    /// request's cost dwarfs the difference). Null sends it to Kestrel, which answers errors in the usual words.
     /// </summary>
     internal ModelRoute? Admit(Http1RequestHead head)
     {
@@ -101,7 +102,8 @@ internal sealed partial class Http1FastPath(
         {
             return null;
         }
-        if (!routes.Current.TryGetModel(path.Service, path.Model, out var route) || route.AffinityConfig.Kind == AffinityKind.Header)
+        if (!routes.Current.TryGetModel(path.Service, path.Model, out var route) || route.AffinityConfig.Kind == AffinityKind.Header
+            || (route.AffinityConfig.Kind == AffinityKind.Prefix && head.ContentLength > 0))
         {
             return null;
         }

@@ -27,11 +27,20 @@ internal sealed partial class HttpForwarder
         // The request's timers, the client leaving, and the end of a shutdown's drain all cancel the exchange.
         using var timeouts = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, drain.Deadline);
         var exchange = new ContextExchange(context, remainder, requestId, clientIp, peerTrusted, timeouts, settings, time);
+        ulong? conversation = null;
         if (RequestHasBody(context))
         {
-            exchange.Content = new StreamingRequestContent(context.Request.Body, context.Request.ContentLength, timeouts, settings);
+            var body = context.Request.Body;
+            if (route.AffinityConfig.Kind == AffinityKind.Prefix)
+            {
+                PeekedBody peeked;
+                (conversation, peeked) = await PeekedBody.ReadAsync(body, settings, context.RequestAborted).ConfigureAwait(false);
+                context.Response.RegisterForDispose(peeked);
+                body = peeked;
+            }
+            exchange.Content = new StreamingRequestContent(body, context.Request.ContentLength, timeouts, settings);
         }
-        await ExchangeAsync(new ContextClient(exchange), new HandlerUpstream(this, exchange), route, AffinityKey(route, context, clientIp), started).ConfigureAwait(false);
+        await ExchangeAsync(new ContextClient(exchange), new HandlerUpstream(this, exchange), route, conversation ?? AffinityKey(route, context, clientIp), started).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -212,6 +221,10 @@ internal sealed partial class HttpForwarder
         }
     }
 
+    /// <summary>
+    /// The affinity key from the request's head: a header's value, else the client's address (also
+    /// for prefix affinity when the body holds no conversation, see <see cref="PeekedBody"/>).
+    /// </summary>
     internal static ulong? AffinityKey(ModelRoute route, HttpContext context, IPAddress clientIp)
     {
         switch (route.AffinityConfig.Kind)
