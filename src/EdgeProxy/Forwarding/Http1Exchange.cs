@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
 using System.Text;
+using EdgeProxy.Balancing;
 using EdgeProxy.Observability;
 using Microsoft.AspNetCore.Connections;
 
