@@ -3,7 +3,6 @@ using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
 using EdgeProxy.Balancing;
 using EdgeProxy.Configuration;
-using EdgeProxy.Hosting;
 using EdgeProxy.Observability;
 using EdgeProxy.Routing;
 using Microsoft.AspNetCore.Http;

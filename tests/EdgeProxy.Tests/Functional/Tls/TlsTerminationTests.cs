@@ -153,9 +153,10 @@ public sealed class TlsTerminationTests(ITestOutputHelper output)
         Assert.Equal(tls.Leaf.SerialNumber, await tls.ServedSerialAsync());
         tls.Gateway.SendSighup();
         await Poll.UntilAsync(async () => await tls.ServedSerialAsync() == next.SerialNumber, ReloadDeadline, "the new certificate after SIGHUP");
-        Assert.Contains(tls.Gateway.Output.Lines, l => l.Contains("TLS certificate reloaded (SIGHUP)", StringComparison.Ordinal));
+        // The log lines are written after the swap: wait for them rather than read them at once.
+        await tls.Gateway.Output.WaitForLineAsync(l => l.Contains("TLS certificate reloaded (SIGHUP)", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
         // The same signal still reloads backends.json (one registration serves both).
-        Assert.Contains(tls.Gateway.Output.Lines, l => l.Contains("Configuration reloaded", StringComparison.Ordinal));
+        await tls.Gateway.Output.WaitForLineAsync(l => l.Contains("Configuration reloaded", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
     }
 
     public enum BadPair
