@@ -5,7 +5,7 @@ namespace EdgeProxy.Forwarding;
 /// <summary>
 /// One upstream HTTP/1.1 connection of the fast path: the request head (and body) go out as bytes,
 /// the response head is found in the connection's buffer (and parsed by <see cref="Http1ResponseHead"/>),
-/// the body is read by a <see cref="Http1ResponseBody"/>.
+/// the body is read by a <see cref="LeanResponseStream"/>.
 /// <para>
 /// A connection goes back to its pool only when it is provably clean: the response was completely
 /// framed, nothing beyond it was received (neither in the buffer nor waiting in the socket), and
@@ -16,14 +16,14 @@ namespace EdgeProxy.Forwarding;
 /// answer to a request smuggled in a body — would otherwise be read as the next client's response.
 /// </para>
 /// </summary>
-internal sealed class Http1Connection : IDisposable
+internal sealed class LeanConnection : IDisposable
 {
     /// <summary>Response heads larger than this are refused (SocketsHttpHandler's default limit is also 64 KiB).</summary>
     private const int MaxHeadBytes = 64 * 1024;
 
     private const int InitialBufferSize = 4096;
 
-    private readonly Http1ConnectionPool _pool;
+    private readonly LeanConnectionPool _pool;
     private readonly UpstreamSocket _socket;
     private byte[] _buffer = new byte[InitialBufferSize];
     private int _start;
@@ -39,9 +39,9 @@ internal sealed class Http1Connection : IDisposable
     private const int Closed = 2;
     private const int Checking = 3;
 
-    private static readonly Action<object?> OnIdleReadable = static s => ((Http1Connection)s!).CloseIfIdle();
+    private static readonly Action<object?> OnIdleReadable = static s => ((LeanConnection)s!).CloseIfIdle();
 
-    public Http1Connection(Http1ConnectionPool pool, UpstreamSocket socket)
+    public LeanConnection(LeanConnectionPool pool, UpstreamSocket socket)
     {
         _pool = pool;
         _socket = socket;
@@ -56,10 +56,13 @@ internal sealed class Http1Connection : IDisposable
     {
         _handedBack = 0;
         _notReusable = false;
-        var reused = _reused;
+        Reused = _reused;
         _reused = true;
-        return reused;
+        return Reused;
     }
+
+    /// <summary>The current exchange runs on a connection that carried one before (set by <see cref="BeginExchange"/>).</summary>
+    internal bool Reused { get; private set; }
 
     /// <summary>
     /// True when a complete response head is buffered; <paramref name="scanned"/> carries how far
@@ -153,7 +156,7 @@ internal sealed class Http1Connection : IDisposable
     internal bool IsClosed => Volatile.Read(ref _state) == Closed;
 
     /// <summary>Moves unread bytes to the front; grows the buffer (up to the head limit) when it is full.</summary>
-    private void MakeRoom()
+    internal void MakeRoom()
     {
         if (_start > 0)
         {
@@ -189,6 +192,16 @@ internal sealed class Http1Connection : IDisposable
     internal ReadOnlySpan<byte> BufferedSpan => _buffer.AsSpan(_start, _end - _start);
 
     internal void Consume(int count) => _start += count;
+
+    /// <summary>Receives more bytes into the connection buffer; 0 at end of stream.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    internal async ValueTask<int> FillAsync(CancellationToken cancellationToken)
+    {
+        MakeRoom();
+        var read = await _socket.ReceiveAsync(_buffer.AsMemory(_end), cancellationToken).ConfigureAwait(false);
+        _end += read;
+        return read;
+    }
 
     /// <summary>The body ended cleanly: back to the pool when the connection can carry another exchange.</summary>
     internal void Release(bool keepAlive)
@@ -230,7 +243,7 @@ internal sealed class Http1Connection : IDisposable
     }
 }
 
-internal enum Http1Framing
+internal enum LeanFraming
 {
     Length,
     Chunked,
