@@ -206,8 +206,8 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
     /// <summary>The current request's head (its buffer is rented per request).</summary>
     public Http1RequestHead Head { get; } = new();
 
-    /// <summary>The current response's body reader (<see cref="LeanResponseStream.Begin"/> per response).</summary>
-    public LeanResponseStream ResponseBody { get; } = new();
+    /// <summary>The current response's body reader (<see cref="Http1ResponseStream.Begin"/> per response).</summary>
+    public Http1ResponseStream ResponseBody { get; } = new();
 
     public void Dispose()
     {

@@ -15,7 +15,7 @@ namespace EdgeProxy.Forwarding;
 /// <param name="ConnectionNamesFields">A Connection field names fields to drop (rare; <see cref="HeaderRules.ReadConnection"/>).</param>
 internal readonly record struct Http1ResponseHead(
     int Status,
-    LeanFraming Framing,
+    Http1Framing Framing,
     long BodyLength,
     bool KeepAlive,
     StreamKind Kind,
@@ -28,7 +28,7 @@ internal readonly record struct Http1ResponseHead(
     private static readonly byte[]?[] StatusLines = new byte[]?[600];
 
     /// <summary>The body goes to the client chunked when its length is not known up front.</summary>
-    public bool ChunkedToClient => BodyAllowed && Framing != LeanFraming.Length;
+    public bool ChunkedToClient => BodyAllowed && Framing != Http1Framing.Length;
 
     /// <summary>The status code of a head whose status line is not yet validated (0 when malformed).</summary>
     public static int StatusOf(ReadOnlySpan<byte> head)
@@ -135,11 +135,11 @@ internal readonly record struct Http1ResponseHead(
         var clientLength = status == 204 ? -1 : contentLength;
         long bodyLength = contentLength;
         var bodyAllowed = !headRequest && status is not (204 or 304);
-        LeanFraming framing;
+        Http1Framing framing;
         if (!bodyAllowed)
         {
             // RFC 9110 §6.4.1: no body follows, whatever the framing fields say; the connection stays usable.
-            framing = LeanFraming.Length;
+            framing = Http1Framing.Length;
             bodyLength = 0;
             if (chunked)
             {
@@ -149,7 +149,7 @@ internal readonly record struct Http1ResponseHead(
         else if (chunked)
         {
             // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the connection must not be reused.
-            framing = LeanFraming.Chunked;
+            framing = Http1Framing.Chunked;
             if (hasLength)
             {
                 keepAlive = false;
@@ -159,11 +159,11 @@ internal readonly record struct Http1ResponseHead(
         }
         else if (hasLength)
         {
-            framing = LeanFraming.Length;
+            framing = Http1Framing.Length;
         }
         else
         {
-            framing = LeanFraming.UntilClose;
+            framing = Http1Framing.UntilClose;
             keepAlive = false;
         }
 

@@ -18,7 +18,7 @@ namespace EdgeProxy.Forwarding;
 /// The fast path's relay (<see cref="Http1FastPath"/>): the same exchange as
 /// <see cref="ForwardAsync"/> — pick, fail over while nothing was delivered, passive health,
 /// timers, usage, metrics, error frames — with the client side on the raw connection and the
-/// upstream side on a <see cref="LeanConnection"/>, bytes in and bytes out.
+/// upstream side on a <see cref="Http1Connection"/>, bytes in and bytes out.
 /// </summary>
 internal sealed partial class HttpForwarder
 {
@@ -173,7 +173,7 @@ internal sealed partial class HttpForwarder
             ulong tried = 0;
             var attempts = 0;
             var error = ForwarderError.None;
-            LeanConnection? connection = null;
+            Http1Connection? connection = null;
             BackendEntry backend = default;
             var admission = Admission.Refused;
             var bodyStarted = false;
@@ -397,7 +397,7 @@ internal sealed partial class HttpForwarder
     /// fresh connection (what SocketsHttpHandler does; nothing of the request was consumed).
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<LeanConnection> SendHeadAsync(LeanConnectionPool pool, ReadOnlyMemory<byte> head, CancellationToken cancellationToken, bool fresh = false)
+    private static async ValueTask<Http1Connection> SendHeadAsync(Http1ConnectionPool pool, ReadOnlyMemory<byte> head, CancellationToken cancellationToken, bool fresh = false)
     {
         while (true)
         {
@@ -428,7 +428,7 @@ internal sealed partial class HttpForwarder
     /// body is all sent mean the response began early: the connection is not reused afterwards.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<Exception?> CopyRequestBodyAsync(PipeReader input, LeanConnection connection, long length, CancellationTokenSource timer, GatewaySettings settings)
+    private static async ValueTask<Exception?> CopyRequestBodyAsync(PipeReader input, Http1Connection connection, long length, CancellationTokenSource timer, GatewaySettings settings)
     {
         var remaining = length;
         var early = false;
@@ -623,12 +623,12 @@ internal sealed partial class HttpForwarder
     /// first-byte timer, every later one re-arms the idle timer.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<RelayResult> RelayBodyAsync(PipeWriter output, LeanResponseStream stream, Http1ResponseHead response, ReadOnlyMemory<byte> head, UsageScanner? usage, CancellationTokenSource timeouts, CancellationToken clientGone)
+    private async ValueTask<RelayResult> RelayBodyAsync(PipeWriter output, Http1ResponseStream stream, Http1ResponseHead response, ReadOnlyMemory<byte> head, UsageScanner? usage, CancellationTokenSource timeouts, CancellationToken clientGone)
     {
         var started = false;
         long firstChunkAt = 0;
         var chunked = response.ChunkedToClient;
-        var remaining = response.Framing == LeanFraming.Length ? response.BodyLength : -1;
+        var remaining = response.Framing == Http1Framing.Length ? response.BodyLength : -1;
         try
         {
             if (response.Kind != StreamKind.None || remaining == 0 || !response.BodyAllowed)
@@ -817,10 +817,10 @@ internal sealed partial class HttpForwarder
         }
     }
 
-    /// <summary>One <see cref="LeanConnectionPool"/> per backend host and port, shared across config snapshots.</summary>
+    /// <summary>One <see cref="Http1ConnectionPool"/> per backend host and port, shared across config snapshots.</summary>
     private sealed class ConcurrentPools : IDisposable
     {
-        private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Host, int Port), LeanConnectionPool> _pools = new();
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Host, int Port), Http1ConnectionPool> _pools = new();
 
         public void Dispose()
         {
@@ -830,14 +830,14 @@ internal sealed partial class HttpForwarder
             }
         }
 
-        public LeanConnectionPool For(Http1Target target, Configuration.GatewaySettings settings, ConnectionBudgets budgets, Transport.EpollLoops? loops)
+        public Http1ConnectionPool For(Http1Target target, Configuration.GatewaySettings settings, ConnectionBudgets budgets, Transport.EpollLoops? loops)
         {
             if (target.Pool is { } attached)
             {
-                return Unsafe.As<LeanConnectionPool>(attached);
+                return Unsafe.As<Http1ConnectionPool>(attached);
             }
             var pool = _pools.GetOrAdd((target.Host, target.Port), static (key, s) =>
-                new LeanConnectionPool(key.Host, key.Port, s.Budgets.For(key.Host, key.Port), s.Settings.MaxKeepAliveConnections, s.Settings.ConnectTimeout, s.Loops),
+                new Http1ConnectionPool(key.Host, key.Port, s.Budgets.For(key.Host, key.Port), s.Settings.MaxKeepAliveConnections, s.Settings.ConnectTimeout, s.Loops),
                 (Settings: settings, Budgets: budgets, Loops: loops));
             target.Pool = pool;
             return pool;

@@ -5,7 +5,7 @@ using EdgeProxy.Transport;
 namespace EdgeProxy.Forwarding;
 
 /// <summary>
-/// The socket under a <see cref="LeanConnection"/>: the runtime's <see cref="Socket"/>, or, with
+/// The socket under a <see cref="Http1Connection"/>: the runtime's <see cref="Socket"/>, or, with
 /// TRANSPORT=epoll, a socket on the gateway's own loops so a fast-path request and its upstream
 /// exchange share one thread. Errors surface as <see cref="SocketException"/> either way.
 /// </summary>

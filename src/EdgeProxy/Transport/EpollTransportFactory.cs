@@ -8,7 +8,7 @@ namespace EdgeProxy.Transport;
 /// Kestrel's transport on the gateway's own epoll loops (TRANSPORT=epoll, Linux): accepted
 /// connections get a <see cref="SocketPipeReader"/>/<see cref="SocketPipeWriter"/> pair that reads and
 /// sends on demand, and the fast path's upstream sockets run on the same loops
-/// (<see cref="Forwarding.LeanConnectionPool"/>), so a proxied request is served start to end on
+/// (<see cref="Forwarding.Http1ConnectionPool"/>), so a proxied request is served start to end on
 /// one thread with no runtime socket engine, no pipe and no thread hop in between.
 /// bench/README.md ("fifth pass") has the measurements behind it.
 /// </summary>

@@ -11,11 +11,11 @@ namespace EdgeProxy.Forwarding;
 /// MAX_KEEPALIVE_CONNECTIONS idle ones are kept up to <see cref="IdleTimeout"/>; the
 /// surplus of a burst is closed after <see cref="SurplusIdleTimeout"/>.
 /// </summary>
-internal sealed class LeanConnectionPool : IDisposable
+internal sealed class Http1ConnectionPool : IDisposable
 {
     private readonly DnsEndPoint _endPoint;
     private readonly SemaphoreSlim _slots;
-    private readonly Stack<LeanConnection> _idle = new();
+    private readonly Stack<Http1Connection> _idle = new();
     private readonly int _maxIdle;
     private readonly TimeSpan _connectTimeout;
     private readonly Timer _sweeper;
@@ -28,14 +28,14 @@ internal sealed class LeanConnectionPool : IDisposable
     internal static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(60);
 
     /// <param name="slots">The backend's MAX_CONNECTIONS budget, shared with the general path (<see cref="ConnectionBudgets"/>).</param>
-    public LeanConnectionPool(string host, int port, SemaphoreSlim slots, int maxIdle, TimeSpan connectTimeout, Transport.EpollLoops? loops = null)
+    public Http1ConnectionPool(string host, int port, SemaphoreSlim slots, int maxIdle, TimeSpan connectTimeout, Transport.EpollLoops? loops = null)
     {
         _loops = loops;
         _endPoint = new DnsEndPoint(host, port);
         _slots = slots;
         _maxIdle = maxIdle;
         _connectTimeout = connectTimeout;
-        _sweeper = new Timer(static s => ((LeanConnectionPool)s!).Sweep(), this, SurplusIdleTimeout, SurplusIdleTimeout);
+        _sweeper = new Timer(static s => ((Http1ConnectionPool)s!).Sweep(), this, SurplusIdleTimeout, SurplusIdleTimeout);
     }
 
     /// <summary>
@@ -49,16 +49,16 @@ internal sealed class LeanConnectionPool : IDisposable
     /// <summary>
     /// A connection for one raw exchange (the HTTP/1.1 fast path writes and reads it itself): an
     /// idle one when there is one, else a new one. It holds a slot until
-    /// <see cref="LeanConnection.Release"/> or <see cref="LeanConnection.Abandon"/>.
+    /// <see cref="Http1Connection.Release"/> or <see cref="Http1Connection.Abandon"/>.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<LeanConnection> RentAsync(bool fresh, CancellationToken cancellationToken)
+    public async ValueTask<Http1Connection> RentAsync(bool fresh, CancellationToken cancellationToken)
     {
         await ConnectionBudgets.TakeAsync(_slots, cancellationToken).ConfigureAwait(false);
         try
         {
             return (fresh ? null : TakeIdle())
-                ?? new LeanConnection(this, await ConnectAsync(_endPoint, _connectTimeout, _loops, cancellationToken).ConfigureAwait(false));
+                ?? new Http1Connection(this, await ConnectAsync(_endPoint, _connectTimeout, _loops, cancellationToken).ConfigureAwait(false));
         }
         catch
         {
@@ -72,11 +72,11 @@ internal sealed class LeanConnectionPool : IDisposable
     /// not expired, and with nothing to read (a byte that arrived just before it was taken, before
     /// the watch could run, is caught here).
     /// </summary>
-    private LeanConnection? TakeIdle()
+    private Http1Connection? TakeIdle()
     {
         while (true)
         {
-            LeanConnection? connection;
+            Http1Connection? connection;
             lock (_idle)
             {
                 if (!_idle.TryPop(out connection))
@@ -99,7 +99,7 @@ internal sealed class LeanConnectionPool : IDisposable
     }
 
     /// <summary>The response ended cleanly and the connection may carry another request.</summary>
-    public void Return(LeanConnection connection)
+    public void Return(Http1Connection connection)
     {
         connection.IdleSince = Environment.TickCount64;
         var kept = false;
@@ -120,7 +120,7 @@ internal sealed class LeanConnectionPool : IDisposable
     }
 
     /// <summary>The exchange failed or was abandoned mid-way: the connection's state is unknown, close it.</summary>
-    public void Discard(LeanConnection connection)
+    public void Discard(Http1Connection connection)
     {
         connection.Dispose();
         _slots.Release();
@@ -129,14 +129,14 @@ internal sealed class LeanConnectionPool : IDisposable
     private void Sweep()
     {
         var now = Environment.TickCount64;
-        List<LeanConnection>? expired = null;
+        List<Http1Connection>? expired = null;
         lock (_idle)
         {
             if (_idle.Count == 0)
             {
                 return;
             }
-            var keep = new List<LeanConnection>(_idle.Count);
+            var keep = new List<Http1Connection>(_idle.Count);
             var rank = 0;
             foreach (var connection in _idle)
             {

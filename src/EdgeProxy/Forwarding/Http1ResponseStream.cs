@@ -11,10 +11,10 @@ namespace EdgeProxy.Forwarding;
 /// an idle stream holds none. At the clean end the connection goes back to the pool; disposing
 /// earlier closes it, which is how an abandoned request stops the backend.
 /// </summary>
-internal sealed class LeanResponseStream : Stream
+internal sealed class Http1ResponseStream : Stream
 {
-    private LeanConnection _connection = null!;
-    private LeanFraming _framing;
+    private Http1Connection _connection = null!;
+    private Http1Framing _framing;
     private bool _keepAlive;
     private long _remaining;   // Length: body bytes left; Chunked: bytes left in the current chunk
     private ChunkState _chunkState;
@@ -25,12 +25,12 @@ internal sealed class LeanResponseStream : Stream
     /// A reader for one response after another: <see cref="Begin"/> before each, <see cref="End"/> after
     /// it. The fast path keeps one per client connection, so a proxied request allocates none.
     /// </summary>
-    public LeanResponseStream()
+    public Http1ResponseStream()
     {
     }
 
     /// <summary>Starts reading the body of the response whose head was just consumed from <paramref name="connection"/>.</summary>
-    public void Begin(LeanConnection connection, LeanFraming framing, long length, bool keepAlive)
+    public void Begin(Http1Connection connection, Http1Framing framing, long length, bool keepAlive)
     {
         _connection = connection;
         _framing = framing;
@@ -71,7 +71,7 @@ internal sealed class LeanResponseStream : Stream
     /// <summary>Bodies of length 0 (and HEAD/204/304) are complete as soon as the head is parsed.</summary>
     public void CompleteIfEmpty()
     {
-        if (_framing == LeanFraming.Length && _remaining == 0)
+        if (_framing == Http1Framing.Length && _remaining == 0)
         {
             Finish();
         }
@@ -98,8 +98,8 @@ internal sealed class LeanResponseStream : Stream
             }
             return _framing switch
             {
-                LeanFraming.Length => await ReadLengthAsync(destination, cancellationToken).ConfigureAwait(false),
-                LeanFraming.Chunked => await ReadChunkedAsync(destination, cancellationToken).ConfigureAwait(false),
+                Http1Framing.Length => await ReadLengthAsync(destination, cancellationToken).ConfigureAwait(false),
+                Http1Framing.Chunked => await ReadChunkedAsync(destination, cancellationToken).ConfigureAwait(false),
                 _ => await ReadUntilCloseAsync(destination, cancellationToken).ConfigureAwait(false),
             };
         }

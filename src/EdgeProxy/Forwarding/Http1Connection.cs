@@ -5,7 +5,7 @@ namespace EdgeProxy.Forwarding;
 /// <summary>
 /// One upstream HTTP/1.1 connection of the fast path: the request head (and body) go out as bytes,
 /// the response head is found in the connection's buffer (and parsed by <see cref="Http1ResponseHead"/>),
-/// the body is read by a <see cref="LeanResponseStream"/>.
+/// the body is read by a <see cref="Http1ResponseStream"/>.
 /// <para>
 /// A connection goes back to its pool only when it is provably clean: the response was completely
 /// framed, nothing beyond it was received (neither in the buffer nor waiting in the socket), and
@@ -16,14 +16,14 @@ namespace EdgeProxy.Forwarding;
 /// answer to a request smuggled in a body — would otherwise be read as the next client's response.
 /// </para>
 /// </summary>
-internal sealed class LeanConnection : IDisposable
+internal sealed class Http1Connection : IDisposable
 {
     /// <summary>Response heads larger than this are refused (SocketsHttpHandler's default limit is also 64 KiB).</summary>
     private const int MaxHeadBytes = 64 * 1024;
 
     private const int InitialBufferSize = 4096;
 
-    private readonly LeanConnectionPool _pool;
+    private readonly Http1ConnectionPool _pool;
     private readonly UpstreamSocket _socket;
     private byte[] _buffer = new byte[InitialBufferSize];
     private int _start;
@@ -39,9 +39,9 @@ internal sealed class LeanConnection : IDisposable
     private const int Closed = 2;
     private const int Checking = 3;
 
-    private static readonly Action<object?> OnIdleReadable = static s => ((LeanConnection)s!).CloseIfIdle();
+    private static readonly Action<object?> OnIdleReadable = static s => ((Http1Connection)s!).CloseIfIdle();
 
-    public LeanConnection(LeanConnectionPool pool, UpstreamSocket socket)
+    public Http1Connection(Http1ConnectionPool pool, UpstreamSocket socket)
     {
         _pool = pool;
         _socket = socket;
@@ -243,7 +243,7 @@ internal sealed class LeanConnection : IDisposable
     }
 }
 
-internal enum LeanFraming
+internal enum Http1Framing
 {
     Length,
     Chunked,
