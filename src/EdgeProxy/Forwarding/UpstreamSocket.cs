@@ -264,7 +264,7 @@ internal sealed class EpollUpstreamSocket : UpstreamSocket
         }
         try
         {
-            return !_socket.TryPeek();
+            return !_socket.PeekKernel();   // not the readiness memory: bytes the loop has not seen yet count
         }
         catch (SocketException)
         {

@@ -135,6 +135,17 @@ internal sealed unsafe class EpollSocket : IDisposable
         return Transfer(_read, seq, &one, 1, Libc.MSG_PEEK, send: false) >= 0;
     }
 
+    /// <summary>
+    /// Whether bytes or a FIN wait in the kernel, asked with a syscall whatever the readiness memory
+    /// says: an edge that arrived but that the loop thread has not processed yet (it is busy, or not
+    /// scheduled) counts too. For decisions that must not be wrong, such as reusing a connection.
+    /// </summary>
+    public bool PeekKernel()
+    {
+        byte one;
+        return Transfer(_read, Volatile.Read(ref _read.Seq), &one, 1, Libc.MSG_PEEK, send: false) >= 0;
+    }
+
     /// <summary>Bytes accepted by the kernel, or -1 when its send buffer is full. Throws <see cref="SocketException"/> on a socket error (EPIPE, ECONNRESET).</summary>
     public int TrySend(ReadOnlySpan<byte> data)
     {
