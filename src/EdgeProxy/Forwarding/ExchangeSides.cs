@@ -1,3 +1,4 @@
+using System.IO.Pipelines;
 using EdgeProxy.Balancing;
 using EdgeProxy.Observability;
 
@@ -11,6 +12,23 @@ namespace EdgeProxy.Forwarding;
 /// </summary>
 internal interface IExchangeClient
 {
+    /// <summary>Bytes toward the next request (the fast path's connection pipe; the general path has its request already).</summary>
+    ValueTask<ReadResult> ReadAsync();
+
+    /// <summary>Takes the next request from what was read: <see cref="RequestStep.Ready"/>, or why not.</summary>
+    RequestStep TakeRequest(in ReadResult read);
+
+    /// <summary>The request is over; true when the client may send another (a keep-alive connection on the fast path).</summary>
+    bool EndRequest(bool keepAlive);
+
+    ModelRoute Route { get; }
+
+    /// <summary>The key of the request's affinity (client IP, header or conversation); null when the model has none.</summary>
+    ulong? AffinityKey { get; }
+
+    /// <summary>When the request began (<see cref="TimeProvider.GetTimestamp"/>).</summary>
+    long Started { get; }
+
     string Method { get; }
 
     RequestId RequestId { get; }
@@ -52,8 +70,23 @@ internal interface IUpstreamExchange
     /// <summary>Builds the request for <paramref name="backend"/>, for <see cref="SendAsync"/> (before the attempt counts as started).</summary>
     void Prepare(in BackendEntry backend);
 
-    /// <summary>One attempt: sends the request and waits for the response head; throws when the attempt failed.</summary>
-    ValueTask SendAsync(CancellationTokenSource timeouts);
+    /// <summary>
+    /// Sends the request (on <paramref name="fresh"/>: on a new connection); throws when the attempt
+    /// failed. SocketsHttpHandler also waits for the response head here.
+    /// </summary>
+    ValueTask SendAsync(CancellationTokenSource timeouts, bool fresh);
+
+    /// <summary>The response head is complete (interim 1xx heads skipped); else <see cref="ReceiveAsync"/> more.</summary>
+    bool TakeResponseHead();
+
+    /// <summary>Reads more of the response head (the raw client's socket read, awaited by the core itself).</summary>
+    ValueTask<int> ReceiveAsync(CancellationTokenSource timeouts);
+
+    /// <summary>A read failing now may only mean a reused connection the backend had closed, unanswered.</summary>
+    bool MayBeStale { get; }
+
+    /// <summary>Takes <paramref name="count"/> bytes just read; false when the connection was stale (send again on a fresh one); throws when the response ended early.</summary>
+    bool Received(int count);
 
     /// <summary>A failed attempt: closes what it opened and frees its connection slot.</summary>
     void Abandon();
@@ -70,6 +103,25 @@ internal interface IUpstreamExchange
 
     /// <summary>The exchange is over: the upstream response is closed (or, cleanly ended, pooled) and its slot freed.</summary>
     void End();
+}
+
+/// <summary>What <see cref="IExchangeClient.TakeRequest"/> found.</summary>
+internal enum RequestStep
+{
+    /// <summary>A request to forward.</summary>
+    Ready,
+
+    /// <summary>Not a whole request yet: read more.</summary>
+    NeedBytes,
+
+    /// <summary>The client closed, or the server's shutdown found the connection idle: end it.</summary>
+    Close,
+
+    /// <summary>Not a request this side serves: the connection goes to Kestrel with the request unread.</summary>
+    HandOver,
+
+    /// <summary>A request that came as the server began shutting down: the error answer, then close.</summary>
+    Refuse,
 }
 
 /// <summary>How a response relay ended; <paramref name="Started"/>: bytes of it reached the client; <paramref name="FirstChunkAt"/>: timestamp of the first body chunk (0: none).</summary>

@@ -5,35 +5,58 @@ using System.Text;
 using EdgeProxy.Balancing;
 using EdgeProxy.Observability;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
 
 namespace EdgeProxy.Forwarding;
 
 /// <summary>
 /// The fast path's exchanges on one client connection: what lives as long as the connection (the
-/// head buffer, the body reader, the timer and the usage scanner, reused request after request)
+/// head buffer, the body reader, the timers and the usage scanner, reused request after request)
 /// and the state of the request in progress (one at a time).
 /// </summary>
+/// <param name="gate">Which requests the fast path serves (<see cref="Http1FastPath.Admit"/>).</param>
 /// <param name="shutdownDeadline">The end of a shutdown's drain (<see cref="Hosting.ShutdownDrain.Deadline"/>): it cancels the exchange in flight like the client leaving does.</param>
-internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer, bool peerTrusted, CancellationToken shutdownDeadline = default, bool https = false) : IDisposable
+internal sealed class Http1Exchange : IDisposable
 {
     /// <summary>Request bodies up to this size that came with the head go upstream in the head's send (and again on failover).</summary>
     private const int InlineBodyLimit = 64 * 1024;
 
+    private readonly CancellationToken _shutdownDeadline;
+    private readonly CancellationTokenRegistration _closeRequested;
     private CancellationTokenSource? _timeouts;
     private UsageScanner? _usage;
+    private bool _headTimerArmed;
 
-    public ConnectionContext Connection { get; } = connection;
+    public Http1Exchange(ConnectionContext connection, IPAddress peer, bool peerTrusted, Http1FastPath gate, CancellationToken shutdownDeadline = default, bool https = false)
+    {
+        (Connection, Peer, PeerTrusted, Gate, _shutdownDeadline, Https) = (connection, peer, peerTrusted, gate, shutdownDeadline, https);
+        PeerBytes = Encoding.ASCII.GetBytes(peer.ToString());
+        // The server's shutdown asks the connection to close: that cancels the pending head read.
+        _closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested
+            .UnsafeRegister(static s => ((PipeReader)s!).CancelPendingRead(), Input) ?? default;
+        AwaitHead();
+    }
 
-    public IPAddress Peer { get; } = peer;
+    public ConnectionContext Connection { get; }
+
+    public Http1FastPath Gate { get; }
+
+    public IPAddress Peer { get; }
 
     /// <summary>The peer as written in X-Forwarded-For / X-Real-IP, formatted once per connection.</summary>
-    public byte[] PeerBytes { get; } = Encoding.ASCII.GetBytes(peer.ToString());
+    public byte[] PeerBytes { get; }
 
     /// <summary>The client connection is TLS (X-Forwarded-Proto: https).</summary>
-    public bool Https { get; } = https;
+    public bool Https { get; }
 
     /// <summary>The peer is a configured trusted proxy: its X-Forwarded-* fields are believed (<see cref="ClientAddress"/>).</summary>
-    public bool PeerTrusted { get; } = peerTrusted;
+    public bool PeerTrusted { get; }
+
+    /// <summary>Kestrel's keep-alive timeout until a head's first byte, then its headers timeout: cancels the head read.</summary>
+    public CancellationTokenSource Idle { get; private set; } = new();
+
+    /// <summary>The server's shutdown asked the connection to close: the request in progress is the last.</summary>
+    public bool Closing { get; set; }
 
     public PipeReader Input => Connection.Transport.Input;
     public PipeWriter Output => Connection.Transport.Output;
@@ -45,9 +68,16 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
     public Http1ResponseBody ResponseBody { get; } = new();
 
     // The request in progress.
+    public ModelRoute? Route { get; private set; }
+
+    public ulong? AffinityKey { get; private set; }
+
+    /// <summary>When the request's head was read (<see cref="TimeProvider.GetTimestamp"/>).</summary>
+    public long Started { get; private set; }
+
     public RequestId RequestId { get; private set; }
 
-    public IPAddress ClientIp { get; private set; } = peer;
+    public IPAddress ClientIp { get; private set; } = IPAddress.None;
 
     /// <summary>The connection closes after this request (the client asked, or the server is shutting down).</summary>
     public bool Close { get; private set; }
@@ -75,15 +105,58 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
     /// <summary>The upstream connection of the attempt in progress; its buffer starts with the response head.</summary>
     public Http1Connection? Upstream { get; set; }
 
+    /// <summary><see cref="Upstream"/> served an earlier request (it may turn out closed by the backend).</summary>
+    public bool Reused { get; set; }
+
+    /// <summary>How far the response head was searched for its end.</summary>
+    public int HeadScanned { get; set; }
+
     public Http1ResponseHead Response { get; set; }
     public int ResponseHeadLength { get; set; }
 
     /// <summary>The client's response head, until the relay ends.</summary>
     public byte[]? ResponseHead { get; set; }
 
-    /// <summary>Starts the request whose head was just read.</summary>
-    public void BeginRequest(RequestId requestId, IPAddress clientIp, bool close)
+    /// <summary>
+    /// Arms the wait for the next head: Kestrel's keep-alive timeout until its first byte. The timer
+    /// is re-armed, never disarmed, between requests (one timer change per request instead of two),
+    /// and a source that fired during a long exchange is replaced (a fired source cannot be reset).
+    /// </summary>
+    private void AwaitHead()
     {
+        if (Idle.IsCancellationRequested)
+        {
+            Idle.Dispose();
+            Idle = new CancellationTokenSource();
+        }
+        Idle.CancelAfter(Http1FastPath.KeepAliveTimeout);
+        _headTimerArmed = false;
+    }
+
+    /// <summary>
+    /// More of a head is awaited; from its first byte on, Kestrel's headers timeout applies, armed
+    /// once (re-arming it per read would let a client that sends a byte every 29 s hold the connection for ever).
+    /// </summary>
+    public void HeadBegun(bool anyByte)
+    {
+        if (anyByte && !_headTimerArmed)
+        {
+            Idle.CancelAfter(Http1FastPath.RequestHeadersTimeout);
+            _headTimerArmed = true;
+        }
+    }
+
+    /// <summary>A request that is answered with an error and the connection's close, never forwarded.</summary>
+    public void Refuse(RequestId requestId)
+    {
+        RequestId = requestId;
+        Close = true;
+    }
+
+    /// <summary>Starts the request whose head was just read.</summary>
+    public void BeginRequest(ModelRoute route, ulong? affinityKey, long started, RequestId requestId, IPAddress clientIp, bool close)
+    {
+        (Route, AffinityKey, Started) = (route, affinityKey, started);
         RequestId = requestId;
         ClientIp = clientIp;
         Close = close;
@@ -91,7 +164,7 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
         ClientReadError = null;
         // A fresh linked source per request cost an allocation, a registration on the connection's
         // token and its removal, every time: one per connection, reset between requests.
-        Timeouts = _timeouts ?? CancellationTokenSource.CreateLinkedTokenSource(Connection.ConnectionClosed, shutdownDeadline);
+        Timeouts = _timeouts ?? CancellationTokenSource.CreateLinkedTokenSource(Connection.ConnectionClosed, _shutdownDeadline);
         _timeouts = null;
         var length = Head.ContentLength;
         if (length > 0 && length <= InlineBodyLimit && Input.TryRead(out var buffered))
@@ -112,9 +185,10 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
         BodyConsumed = length <= 0 || InlineBody is not null;
     }
 
-    /// <summary>The request's head and inline body are written upstream: their buffers go back (a long stream holds none).</summary>
+    /// <summary>The request is written upstream: its heads and inline body go back to their pools (a long stream holds none).</summary>
     public void ReleaseRequest()
     {
+        ReturnRequestHead();
         Head.Release();
         if (InlineBody is { } body)
         {
@@ -123,10 +197,21 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
         }
     }
 
-    /// <summary>Ends the request; true when the connection may carry the next one.</summary>
+    /// <summary>The upstream head's buffer goes back (a failover writes another; the response makes it unneeded).</summary>
+    public void ReturnRequestHead()
+    {
+        if (RequestHead is { } buffer)
+        {
+            RequestHead = null;
+            HeadBuffers.Return(buffer);
+        }
+    }
+
+    /// <summary>Ends the request; true when the connection may carry the next one (then its head is awaited).</summary>
     public bool EndRequest(bool keepAlive)
     {
         ReleaseRequest();
+        Route = null;
         // Back for the next request unless it fired (a cancelled source cannot be reset).
         if (Timeouts.TryReset())
         {
@@ -136,7 +221,12 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
         {
             Timeouts.Dispose();
         }
-        return keepAlive && !Close && BodyConsumed;
+        if (!keepAlive || Close || !BodyConsumed)
+        {
+            return false;
+        }
+        AwaitHead();
+        return true;
     }
 
     /// <summary>The connection's usage scanner, reset for the request that asks.</summary>
@@ -149,7 +239,10 @@ internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer
 
     public void Dispose()
     {
+        _closeRequested.Dispose();
+        Idle.Dispose();
         _timeouts?.Dispose();
+        ReturnRequestHead();
         Head.Release();
     }
 }

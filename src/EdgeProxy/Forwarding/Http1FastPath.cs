@@ -53,10 +53,10 @@ internal sealed partial class Http1FastPath(
         }
         peer = Normalize(peer);
         bool handOver;
-        var exchange = new Http1Exchange(connection, peer, settings.TrustedProxies.Count > 0 && ClientAddress.IsTrusted(peer, settings.TrustedProxies), forwarder.ShutdownDeadline, https: tls is not null);
+        var exchange = new Http1Exchange(connection, peer, settings.TrustedProxies.Count > 0 && ClientAddress.IsTrusted(peer, settings.TrustedProxies), this, forwarder.ShutdownDeadline, https: tls is not null);
         try
         {
-            handOver = await forwarder.ServeHttp1Async(exchange, this).ConfigureAwait(false);
+            handOver = await forwarder.ServeHttp1Async(exchange).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ConnectionResetException or ConnectionAbortedException)
         {

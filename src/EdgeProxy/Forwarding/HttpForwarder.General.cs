@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
@@ -12,7 +14,7 @@ using Microsoft.Extensions.Primitives;
 namespace EdgeProxy.Forwarding;
 
 /// <summary>
-/// The general path's sides of the exchange (<see cref="ExchangeAsync"/>): the client is Kestrel's
+/// The general path's sides of the exchange (<see cref="ServeAsync"/>): the client is Kestrel's
 /// <see cref="HttpContext"/>, the upstream the one shared SocketsHttpHandler.
 /// </summary>
 internal sealed partial class HttpForwarder
@@ -25,7 +27,7 @@ internal sealed partial class HttpForwarder
         var clientIp = ClientAddress.Resolve(context, settings, out var peerTrusted);
         // The request's timers, the client leaving, and the end of a shutdown's drain all cancel the exchange.
         using var timeouts = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, drain.Deadline);
-        var exchange = new ContextExchange(context, remainder, requestId, clientIp, peerTrusted, timeouts, settings, time);
+        var exchange = new ContextExchange(context, route, remainder, requestId, clientIp, peerTrusted, timeouts, settings, time) { Started = started };
         ulong? conversation = null;
         if (RequestHasBody(context))
         {
@@ -39,7 +41,8 @@ internal sealed partial class HttpForwarder
             }
             exchange.Content = new StreamingRequestContent(body, context.Request.ContentLength, timeouts, settings);
         }
-        await ExchangeAsync(new ContextClient(exchange), new HandlerUpstream(this, exchange), route, conversation ?? AffinityKey(route, context, clientIp), started).ConfigureAwait(false);
+        exchange.AffinityKey = conversation ?? AffinityKey(route, context, clientIp);
+        await ServeAsync(new ContextClient(exchange), new HandlerUpstream(this, exchange)).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -47,10 +50,13 @@ internal sealed partial class HttpForwarder
     /// (<see cref="ICopyObserver"/>): the first chunk ends the first-byte phase, every chunk re-arms
     /// the idle timer, and token usage is read on the way past.
     /// </summary>
-    private sealed class ContextExchange(HttpContext context, string remainder, string requestId, IPAddress clientIp, bool peerTrusted,
+    private sealed class ContextExchange(HttpContext context, ModelRoute route, string remainder, string requestId, IPAddress clientIp, bool peerTrusted,
         CancellationTokenSource timeouts, GatewaySettings settings, TimeProvider time) : ICopyObserver
     {
         public HttpContext Context { get; } = context;
+        public ModelRoute Route { get; } = route;
+        public ulong? AffinityKey { get; set; }
+        public long Started { get; init; }
         public string Remainder { get; } = remainder;
         public string RequestId { get; } = requestId;
         public IPAddress ClientIp { get; } = clientIp;
@@ -79,6 +85,19 @@ internal sealed partial class HttpForwarder
 
     private readonly struct ContextClient(ContextExchange x) : IExchangeClient
     {
+        /// <summary>The request came with the context: one exchange, no reading.</summary>
+        public ValueTask<ReadResult> ReadAsync() => default;
+
+        public RequestStep TakeRequest(in ReadResult read) => RequestStep.Ready;
+
+        public bool EndRequest(bool keepAlive) => false;
+
+        public ModelRoute Route => x.Route;
+
+        public ulong? AffinityKey => x.AffinityKey;
+
+        public long Started => x.Started;
+
         public string Method => x.Context.Request.Method;
 
         public RequestId RequestId => x.RequestId;
@@ -113,7 +132,16 @@ internal sealed partial class HttpForwarder
         public void Prepare(in BackendEntry backend)
             => x.Request = CreateRequest(x.Context, backend, x.Remainder, x.RequestId, x.ClientIp, x.PeerTrusted, x.Content);
 
-        public ValueTask SendAsync(CancellationTokenSource timeouts) => forwarder.SendThroughHandlerAsync(x, timeouts);
+        /// <summary>SocketsHttpHandler re-sends on a stale pooled connection itself, and returns with the response head.</summary>
+        public ValueTask SendAsync(CancellationTokenSource timeouts, bool fresh) => forwarder.SendThroughHandlerAsync(x, timeouts);
+
+        public bool TakeResponseHead() => true;
+
+        public ValueTask<int> ReceiveAsync(CancellationTokenSource timeouts) => throw new UnreachableException();
+
+        public bool MayBeStale => false;
+
+        public bool Received(int count) => true;
 
         public void Abandon()
         {

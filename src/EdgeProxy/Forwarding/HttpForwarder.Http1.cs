@@ -10,7 +10,6 @@ using EdgeProxy.Configuration;
 using EdgeProxy.Health;
 using EdgeProxy.Observability;
 using EdgeProxy.Routing;
-using Microsoft.AspNetCore.Connections.Features;
 
 namespace EdgeProxy.Forwarding;
 
@@ -47,150 +46,83 @@ internal sealed partial class HttpForwarder
     internal void DisposeUpstreamPools() => _pools.Dispose();
 
     /// <summary>
-    /// Serves one client connection while its requests are fast-path requests: reads each head,
-    /// lets <paramref name="gate"/> admit it and relays it. True when a request was declined: its
-    /// head is left unread and the connection goes to Kestrel. One async method for the whole
-    /// connection on purpose — its state machine is allocated once per connection, where a relay
-    /// method per request allocated its own (about 360 of the 800 bytes a request allocated).
+    /// Serves one client connection while its requests are fast-path requests (<see cref="ServeAsync"/>,
+    /// the one frame for all of them). True when a request was declined: its head is left unread and
+    /// the connection goes to Kestrel.
     /// </summary>
-    internal async Task<bool> ServeHttp1Async(Http1Exchange exchange, Http1FastPath gate)
-    {
-        var input = exchange.Input;
-        var head = exchange.Head;
-        var idle = new CancellationTokenSource();
-        using var closeRequested = exchange.Connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested
-            .UnsafeRegister(static s => ((PipeReader)s!).CancelPendingRead(), input);
-        // The server's shutdown asked this connection to close (Kestrel's close request cancels the pending read).
-        var closing = false;
-        try
-        {
-            while (true)
-            {
-                // 1. A complete head, under Kestrel's keep-alive and header timeouts.
-                if (idle.IsCancellationRequested)
-                {
-                    // It fired during a long exchange: the head timers are re-armed, never disarmed
-                    // (one timer change per request instead of two), and a fired source cannot be reset.
-                    idle.Dispose();
-                    idle = new CancellationTokenSource();
-                }
-                var reading = new HeadReading();
-                idle.CancelAfter(Http1FastPath.KeepAliveTimeout);
-                do
-                {
-                    try
-                    {
-                        reading.Result = await input.ReadAsync(idle.Token).ConfigureAwait(false);
-                    }
-                    catch (OperationCanceledException)
-                    {
-                        return false;   // idle too long, or a head that never completes: close, as Kestrel does
-                    }
-                }
-                while (reading.TakeHead(input, head, idle, ref closing));
-                if (reading.Close)
-                {
-                    return false;
-                }
-                var (result, status) = (reading.Result, reading.Status);
-
-                // 2. Ours, or Kestrel's from here on (the head stays unread for it).
-                var route = status == Http1HeadStatus.Fast ? gate.Admit(head) : null;
-                if (route is null)
-                {
-                    if (closing)
-                    {
-                        input.AdvanceTo(result.Buffer.End);
-                        await DeclineAtShutdownAsync(exchange, status).ConfigureAwait(false);
-                        return false;
-                    }
-                    input.AdvanceTo(result.Buffer.Start, result.Buffer.Start);
-                    return true;
-                }
-                input.AdvanceTo(reading.Consumed);
-
-                // 3. The exchange, on bytes.
-                var started = time.GetTimestamp();
-                metrics.FastPathRequest();
-                var clientIp = exchange.PeerTrusted && head.ForwardedFor >= 0
-                    ? ClientAddress.ResolveChain(exchange.Peer, Encoding.ASCII.GetString(head.Value(head.ForwardedFor)), settings.TrustedProxies)
-                    : exchange.Peer;
-                exchange.BeginRequest(RequestIdOf(head), clientIp, close: head.Close || closing);
-                var affinityKey = route.AffinityConfig.Kind == AffinityKind.None ? (ulong?)null : StableHash.Hash(clientIp);
-                var keepAlive = await ExchangeAsync(new Http1Client(exchange), new Http1Upstream(this, exchange), route, affinityKey, started).ConfigureAwait(false);
-                if (!exchange.EndRequest(keepAlive))
-                {
-                    return false;
-                }
-            }
-        }
-        finally
-        {
-            idle.Dispose();
-        }
-    }
-
-    /// <summary>Step 1 of <see cref="ServeHttp1Async"/>: the reads that make up one request head.</summary>
-    private struct HeadReading
-    {
-        public ReadResult Result;
-        public Http1HeadStatus Status;
-        public SequencePosition Consumed;
-
-        /// <summary>The connection ends instead: the client closed, or the server's shutdown found it idle.</summary>
-        public bool Close;
-
-        private bool _headTimerArmed;
-
-        /// <summary>Takes the head from the read <see cref="Result"/>; true when it needs more bytes.</summary>
-        public bool TakeHead(PipeReader input, Http1RequestHead head, CancellationTokenSource idle, ref bool closing)
-        {
-            var buffer = Result.Buffer;
-            if (Result.IsCanceled)
-            {
-                // Server shutdown: an idle connection closes now; a request already begun is still
-                // answered, and then the connection closes.
-                Close = buffer.IsEmpty;
-                closing = true;
-            }
-            Status = Close ? Http1HeadStatus.Incomplete : head.TryRead(buffer, out Consumed);
-            if (Status != Http1HeadStatus.Incomplete)
-            {
-                return false;
-            }
-            if (Close || Result.IsCompleted)
-            {
-                input.AdvanceTo(buffer.End);
-                Close = true;
-                return false;   // the client closed (possibly mid-head), or shutdown
-            }
-            // Kestrel's rules: the keep-alive timeout until a request's first byte, then the headers
-            // timeout from that byte on, armed once (re-arming it per read would let a client that
-            // sends a byte every 29 s hold the connection for ever).
-            if (!_headTimerArmed && !buffer.IsEmpty)
-            {
-                idle.CancelAfter(Http1FastPath.RequestHeadersTimeout);
-                _headTimerArmed = true;
-            }
-            input.AdvanceTo(buffer.Start, buffer.End);
-            return true;
-        }
-    }
+    internal ValueTask<bool> ServeHttp1Async(Http1Exchange exchange) => ServeAsync(new Http1Client(this, exchange), new Http1Upstream(this, exchange));
 
     /// <summary>
-    /// Kestrel serves nothing on a connection that reaches it after its shutdown began (it closes it
-    /// unanswered), so a request that began before the signal is answered here: the gateway is
-    /// shutting down, try again elsewhere.
+    /// Step 0 on the fast path: the head in <paramref name="read"/>, under Kestrel's keep-alive and
+    /// header timeouts (<see cref="Http1Exchange.AwaitHead"/>), then the gate's admission.
     /// </summary>
-    private static async Task DeclineAtShutdownAsync(Http1Exchange exchange, Http1HeadStatus status)
+    private RequestStep TakeHttp1Request(Http1Exchange x, in ReadResult read)
     {
-        var head = exchange.Head;
-        var id = status == Http1HeadStatus.Fast ? RequestIdOf(head) : RequestIds.Next();
-        await WriteHttp1ErrorAsync(exchange.Output, head, ForwarderErrors.StatusCode(ForwarderError.Shutdown), ForwarderError.Shutdown, id.ToString(), close: true).ConfigureAwait(false);
+        var (input, head, buffer) = (x.Input, x.Head, read.Buffer);
+        if (read.IsCanceled)
+        {
+            // Server shutdown: an idle connection closes now; a request already begun is still
+            // answered, and then the connection closes.
+            x.Closing = true;
+            if (buffer.IsEmpty)
+            {
+                input.AdvanceTo(buffer.End);
+                return RequestStep.Close;
+            }
+        }
+        var status = head.TryRead(buffer, out var consumed);
+        if (status == Http1HeadStatus.Incomplete)
+        {
+            if (read.IsCompleted)
+            {
+                input.AdvanceTo(buffer.End);
+                return RequestStep.Close;   // the client closed, possibly mid-head
+            }
+            x.HeadBegun(!buffer.IsEmpty);
+            input.AdvanceTo(buffer.Start, buffer.End);
+            return RequestStep.NeedBytes;
+        }
+
+        // Ours, or Kestrel's from here on (the head stays unread for it).
+        var route = status == Http1HeadStatus.Fast ? x.Gate.Admit(head) : null;
+        if (route is null)
+        {
+            if (x.Closing)
+            {
+                // Kestrel serves nothing on a connection that reaches it after its shutdown began (it
+                // closes it unanswered), so this request is answered here: try again elsewhere.
+                input.AdvanceTo(buffer.End);
+                x.Refuse(status == Http1HeadStatus.Fast ? RequestIdOf(head) : RequestIds.Next());
+                return RequestStep.Refuse;
+            }
+            input.AdvanceTo(buffer.Start, buffer.Start);
+            return RequestStep.HandOver;
+        }
+        input.AdvanceTo(consumed);
+        var started = time.GetTimestamp();
+        metrics.FastPathRequest();
+        var clientIp = x.PeerTrusted && head.ForwardedFor >= 0
+            ? ClientAddress.ResolveChain(x.Peer, Encoding.ASCII.GetString(head.Value(head.ForwardedFor)), settings.TrustedProxies)
+            : x.Peer;
+        var affinityKey = route.AffinityConfig.Kind == AffinityKind.None ? (ulong?)null : StableHash.Hash(clientIp);
+        x.BeginRequest(route, affinityKey, started, RequestIdOf(head), clientIp, close: head.Close || x.Closing);
+        return RequestStep.Ready;
     }
 
-    private readonly struct Http1Client(Http1Exchange x) : IExchangeClient
+    private readonly struct Http1Client(HttpForwarder forwarder, Http1Exchange x) : IExchangeClient
     {
+        public ValueTask<ReadResult> ReadAsync() => x.Input.ReadAsync(x.Idle.Token);
+
+        public RequestStep TakeRequest(in ReadResult read) => forwarder.TakeHttp1Request(x, read);
+
+        public bool EndRequest(bool keepAlive) => x.EndRequest(keepAlive);
+
+        public ModelRoute Route => x.Route!;
+
+        public ulong? AffinityKey => x.AffinityKey;
+
+        public long Started => x.Started;
+
         public string Method => x.Head.Method;
 
         public RequestId RequestId => x.RequestId;
@@ -228,12 +160,56 @@ internal sealed partial class HttpForwarder
         public void Prepare(in BackendEntry backend)
         {
             var (head, target) = (x.Head, x.Target = backend.Http1!);
+            x.ReturnRequestHead();
             x.RequestHead = HeadBuffers.Rent(2 * head.Length + 512 + x.RequestId.Length
                 + target.PathPrefix.Length + target.HostLine.Length + target.AuthLine.Length + (x.InlineBody is null ? 0 : x.InlineLength));
             x.RequestHeadLength = WriteRequestHead(x.RequestHead, head, target, x, x.ClientIp, x.RequestId, x.InlineBody, x.InlineLength);
         }
 
-        public ValueTask SendAsync(CancellationTokenSource timeouts) => forwarder.SendHttp1Async(x, timeouts);
+        public ValueTask SendAsync(CancellationTokenSource timeouts, bool fresh) => forwarder.SendHttp1Async(x, timeouts, fresh);
+
+        /// <summary>Looks for the end of the response head in what was read; an interim 1xx head (RFC 9110 §15.2) is skipped.</summary>
+        public bool TakeResponseHead()
+        {
+            var connection = x.Upstream!;
+            var scanned = x.HeadScanned;
+            int length;
+            while (connection.TryFindHead(ref scanned, out length)
+                && Http1ResponseHead.StatusOf(connection.BufferedSpan[..length]) is >= 100 and < 200 and not 101)
+            {
+                connection.Consume(length);
+                scanned = 0;
+            }
+            x.HeadScanned = scanned;
+            if (length == 0)
+            {
+                return false;
+            }
+            x.ResponseHeadLength = length;
+            x.Response = Http1ResponseHead.Parse(connection.BufferedSpan[..length], x.Head.Method == "HEAD");
+            // The request is written upstream: its bytes are not needed any more (a long stream holds none).
+            x.ReleaseRequest();
+            return true;
+        }
+
+        public ValueTask<int> ReceiveAsync(CancellationTokenSource timeouts) => x.Upstream!.ReceiveAsync(timeouts.Token);
+
+        /// <summary>A reused connection, a body-less request and no response byte yet: the backend may have closed it before it saw the request.</summary>
+        public bool MayBeStale => x.Reused && x.Head.ContentLength <= 0 && x.Upstream!.Buffered == 0;
+
+        public bool Received(int count)
+        {
+            if (count > 0)
+            {
+                x.Upstream!.Received(count);
+                return true;
+            }
+            if (!MayBeStale)
+            {
+                throw new HttpRequestException(HttpRequestError.ResponseEnded, "The upstream closed the connection before the response head was complete.");
+            }
+            return false;
+        }
 
         public void Abandon()
         {
@@ -267,86 +243,37 @@ internal sealed partial class HttpForwarder
     }
 
     /// <summary>
-    /// One attempt on the raw client: the head (with a small body) out, then the rest of the body,
-    /// then the response head in (interim 1xx skipped, RFC 9110 §15.2). A reused connection the
-    /// backend had already closed fails the send, or — before any body byte left — yields no
-    /// response byte: then the same request goes out once more on a fresh connection, as
-    /// SocketsHttpHandler does (nothing of it was consumed).
+    /// Sends an attempt on the raw client: the head (with a small body) in one write, then the rest
+    /// of the body. A reused connection the backend had already closed fails the write: then it goes
+    /// out on a fresh connection (the response head is awaited by <see cref="ServeAsync"/>, which
+    /// also re-sends when such a connection yields no response byte). Completes without waiting
+    /// (and without a state machine) unless a connect or the body has to be waited for.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask SendHttp1Async(Http1Exchange x, CancellationTokenSource timeouts)
+    private async ValueTask SendHttp1Async(Http1Exchange x, CancellationTokenSource timeouts, bool fresh)
     {
         var pool = _pools.For(x.Target!, settings, _budgets, Loops);
-        var hasBody = x.Head.ContentLength > 0;
-        var fresh = false;
-        try
+        while (true)
         {
-            while (true)
+            var connection = x.Upstream = await pool.RentAsync(fresh, timeouts.Token).ConfigureAwait(false);
+            x.Reused = connection.BeginExchange();
+            x.HeadScanned = 0;
+            fresh = true;
+            try
             {
-                var connection = x.Upstream = await pool.RentAsync(fresh, timeouts.Token).ConfigureAwait(false);
-                var reused = connection.BeginExchange();
-                fresh = true;
-                try
-                {
-                    await connection.SendAllAsync(x.RequestHead.AsMemory(0, x.RequestHeadLength), timeouts.Token).ConfigureAwait(false);
-                }
-                catch (SocketException) when (reused)
-                {
-                    connection.Abandon();
-                    continue;
-                }
-                x.BodyStarted = hasBody;
-                if (!x.BodyConsumed)
-                {
-                    await CopyRequestBodyAsync(x, connection, timeouts, settings).ConfigureAwait(false);
-                }
-                var scanned = 0;
-                int length;
-                while (!connection.TryFindHead(ref scanned, out length)
-                    || Http1ResponseHead.StatusOf(connection.BufferedSpan[..length]) is >= 100 and < 200 and not 101)
-                {
-                    if (length > 0)
-                    {
-                        connection.Consume(length);
-                        scanned = 0;
-                        continue;
-                    }
-                    var mayBeStale = reused && !hasBody && connection.Buffered == 0;
-                    int read;
-                    try
-                    {
-                        read = await connection.ReceiveAsync(timeouts.Token).ConfigureAwait(false);
-                    }
-                    catch (SocketException) when (mayBeStale)
-                    {
-                        read = 0;
-                    }
-                    if (read == 0 && !mayBeStale)
-                    {
-                        throw new HttpRequestException(HttpRequestError.ResponseEnded, "The upstream closed the connection before the response head was complete.");
-                    }
-                    if (read == 0)
-                    {
-                        break;
-                    }
-                    connection.Received(read);
-                }
-                if (length == 0)
-                {
-                    connection.Abandon();   // stale: once more on a fresh connection
-                    continue;
-                }
-                x.ResponseHeadLength = length;
-                x.Response = Http1ResponseHead.Parse(connection.BufferedSpan[..length], x.Head.Method == "HEAD");
-                // The request is written upstream: its bytes are not needed any more (a long stream holds none).
-                x.ReleaseRequest();
-                return;
+                await connection.SendAllAsync(x.RequestHead.AsMemory(0, x.RequestHeadLength), timeouts.Token).ConfigureAwait(false);
+                break;
+            }
+            catch (SocketException) when (x.Reused)
+            {
+                connection.Abandon();
+                x.Upstream = null;
             }
         }
-        finally
+        x.BodyStarted = x.Head.ContentLength > 0;
+        if (!x.BodyConsumed)
         {
-            HeadBuffers.Return(x.RequestHead!);
-            x.RequestHead = null;
+            await CopyRequestBodyAsync(x, x.Upstream, timeouts, settings).ConfigureAwait(false);
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using EdgeProxy.Balancing;
 using EdgeProxy.Configuration;
@@ -12,7 +13,7 @@ namespace EdgeProxy.Forwarding;
 
 /// <summary>
 /// Sends one client request to a backend of its model and relays the answer, with one exchange
-/// core for both request paths (<see cref="ExchangeAsync"/>): Kestrel's <c>HttpContext</c> and
+/// core for both request paths (<see cref="ServeAsync"/>): Kestrel's <c>HttpContext</c> and
 /// SocketsHttpHandler (<c>HttpForwarder.General.cs</c>), or the raw HTTP/1.1 front and client
 /// (<c>HttpForwarder.Http1.cs</c>). Fails over to another backend only while the request provably
 /// was not delivered (connect refused/reset/timed out and no body byte read); once the response has
@@ -34,47 +35,121 @@ internal sealed partial class HttpForwarder(
     private static readonly TimeSpan AbortGrace = TimeSpan.FromMilliseconds(100);
 
     /// <summary>
-    /// One exchange, the same steps on both paths: (1) pick a backend and send, failing over while
-    /// nothing was delivered; (2) relay the response, or (3) answer the failure; passive health,
-    /// metrics and the request's log line on the way. True when the client connection may carry
-    /// another request (what the fast path's keep-alive needs).
+    /// A client's requests, one exchange after another, the same steps on both paths: (0) take the
+    /// request; (1) pick a backend and send, failing over while nothing was delivered; (2) relay
+    /// the response (<see cref="RespondAsync"/>), or (3) answer the failure; passive health, metrics
+    /// and the request's log line on the way. One async frame serves a whole fast-path connection,
+    /// as Kestrel's request loop does, and every wait in it is a pipe's or a socket's own ValueTask,
+    /// so a request allocates no state machine: a pooled frame per request or per attempt is
+    /// allocated afresh whenever requests in flight outnumber the pool's per-thread slots, or one
+    /// resumes on another thread than it began. True when the connection goes to Kestrel (a
+    /// request the fast path does not serve, left unread).
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> ExchangeAsync<TClient, TUpstream>(TClient client, TUpstream upstream, ModelRoute route, ulong? affinityKey, long started)
+    private async ValueTask<bool> ServeAsync<TClient, TUpstream>(TClient client, TUpstream upstream)
         where TClient : struct, IExchangeClient
         where TUpstream : struct, IUpstreamExchange
     {
-        var attempt = new Attempt();
-        ulong tried = 0;
-        while (!attempt.Sent)
+        while (true)
         {
-            if (!NextBackend(route, affinityKey, tried, client.RequestId, ref attempt))
+            // 0. The next request.
+            RequestStep step;
+            do
             {
-                return await FailBeforeResponseAsync(client, route, attempt, started).ConfigureAwait(false);
-            }
-            upstream.Prepare(route.Backends[attempt.Index]);
-            route.Backends[attempt.Index].State.OnRequestStart();
-            metrics.UpstreamStarted();
-            ExchangeTimers.AwaitUpstream(client.Timeouts, settings);
-            try
-            {
-                await upstream.SendAsync(client.Timeouts).ConfigureAwait(false);
-                attempt.Sent = true;
-            }
-            catch (Exception ex)
-            {
-                upstream.Abandon();
-                var failure = Wrap(ex);
-                attempt.Error = Classify(failure, client.Gone, upstream.ClientReadError);
-                if (!RetryAfterFailedAttempt(route, attempt, failure, upstream.BodyStarted, upstream.HasBody, client.Method, client.RequestId))
+                try
                 {
-                    return await FailBeforeResponseAsync(client, route, attempt, started).ConfigureAwait(false);
+                    step = client.TakeRequest(await client.ReadAsync().ConfigureAwait(false));
                 }
-                tried |= 1UL << attempt.Index;
+                catch (OperationCanceledException)
+                {
+                    return false;   // idle too long, or a head that never completes: close, as Kestrel does
+                }
+            }
+            while (step == RequestStep.NeedBytes);
+            if (step != RequestStep.Ready)
+            {
+                if (step == RequestStep.Refuse)
+                {
+                    await client.WriteErrorAsync(ForwarderErrors.StatusCode(ForwarderError.Shutdown), ForwarderError.Shutdown).ConfigureAwait(false);
+                }
+                return step == RequestStep.HandOver;
+            }
+
+            // 1. Attempts until one is answered, or none may be made.
+            var route = client.Route;
+            var attempt = new Attempt();
+            ulong tried = 0;
+            while (!attempt.Sent && NextBackend(route, client.AffinityKey, tried, client.RequestId, ref attempt))
+            {
+                StartAttempt(route, attempt, upstream, client.Timeouts);
+                try
+                {
+                    await upstream.SendAsync(client.Timeouts, fresh: false).ConfigureAwait(false);
+                    while (!upstream.TakeResponseHead())
+                    {
+                        int read;
+                        try
+                        {
+                            read = await upstream.ReceiveAsync(client.Timeouts).ConfigureAwait(false);
+                        }
+                        catch (SocketException) when (upstream.MayBeStale)
+                        {
+                            read = 0;
+                        }
+                        if (!upstream.Received(read))
+                        {
+                            // A reused connection the backend had closed: the same request once more on
+                            // a fresh one, as SocketsHttpHandler does (nothing of it was consumed).
+                            upstream.Abandon();
+                            await upstream.SendAsync(client.Timeouts, fresh: true).ConfigureAwait(false);
+                        }
+                    }
+                    attempt.Sent = true;
+                }
+                catch (Exception ex)
+                {
+                    upstream.Abandon();
+                    var failure = Wrap(ex);
+                    attempt.Error = Classify(failure, client.Gone, upstream.ClientReadError);
+                    if (!RetryAfterFailedAttempt(route, attempt, failure, upstream.BodyStarted, upstream.HasBody, client.Method, client.RequestId))
+                    {
+                        break;
+                    }
+                    tried |= 1UL << attempt.Index;
+                }
+            }
+
+            // 2. The response, or 3. the failure.
+            var keepAlive = attempt.Sent
+                ? await RespondAsync(client, upstream, route, attempt).ConfigureAwait(false)
+                : await FailBeforeResponseAsync(client, route, attempt).ConfigureAwait(false);
+            if (!client.EndRequest(keepAlive))
+            {
+                return false;
             }
         }
+    }
 
-        // 2. The response: passive health from its status, then the relay.
+    /// <summary>The backend's in-flight count, the gateway's, and the exchange's timer for the wait on the backend.</summary>
+    private void StartAttempt<TUpstream>(ModelRoute route, in Attempt attempt, TUpstream upstream, CancellationTokenSource timeouts)
+        where TUpstream : struct, IUpstreamExchange
+    {
+        upstream.Prepare(route.Backends[attempt.Index]);
+        route.Backends[attempt.Index].State.OnRequestStart();
+        metrics.UpstreamStarted();
+        ExchangeTimers.AwaitUpstream(timeouts, settings);
+    }
+
+    /// <summary>
+    /// (2) The response: passive health from its status, then the relay, which completes without
+    /// waiting when the whole response is already read (then no state machine is allocated). True
+    /// when the client connection may carry another request.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> RespondAsync<TClient, TUpstream>(TClient client, TUpstream upstream, ModelRoute route, Attempt attempt)
+        where TClient : struct, IExchangeClient
+        where TUpstream : struct, IUpstreamExchange
+    {
         var status = upstream.Status;
         ReportResponseStatus(route, route.Backends[attempt.Index], attempt.Admission, status);
         var usage = status is >= 200 and < 300 && upstream.CarriesUsage ? client.Usage() : null;
@@ -98,8 +173,8 @@ internal sealed partial class HttpForwarder(
             route.Backends[attempt.Index].State.OnRequestEnd(error: BlamesBackend(status, outcome));
             metrics.UpstreamEnded();
         }
-        var firstByteMs = relay.FirstChunkAt == 0 ? (double?)null : time.GetElapsedTime(started, relay.FirstChunkAt).TotalMilliseconds;
-        CompleteResponse(client.Method, route, route.Backends[attempt.Index], status, attempt.Count, outcome, usage, client.RequestId, started, firstByteMs);
+        var firstByteMs = relay.FirstChunkAt == 0 ? (double?)null : time.GetElapsedTime(client.Started, relay.FirstChunkAt).TotalMilliseconds;
+        CompleteResponse(client.Method, route, route.Backends[attempt.Index], status, attempt.Count, outcome, usage, client.RequestId, client.Started, firstByteMs);
         return keep;
     }
 
@@ -137,7 +212,7 @@ internal sealed partial class HttpForwarder(
 
     /// <summary>(3) No backend answered: the error status, unless the client is gone.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> FailBeforeResponseAsync<TClient>(TClient client, ModelRoute route, Attempt attempt, long started)
+    private async ValueTask<bool> FailBeforeResponseAsync<TClient>(TClient client, ModelRoute route, Attempt attempt)
         where TClient : struct, IExchangeClient
     {
         var error = attempt.Error;
@@ -152,7 +227,7 @@ internal sealed partial class HttpForwarder(
             written = await client.WriteErrorAsync(status, error).ConfigureAwait(false);
             error = written ? error : ForwarderError.ClientGone;
         }
-        Complete(client.Method, route, attempt.Count == 0 ? null : route.Backends[attempt.Index].State, status, attempt.Count, error, client.RequestId, started, null);
+        Complete(client.Method, route, attempt.Count == 0 ? null : route.Backends[attempt.Index].State, status, attempt.Count, error, client.RequestId, client.Started, null);
         return written;
     }
 
