@@ -55,7 +55,7 @@ public class FastPathBenchmarks
         var table = Fixtures.Table();
         table.TryGetModel("svc0", "model-0", out var route);
         _target = route!.Backends[0].Http1 ?? Http1Target.TryCreate("http://10.0.0.1:8001/v1-prefix", "Authorization", "Bearer sk-upstream")!;
-        _exchange = new Http1Exchange(new DefaultConnectionContext(), IPAddress.Parse("10.1.2.3"), peerTrusted: false);
+        _exchange = new Http1Exchange(new DefaultConnectionContext(), IPAddress.Parse("10.1.2.3"), peerTrusted: false, gate: null!);   // no request is admitted here
         _head.TryRead(_request, out _);
         _head.RemainderOffset = "/svc0/model-0".Length;
         _response = Http1ResponseHead.Parse(ResponseHead, headRequest: false);

@@ -49,6 +49,9 @@ internal enum AffinityKind
 
     /// <summary>Pin by a request header (e.g. a session or user id, for KV-cache locality).</summary>
     Header,
+
+    /// <summary>Pin by the conversation's opening read from the JSON body (system prompt and first question), else by client IP.</summary>
+    Prefix,
 }
 
 internal sealed record AffinityConfig(AffinityKind Kind, string? HeaderName = null)
@@ -59,6 +62,7 @@ internal sealed record AffinityConfig(AffinityKind Kind, string? HeaderName = nu
     {
         AffinityKind.ClientIp => "client_ip",
         AffinityKind.None => "none",
+        AffinityKind.Prefix => "prefix",
         _ => "header:" + HeaderName,
     };
 }

@@ -268,6 +268,33 @@ internal static class BackendsConfigLoader
         return factor;
     }
 
+    /// <summary>An optional integer field from <paramref name="min"/> to <paramref name="max"/>; null when absent or wrong (wrong is an error).</summary>
+    private static int? ReadInteger(JsonElement owner, string name, string path, int min, int max, List<ConfigError> errors)
+    {
+        if (!owner.TryGetProperty(name, out var element) || element.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+        var expected = $"expected an integer from {min} to {max}, found";
+        if (element.ValueKind != JsonValueKind.Number)
+        {
+            errors.Add(new ConfigError($"{path}.{name}", $"{expected} {Describe(element)}"));
+        }
+        else if (!element.TryGetInt32(out var value))
+        {
+            errors.Add(new ConfigError($"{path}.{name}", $"{expected} {element.GetRawText()} (not an integer)"));
+        }
+        else if (value < min || value > max)
+        {
+            errors.Add(new ConfigError($"{path}.{name}", $"{expected} {value}"));
+        }
+        else
+        {
+            return value;
+        }
+        return null;
+    }
+
     private static string? IdOf(JsonElement backend)
         => backend.ValueKind == JsonValueKind.Object && backend.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String
             && id.GetString()!.Trim() is { Length: > 0 } value ? value : null;
@@ -282,6 +309,8 @@ internal static class BackendsConfigLoader
                 return AffinityConfig.ClientIp;
             case "none":
                 return new AffinityConfig(AffinityKind.None);
+            case "prefix":
+                return new AffinityConfig(AffinityKind.Prefix);
         }
         if (value is not null && value.StartsWith("header:", StringComparison.OrdinalIgnoreCase))
         {
@@ -291,7 +320,7 @@ internal static class BackendsConfigLoader
                 return new AffinityConfig(AffinityKind.Header, header);
             }
         }
-        errors.Add(new ConfigError(path, $"expected \"client_ip\", \"none\" or \"header:<Name>\", found {Describe(element)}"));
+        errors.Add(new ConfigError(path, $"expected \"client_ip\", \"prefix\", \"none\" or \"header:<Name>\", found {Describe(element)}"));
         return AffinityConfig.ClientIp;
     }
 
@@ -313,22 +342,7 @@ internal static class BackendsConfigLoader
             url = ValidateUrl(url, path + ".url", errors);
         }
 
-        var weight = 1;
-        if (backend.TryGetProperty("weight", out var weightElement) && weightElement.ValueKind != JsonValueKind.Null)
-        {
-            if (weightElement.ValueKind != JsonValueKind.Number)
-            {
-                errors.Add(new ConfigError(path + ".weight", $"expected an integer from 1 to {MaxWeight}, found {Describe(weightElement)}"));
-            }
-            else if (!weightElement.TryGetInt32(out weight))
-            {
-                errors.Add(new ConfigError(path + ".weight", $"expected an integer from 1 to {MaxWeight}, found {weightElement.GetRawText()} (not an integer)"));
-            }
-            else if (weight < 1 || weight > MaxWeight)
-            {
-                errors.Add(new ConfigError(path + ".weight", $"expected an integer from 1 to {MaxWeight}, found {weight}"));
-            }
-        }
+        var weight = ReadInteger(backend, "weight", path, 1, MaxWeight, errors) ?? 1;
 
         string? apiKey = null;
         if (backend.TryGetProperty("api_key", out var keyElement) && keyElement.ValueKind != JsonValueKind.Null)

@@ -5,7 +5,7 @@ namespace EdgeProxy.Forwarding;
 /// <summary>
 /// One upstream HTTP/1.1 connection of the fast path: the request head (and body) go out as bytes,
 /// the response head is found in the connection's buffer (and parsed by <see cref="Http1ResponseHead"/>),
-/// the body is read by a <see cref="Http1ResponseStream"/>.
+/// the body is read by a <see cref="Http1ResponseBody"/>.
 /// <para>
 /// A connection goes back to its pool only when it is provably clean: the response was completely
 /// framed, nothing beyond it was received (neither in the buffer nor waiting in the socket), and
@@ -56,13 +56,10 @@ internal sealed class Http1Connection : IDisposable
     {
         _handedBack = 0;
         _notReusable = false;
-        Reused = _reused;
+        var reused = _reused;
         _reused = true;
-        return Reused;
+        return reused;
     }
-
-    /// <summary>The current exchange runs on a connection that carried one before (set by <see cref="BeginExchange"/>).</summary>
-    internal bool Reused { get; private set; }
 
     /// <summary>
     /// True when a complete response head is buffered; <paramref name="scanned"/> carries how far
@@ -156,7 +153,7 @@ internal sealed class Http1Connection : IDisposable
     internal bool IsClosed => Volatile.Read(ref _state) == Closed;
 
     /// <summary>Moves unread bytes to the front; grows the buffer (up to the head limit) when it is full.</summary>
-    internal void MakeRoom()
+    private void MakeRoom()
     {
         if (_start > 0)
         {
@@ -192,16 +189,6 @@ internal sealed class Http1Connection : IDisposable
     internal ReadOnlySpan<byte> BufferedSpan => _buffer.AsSpan(_start, _end - _start);
 
     internal void Consume(int count) => _start += count;
-
-    /// <summary>Receives more bytes into the connection buffer; 0 at end of stream.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    internal async ValueTask<int> FillAsync(CancellationToken cancellationToken)
-    {
-        MakeRoom();
-        var read = await _socket.ReceiveAsync(_buffer.AsMemory(_end), cancellationToken).ConfigureAwait(false);
-        _end += read;
-        return read;
-    }
 
     /// <summary>The body ended cleanly: back to the pool when the connection can carry another exchange.</summary>
     internal void Release(bool keepAlive)

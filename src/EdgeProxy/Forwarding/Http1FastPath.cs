@@ -53,10 +53,10 @@ internal sealed partial class Http1FastPath(
         }
         peer = Normalize(peer);
         bool handOver;
-        var exchange = new Http1Exchange(connection, peer, settings.TrustedProxies.Count > 0 && ClientAddress.IsTrusted(peer, settings.TrustedProxies), forwarder.ShutdownDeadline, https: tls is not null);
+        var exchange = new Http1Exchange(connection, peer, settings.TrustedProxies.Count > 0 && ClientAddress.IsTrusted(peer, settings.TrustedProxies), this, forwarder.ShutdownDeadline, https: tls is not null);
         try
         {
-            handOver = await forwarder.ServeHttp1Async(exchange, this).ConfigureAwait(false);
+            handOver = await forwarder.ServeHttp1Async(exchange).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ConnectionResetException or ConnectionAbortedException)
         {
@@ -80,8 +80,9 @@ internal sealed partial class Http1FastPath(
 
     /// <summary>
     /// The route when the request is a proxy request the fast path relays: not a dispatcher
-    /// endpoint, a well-formed route, authorised, with only plain-http backends and no
-    /// header-based affinity. Null sends it to Kestrel, which answers errors in the usual words.
+    /// endpoint, a well-formed route, authorised, with only plain-http backends, no header-based
+    /// affinity, and no body to read ahead for prefix affinity (which the general path does: an LLM
+    /// request's cost dwarfs the difference). Null sends it to Kestrel, which answers errors in the usual words.
     /// </summary>
     internal ModelRoute? Admit(Http1RequestHead head)
     {
@@ -101,7 +102,8 @@ internal sealed partial class Http1FastPath(
         {
             return null;
         }
-        if (!routes.Current.TryGetModel(path.Service, path.Model, out var route) || route.AffinityConfig.Kind == AffinityKind.Header)
+        if (!routes.Current.TryGetModel(path.Service, path.Model, out var route) || route.AffinityConfig.Kind == AffinityKind.Header
+            || (route.AffinityConfig.Kind == AffinityKind.Prefix && head.ContentLength > 0))
         {
             return null;
         }
@@ -154,75 +156,4 @@ internal sealed partial class Http1FastPath(
 
     [ZLogger.ZLoggerMessage(LogLevel.Warning, "fast path: connection failed ({exceptionType}: {detail})")]
     private static partial void LogConnectionFailed(ILogger logger, string exceptionType, string detail);
-}
-
-/// <summary>The client side of the fast path's exchanges on one connection.</summary>
-/// <param name="shutdownDeadline">The end of a shutdown's drain (<see cref="ShutdownDrain.Deadline"/>): it cancels the exchange in flight like the client leaving does.</param>
-internal sealed class Http1Exchange(ConnectionContext connection, IPAddress peer, bool peerTrusted, CancellationToken shutdownDeadline = default, bool https = false) : IDisposable
-{
-    /// <summary>The client connection is TLS (X-Forwarded-Proto: https).</summary>
-    public bool Https { get; } = https;
-
-    /// <summary>The peer is a configured trusted proxy: its X-Forwarded-* fields are believed (<see cref="ClientAddress"/>).</summary>
-    public bool PeerTrusted { get; } = peerTrusted;
-
-    private CancellationTokenSource? _timeouts;
-
-    /// <summary>
-    /// The request's timer source, linked to the client connection closing and to the shutdown deadline: one per connection,
-    /// reset between requests (a fresh linked source per request cost an allocation, a
-    /// registration on the connection's token and its removal, every time).
-    /// </summary>
-    public CancellationTokenSource RentTimeouts()
-    {
-        var timeouts = _timeouts ?? CancellationTokenSource.CreateLinkedTokenSource(Connection.ConnectionClosed, shutdownDeadline);
-        _timeouts = null;
-        return timeouts;
-    }
-
-    /// <summary>Back for the next request unless it fired (a cancelled source cannot be reset).</summary>
-    public void ReturnTimeouts(CancellationTokenSource timeouts)
-    {
-        if (timeouts.TryReset())
-        {
-            _timeouts = timeouts;
-        }
-        else
-        {
-            timeouts.Dispose();
-        }
-    }
-
-    private Observability.UsageScanner? _usage;
-
-    /// <summary>The connection's usage scanner, reset for the request that asks (one request at a time per connection).</summary>
-    public Observability.UsageScanner ResetUsage()
-    {
-        var usage = _usage ??= new Observability.UsageScanner();
-        usage.Reset();
-        return usage;
-    }
-
-    /// <summary>The current request's head (its buffer is rented per request).</summary>
-    public Http1RequestHead Head { get; } = new();
-
-    /// <summary>The current response's body reader (<see cref="Http1ResponseStream.Begin"/> per response).</summary>
-    public Http1ResponseStream ResponseBody { get; } = new();
-
-    public void Dispose()
-    {
-        _timeouts?.Dispose();
-        Head.Release();
-    }
-
-    public ConnectionContext Connection { get; } = connection;
-
-    public IPAddress Peer { get; } = peer;
-
-    /// <summary>The peer as written in X-Forwarded-For / X-Real-IP, formatted once per connection.</summary>
-    public byte[] PeerBytes { get; } = Encoding.ASCII.GetBytes(peer.ToString());
-
-    public PipeReader Input => Connection.Transport.Input;
-
-    public PipeWriter Output => Connection.Transport.Output;
 }

@@ -69,93 +69,34 @@ internal readonly record struct Http1ResponseHead(
         {
             throw Invalid("malformed status line");
         }
-        var http10 = line[7] == (byte)'0';
-        var keepAlive = !http10;
-        long contentLength = -1;
-        var chunked = false;
-        var transferEncoding = false;
-        var hasDate = false;
-        var contentType = default(ReadOnlySpan<byte>);
-        var connectionNamesFields = false;
-        var fields = head[(lineEnd + 2)..^2];
-        while (!fields.IsEmpty)
-        {
-            // field-line = field-name ":" OWS field-value OWS   (RFC 9112 §5): a token name (no
-            // whitespace before the colon, no obs-fold line) and a value without control bytes.
-            lineEnd = HttpAscii.IndexOfCrlf(fields);
-            line = lineEnd < 0 ? fields : fields[..lineEnd];
-            fields = lineEnd < 0 ? default : fields[(lineEnd + 2)..];
-            var colon = line.IndexOf((byte)':');
-            var name = colon < 0 ? default : line[..colon];
-            var value = HttpAscii.TrimOws(line[(colon + 1)..]);
-            if (!HttpSyntax.IsToken(name) || !HttpSyntax.IsResponseFieldValue(value))
-            {
-                throw Invalid("malformed header field");
-            }
-            switch (FieldOf(name))
-            {
-                case Field.ContentLength:
-                    // RFC 9110 §8.6: one Content-Length, 1*DIGIT (repeated lines, even equal, are refused).
-                    if (contentLength >= 0 || !HttpSyntax.TryParseContentLength(value, out contentLength))
-                    {
-                        throw Invalid("invalid Content-Length");
-                    }
-                    break;
-                case Field.TransferEncoding:
-                    transferEncoding = true;
-                    chunked = value.Length >= 7 && HttpAscii.EqualsIgnoreCase(value[^7..], "chunked"u8);
-                    break;
-                case Field.Connection:
-                    var tokens = HeaderRules.ReadConnection(value);
-                    if ((tokens & ConnectionTokens.Close) != 0)
-                    {
-                        keepAlive = false;
-                    }
-                    else if ((tokens & ConnectionTokens.KeepAlive) != 0)
-                    {
-                        keepAlive |= http10;
-                    }
-                    connectionNamesFields |= (tokens & ConnectionTokens.NamesFields) != 0;
-                    break;
-                case Field.ContentType:
-                    contentType = value;
-                    break;
-                case Field.Date:
-                    hasDate = true;
-                    break;
-            }
-        }
-        if (status == 204 && (transferEncoding || contentLength > 0))
+        var fields = new Fields(http10: line[7] == (byte)'0');
+        fields.Read(head[(lineEnd + 2)..^2]);
+        if (status == 204 && (fields.TransferEncoding || fields.ContentLength > 0))
         {
             // RFC 9110 §8.6, RFC 9112 §6.1: a 204 carries no body and no framing for one.
             throw Invalid("framing on a 204");
         }
+        return Frame(status, ref fields, bodyAllowed: !headRequest && status is not (204 or 304));
+    }
 
-        var hasLength = contentLength >= 0;
-        var clientLength = status == 204 ? -1 : contentLength;
-        long bodyLength = contentLength;
-        var bodyAllowed = !headRequest && status is not (204 or 304);
+    /// <summary>How the body is framed upstream and towards the client (RFC 9112 §6.3), and what kind of stream it is.</summary>
+    private static Http1ResponseHead Frame(int status, ref Fields fields, bool bodyAllowed)
+    {
+        var hasLength = fields.ContentLength >= 0;
+        var clientLength = status == 204 ? -1 : fields.ContentLength;
+        var bodyLength = fields.ContentLength;
         Http1Framing framing;
         if (!bodyAllowed)
         {
             // RFC 9110 §6.4.1: no body follows, whatever the framing fields say; the connection stays usable.
-            framing = Http1Framing.Length;
-            bodyLength = 0;
-            if (chunked)
-            {
-                clientLength = -1;
-            }
+            (framing, bodyLength) = (Http1Framing.Length, 0);
+            clientLength = fields.Chunked ? -1 : clientLength;
         }
-        else if (chunked)
+        else if (fields.Chunked)
         {
             // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and the connection must not be reused.
-            framing = Http1Framing.Chunked;
-            if (hasLength)
-            {
-                keepAlive = false;
-            }
-            bodyLength = -1;
-            clientLength = -1;
+            (framing, bodyLength, clientLength) = (Http1Framing.Chunked, -1, -1);
+            fields.KeepAlive &= !hasLength;
         }
         else if (hasLength)
         {
@@ -164,25 +105,79 @@ internal readonly record struct Http1ResponseHead(
         else
         {
             framing = Http1Framing.UntilClose;
-            keepAlive = false;
+            fields.KeepAlive = false;
+        }
+        var contentType = fields.ContentType;
+        var kind = StartsWithIgnoreCase(contentType, "text/event-stream"u8) ? StreamKind.Sse
+            : StartsWithIgnoreCase(contentType, "application/x-ndjson"u8) || StartsWithIgnoreCase(contentType, "application/ndjson"u8)
+                || StartsWithIgnoreCase(contentType, "application/jsonl"u8) ? StreamKind.Ndjson
+            : !hasLength && fields.Chunked ? StreamKind.Chunked
+            : StreamKind.None;
+        var carriesUsage = kind is StreamKind.Sse or StreamKind.Ndjson || ContainsJson(contentType);
+        return new Http1ResponseHead(status, framing, bodyLength, fields.KeepAlive, kind, carriesUsage, fields.HasDate, clientLength, bodyAllowed, fields.ConnectionNamesFields);
+    }
+
+    /// <summary>What the response's field lines say about framing, the connection and the content.</summary>
+    private ref struct Fields(bool http10)
+    {
+        public long ContentLength = -1;
+        public bool Chunked;
+        public bool TransferEncoding;
+        public bool KeepAlive = !http10;
+        public bool HasDate;
+        public bool ConnectionNamesFields;
+        public ReadOnlySpan<byte> ContentType;
+        private readonly bool _http10 = http10;
+
+        public void Read(ReadOnlySpan<byte> fields)
+        {
+            while (!fields.IsEmpty)
+            {
+                // field-line = field-name ":" OWS field-value OWS   (RFC 9112 §5): a token name (no
+                // whitespace before the colon, no obs-fold line) and a value without control bytes.
+                var lineEnd = HttpAscii.IndexOfCrlf(fields);
+                var line = lineEnd < 0 ? fields : fields[..lineEnd];
+                fields = lineEnd < 0 ? default : fields[(lineEnd + 2)..];
+                var colon = line.IndexOf((byte)':');
+                var name = colon < 0 ? default : line[..colon];
+                var value = HttpAscii.TrimOws(line[(colon + 1)..]);
+                if (!HttpSyntax.IsToken(name) || !HttpSyntax.IsResponseFieldValue(value))
+                {
+                    throw Invalid("malformed header field");
+                }
+                Apply(FieldOf(name), value);
+            }
         }
 
-        var kind = StreamKind.None;
-        if (StartsWithIgnoreCase(contentType, "text/event-stream"u8))
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        private void Apply(Field field, ReadOnlySpan<byte> value)
         {
-            kind = StreamKind.Sse;
+            switch (field)
+            {
+                case Field.ContentLength:
+                    // RFC 9110 §8.6: one Content-Length, 1*DIGIT (repeated lines, even equal, are refused).
+                    if (ContentLength >= 0 || !HttpSyntax.TryParseContentLength(value, out ContentLength))
+                    {
+                        throw Invalid("invalid Content-Length");
+                    }
+                    break;
+                case Field.TransferEncoding:
+                    TransferEncoding = true;
+                    Chunked = value.Length >= 7 && HttpAscii.EqualsIgnoreCase(value[^7..], "chunked"u8);
+                    break;
+                case Field.Connection:
+                    var tokens = HeaderRules.ReadConnection(value);
+                    KeepAlive = (tokens & ConnectionTokens.Close) == 0 && (KeepAlive || (_http10 && (tokens & ConnectionTokens.KeepAlive) != 0));
+                    ConnectionNamesFields |= (tokens & ConnectionTokens.NamesFields) != 0;
+                    break;
+                case Field.ContentType:
+                    ContentType = value;
+                    break;
+                case Field.Date:
+                    HasDate = true;
+                    break;
+            }
         }
-        else if (StartsWithIgnoreCase(contentType, "application/x-ndjson"u8) || StartsWithIgnoreCase(contentType, "application/ndjson"u8)
-            || StartsWithIgnoreCase(contentType, "application/jsonl"u8))
-        {
-            kind = StreamKind.Ndjson;
-        }
-        else if (!hasLength && chunked)
-        {
-            kind = StreamKind.Chunked;
-        }
-        var carriesUsage = kind is StreamKind.Sse or StreamKind.Ndjson || ContainsJson(contentType);
-        return new Http1ResponseHead(status, framing, bodyLength, keepAlive, kind, carriesUsage, hasDate, clientLength, bodyAllowed, connectionNamesFields);
     }
 
     private static bool StartsWithIgnoreCase(ReadOnlySpan<byte> value, ReadOnlySpan<byte> prefix)

@@ -10,22 +10,17 @@ using EdgeProxy.Configuration;
 using EdgeProxy.Health;
 using EdgeProxy.Observability;
 using EdgeProxy.Routing;
-using Microsoft.AspNetCore.Connections.Features;
 
 namespace EdgeProxy.Forwarding;
 
 /// <summary>
-/// The fast path's relay (<see cref="Http1FastPath"/>): the same exchange as
-/// <see cref="ForwardAsync"/> — pick, fail over while nothing was delivered, passive health,
-/// timers, usage, metrics, error frames — with the client side on the raw connection and the
-/// upstream side on a <see cref="Http1Connection"/>, bytes in and bytes out.
+/// The fast path's sides of the exchange (<see cref="ExchangeAsync"/>, the same core as
+/// <see cref="ForwardAsync"/>): the client is the raw HTTP/1.1 connection
+/// (<see cref="Http1FastPath"/>, <see cref="Http1Exchange"/>), the upstream the raw HTTP/1.1 client
+/// (<see cref="Http1Connection"/>), bytes in and bytes out.
 /// </summary>
 internal sealed partial class HttpForwarder
-{
-    /// <summary>Request bodies up to this size that arrived with the head go upstream in the head's send, and can be re-sent on failover.</summary>
-    private const int InlineBodyLimit = 64 * 1024;
-
-    /// <summary>Largest body slice relayed per read (the general path's copy buffer is 64 KiB too).</summary>
+{    /// <summary>Largest body slice relayed per read (the general path's copy buffer is 64 KiB too).</summary>
     private const int RelayChunk = 64 * 1024;
 
     /// <summary>A chunk header with a fixed-width size (RFC 9112 §7.1 allows leading zeros): "0000abcd\r\n".</summary>
@@ -51,320 +46,234 @@ internal sealed partial class HttpForwarder
     internal void DisposeUpstreamPools() => _pools.Dispose();
 
     /// <summary>
-    /// Serves one client connection while its requests are fast-path requests: reads each head,
-    /// lets <paramref name="gate"/> admit it and relays it. True when a request was declined: its
-    /// head is left unread and the connection goes to Kestrel. One async method for the whole
-    /// connection on purpose — its state machine is allocated once per connection, where a relay
-    /// method per request allocated its own (about 360 of the 800 bytes a request allocated).
+    /// Serves one client connection while its requests are fast-path requests (<see cref="ServeAsync"/>,
+    /// the one frame for all of them). True when a request was declined: its head is left unread and
+    /// the connection goes to Kestrel.
     /// </summary>
-    internal async Task<bool> ServeHttp1Async(Http1Exchange exchange, Http1FastPath gate)
+    internal ValueTask<bool> ServeHttp1Async(Http1Exchange exchange) => ServeAsync(new Http1Client(this, exchange), new Http1Upstream(this, exchange));
+
+    /// <summary>
+    /// Step 0 on the fast path: the head in <paramref name="read"/>, under Kestrel's keep-alive and
+    /// header timeouts (<see cref="Http1Exchange.AwaitHead"/>), then the gate's admission.
+    /// </summary>
+    private RequestStep TakeHttp1Request(Http1Exchange x, in ReadResult read)
     {
-        var input = exchange.Input;
-        var head = exchange.Head;
-        var clientGone = exchange.Connection.ConnectionClosed;
-        using var idle = new CancellationTokenSource();
-        using var closeRequested = exchange.Connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested
-            .UnsafeRegister(static s => ((PipeReader)s!).CancelPendingRead(), input);
-        // The server's shutdown asked this connection to close (Kestrel's close request cancels the pending read).
-        var closing = false;
-        while (true)
+        var (input, head, buffer) = (x.Input, x.Head, read.Buffer);
+        if (read.IsCanceled)
         {
-            // 1. A complete head, under Kestrel's keep-alive and header timeouts.
-            ReadResult result;
-            Http1HeadStatus status;
-            SequencePosition consumed;
-            // Kestrel's rules: the keep-alive timeout until a request's first byte, then the headers
-            // timeout from that byte on, armed once (re-arming it per read would let a client
-            // that sends a byte every 29 s hold the connection for ever).
-            var headTimerArmed = false;
-            idle.CancelAfter(Http1FastPath.KeepAliveTimeout);
-            while (true)
+            // Server shutdown: an idle connection closes now; a request already begun is still
+            // answered, and then the connection closes.
+            x.Closing = true;
+            if (buffer.IsEmpty)
             {
-                try
-                {
-                    result = await input.ReadAsync(idle.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                    return false;   // idle too long, or a head that never completes: close, as Kestrel does
-                }
-                if (result.IsCanceled)
-                {
-                    // Server shutdown: an idle connection closes now; a request already begun is
-                    // still answered (below), and then the connection closes.
-                    if (result.Buffer.IsEmpty)
-                    {
-                        input.AdvanceTo(result.Buffer.End);
-                        return false;
-                    }
-                    closing = true;
-                }
-                status = head.TryRead(result.Buffer, out consumed);
-                if (status != Http1HeadStatus.Incomplete)
-                {
-                    break;
-                }
-                if (result.IsCompleted)
-                {
-                    input.AdvanceTo(result.Buffer.End);
-                    return false;   // the client closed (possibly mid-head)
-                }
-                if (!headTimerArmed && !result.Buffer.IsEmpty)
-                {
-                    idle.CancelAfter(Http1FastPath.RequestHeadersTimeout);
-                    headTimerArmed = true;
-                }
-                input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+                input.AdvanceTo(buffer.End);
+                return RequestStep.Close;
             }
-            idle.CancelAfter(Timeout.InfiniteTimeSpan);
+        }
+        var status = head.TryRead(buffer, out var consumed);
+        if (status == Http1HeadStatus.Incomplete)
+        {
+            if (read.IsCompleted)
+            {
+                input.AdvanceTo(buffer.End);
+                return RequestStep.Close;   // the client closed, possibly mid-head
+            }
+            x.HeadBegun(!buffer.IsEmpty);
+            input.AdvanceTo(buffer.Start, buffer.End);
+            return RequestStep.NeedBytes;
+        }
 
-            // 2. Ours, or Kestrel's from here on (the head stays unread for it).
-            var route = status == Http1HeadStatus.Fast ? gate.Admit(head) : null;
-            if (route is null)
+        // Ours, or Kestrel's from here on (the head stays unread for it).
+        var route = status == Http1HeadStatus.Fast ? x.Gate.Admit(head) : null;
+        if (route is null)
+        {
+            if (x.Closing)
             {
-                if (closing)
-                {
-                    // Kestrel serves nothing on a connection that reaches it after its shutdown began
-                    // (it closes it unanswered), so a request that began before the signal is
-                    // answered here: the gateway is shutting down, try again elsewhere.
-                    var id = status == Http1HeadStatus.Fast ? RequestIdOf(head) : RequestIds.Next();
-                    input.AdvanceTo(result.Buffer.End);
-                    await WriteErrorAsync(exchange.Output, head, ForwarderErrors.StatusCode(ForwarderError.Shutdown), ForwarderError.Shutdown, id.ToString(), close: true).ConfigureAwait(false);
-                    return false;
-                }
-                input.AdvanceTo(result.Buffer.Start, result.Buffer.Start);
-                return true;
+                // Kestrel serves nothing on a connection that reaches it after its shutdown began (it
+                // closes it unanswered), so this request is answered here: try again elsewhere.
+                input.AdvanceTo(buffer.End);
+                x.Refuse(status == Http1HeadStatus.Fast ? RequestIdOf(head) : RequestIds.Next());
+                return RequestStep.Refuse;
             }
-            input.AdvanceTo(consumed);
-            var close = head.Close || closing;
+            input.AdvanceTo(buffer.Start, buffer.Start);
+            return RequestStep.HandOver;
+        }
+        input.AdvanceTo(consumed);
+        var started = time.GetTimestamp();
+        metrics.FastPathRequest();
+        var clientIp = x.PeerTrusted && head.ForwardedFor >= 0
+            ? ClientAddress.ResolveChain(x.Peer, Encoding.ASCII.GetString(head.Value(head.ForwardedFor)), settings.TrustedProxies)
+            : x.Peer;
+        var affinityKey = route.AffinityConfig.Kind == AffinityKind.None ? (ulong?)null : StableHash.Hash(clientIp);
+        x.BeginRequest(route, affinityKey, started, RequestIdOf(head), clientIp, close: head.Close || x.Closing);
+        return RequestStep.Ready;
+    }
 
-            // 3. The exchange: the same steps as ForwardAsync, on bytes (3a–3c).
-            var started = time.GetTimestamp();
-            metrics.FastPathRequest();
-            var method = head.Method;
-            var requestId = RequestIdOf(head);
-            var clientIp = exchange.PeerTrusted && head.ForwardedFor >= 0
-                ? ClientAddress.ResolveChain(exchange.Peer, Encoding.ASCII.GetString(head.Value(head.ForwardedFor)), settings.TrustedProxies)
-                : exchange.Peer;
-            var affinityKey = route.AffinityConfig.Kind == AffinityKind.None ? (ulong?)null : StableHash.Hash(clientIp);
-            var hasBody = head.ContentLength > 0;
-            var timeouts = exchange.RentTimeouts();
-            bool keepAlive;
-            // The body, when it came with the head and is small: taken now, so failover can send it again.
-            byte[]? inlineBody = null;
-            var bodyLength = (int)Math.Min(head.ContentLength, int.MaxValue);
-            if (hasBody && head.ContentLength <= InlineBodyLimit && input.TryRead(out var buffered))
-            {
-                if (buffered.Buffer.Length >= head.ContentLength)
-                {
-                    inlineBody = ArrayPool<byte>.Shared.Rent(bodyLength);
-                    var body = buffered.Buffer.Slice(0, bodyLength);
-                    body.CopyTo(inlineBody);
-                    input.AdvanceTo(body.End);
-                }
-                else
-                {
-                    input.AdvanceTo(buffered.Buffer.Start);
-                }
-            }
-            var bodyConsumed = !hasBody || inlineBody is not null;
+    private readonly struct Http1Client(HttpForwarder forwarder, Http1Exchange x) : IExchangeClient
+    {
+        public ValueTask<ReadResult> ReadAsync() => x.Input.ReadAsync(x.Idle.Token);
 
-            // 3a. Pick a backend and send; fail over while nothing has been delivered.
-            ulong tried = 0;
-            var attempts = 0;
-            var error = ForwarderError.None;
-            Http1Connection? connection = null;
-            BackendEntry backend = default;
-            var admission = Admission.Refused;
-            var bodyStarted = false;
-            Exception? clientReadError = null;
-            var responseHeadLength = 0;
-            Http1ResponseHead response = default;
-            try
-            {
-                while (true)
-                {
-                    if (!NextBackend(route, affinityKey, tried, requestId, ref attempts, ref error, out var pick, out backend))
-                    {
-                        break;
-                    }
-                    admission = pick.Admission;
-                    var target = backend.Http1!;
-                    byte[]? requestHead = HeadBuffers.Rent(2 * head.Length + 512 + requestId.Length
-                        + target.PathPrefix.Length + target.HostLine.Length + target.AuthLine.Length + (inlineBody is null ? 0 : bodyLength));
-                    var length = WriteRequestHead(requestHead, head, target, exchange, clientIp, requestId, inlineBody, bodyLength);
-                    backend.State.OnRequestStart();
-                    metrics.UpstreamStarted();
-                    ExchangeTimers.AwaitUpstream(timeouts, settings);
-                    var retriedStale = false;
-                    var staleRetryHead = requestHead;
-                    var staleRetryLength = length;
-                    try
-                    {
-                        connection = await SendHeadAsync(_pools.For(target, settings, _budgets, Loops), requestHead.AsMemory(0, length), timeouts.Token).ConfigureAwait(false);
-                        bodyStarted = hasBody;
-                        if (!bodyConsumed)
-                        {
-                            clientReadError = await CopyRequestBodyAsync(input, connection, head.ContentLength, timeouts, settings).ConfigureAwait(false);
-                            bodyConsumed = clientReadError is null;
-                            if (clientReadError is not null)
-                            {
-                                throw new IOException("Reading the client's request body failed.", clientReadError);
-                            }
-                            // The request is completely sent: from here on the wait is the backend's.
-                            ExchangeTimers.AwaitUpstream(timeouts, settings);
-                        }
-                        // The response head (interim 1xx skipped, RFC 9110 §15.2). A reused connection
-                        // the backend had closed yields no byte: the same request once more on a fresh
-                        // one, as SocketsHttpHandler does (nothing was consumed without a body).
-                        var scanned = 0;
-                        while (!connection.TryFindHead(ref scanned, out responseHeadLength)
-                            || Http1ResponseHead.StatusOf(connection.BufferedSpan[..responseHeadLength]) is >= 100 and < 200 and not 101)
-                        {
-                            if (responseHeadLength > 0)
-                            {
-                                connection.Consume(responseHeadLength);
-                                responseHeadLength = 0;
-                                scanned = 0;
-                                continue;
-                            }
-                            int read;
-                            try
-                            {
-                                read = await connection.ReceiveAsync(timeouts.Token).ConfigureAwait(false);
-                            }
-                            catch (SocketException) when (connection.Reused && !hasBody && connection.Buffered == 0 && !retriedStale)
-                            {
-                                read = -1;
-                            }
-                            if (read == 0 && connection.Reused && !hasBody && connection.Buffered == 0 && !retriedStale)
-                            {
-                                read = -1;
-                            }
-                            if (read < 0)
-                            {
-                                retriedStale = true;
-                                connection.Abandon();
-                                connection = null;
-                                connection = await SendHeadAsync(_pools.For(target, settings, _budgets, Loops), staleRetryHead!.AsMemory(0, staleRetryLength), timeouts.Token, fresh: true).ConfigureAwait(false);
-                                scanned = 0;
-                                continue;
-                            }
-                            if (read == 0)
-                            {
-                                throw new HttpRequestException(HttpRequestError.ResponseEnded, "The upstream closed the connection before the response head was complete.");
-                            }
-                            connection.Received(read);
-                        }
-                        response = Http1ResponseHead.Parse(connection.BufferedSpan[..responseHeadLength], method == "HEAD");
-                        HeadBuffers.Return(requestHead);
-                        break;
-                    }
-                    catch (Exception ex)
-                    {
-                        HeadBuffers.Return(requestHead);
-                        requestHead = null;
-                        connection?.Abandon();
-                        connection = null;
-                        error = Classify(ex is HttpRequestException || ex is OperationCanceledException || clientReadError is not null ? ex : Wrap(ex), clientGone.IsCancellationRequested, clientReadError);
-                        if (RetryAfterFailedAttempt(route, backend, admission, error, Wrap(ex), bodyStarted, hasBody, method, requestId))
-                        {
-                            tried |= 1UL << pick.Index;
-                            continue;
-                        }
-                        break;
-                    }
-                }
-            }
-            finally
-            {
-                // The head is written upstream: its bytes are not needed any more (a long stream holds none).
-                head.Release();
-                if (inlineBody is not null)
-                {
-                    ArrayPool<byte>.Shared.Return(inlineBody);
-                }
-            }
+        public RequestStep TakeRequest(in ReadResult read) => forwarder.TakeHttp1Request(x, read);
 
-            if (connection is null)
-            {
-                var errorStatus = ForwarderErrors.StatusCode(error);
-                if (error == ForwarderError.NoHealthyBackend)
-                {
-                    LogNoBackend(logger, requestId.ToString(), route.RouteLabel);
-                }
-                var keep = !close && bodyConsumed && error != ForwarderError.ClientGone && !clientGone.IsCancellationRequested;
-                if (error != ForwarderError.ClientGone && !clientGone.IsCancellationRequested)
-                {
-                    keep &= await WriteErrorAsync(exchange.Output, head, errorStatus, error, requestId.ToString(), close: !keep).ConfigureAwait(false);
-                }
-                exchange.ReturnTimeouts(timeouts);
-                Complete(method, route, attempts == 0 ? null : backend.State, errorStatus, attempts, error, requestId, started, null);
-                keepAlive = keep;
-            }
-            else
-            {
-                // 3b. The response head: what reaches the client, then the body framing, then 3c. the body.
-                var responseHead = HeadBuffers.Rent(responseHeadLength + 512);
-                var headLength = WriteResponseHead(responseHead, connection.BufferedSpan[..responseHeadLength], response, requestId, close);
-                connection.Consume(responseHeadLength);
-                var statusCode = response.Status;
-                ReportResponseStatus(route, backend, admission, statusCode);
-                var stream = exchange.ResponseBody;
-                stream.Begin(connection, response.Framing, response.BodyLength, response.KeepAlive);
-                stream.CompleteIfEmpty();
-                var usage = statusCode is >= 200 and < 300 && response.CarriesUsage ? exchange.ResetUsage() : null;
-                var outcome = ForwarderError.None;
-                double? firstByteMs = null;
-                var keepClient = !close;
-                try
-                {
-                    var relay = await RelayBodyAsync(exchange.Output, stream, response, responseHead.AsMemory(0, headLength), usage, timeouts, clientGone).ConfigureAwait(false);
-                    if (relay.FirstChunkAt != 0)
-                    {
-                        firstByteMs = time.GetElapsedTime(started, relay.FirstChunkAt).TotalMilliseconds;
-                    }
-                    if (relay.Outcome != StreamCopyOutcome.Completed)
-                    {
-                        outcome = CopyFailure(route, backend, admission, relay.Outcome == StreamCopyOutcome.WriteFailed || clientGone.IsCancellationRequested,
-                            timeouts.IsCancellationRequested, relay.FirstChunkAt != 0);
-                        LogStreamFailed(logger, requestId.ToString(), ForwarderErrors.Code(outcome), relay.Exception?.GetType().Name ?? "-");
-                        if (outcome == ForwarderError.ClientGone)
-                        {
-                            keepClient = false;
-                        }
-                        else if (!relay.Started)
-                        {
-                            // Nothing reached the client yet: a proper error status is still possible.
-                            statusCode = ForwarderErrors.StatusCode(outcome);
-                            keepClient &= await WriteErrorAsync(exchange.Output, head, statusCode, outcome, requestId.ToString(), close: close).ConfigureAwait(false);
-                        }
-                        else
-                        {
-                            await FailStartedHttp1Async(exchange, response, outcome, requestId.ToString()).ConfigureAwait(false);
-                            keepClient = false;
-                        }
-                    }
-                }
-                finally
-                {
-                    HeadBuffers.Return(responseHead);
-                    exchange.ReturnTimeouts(timeouts);
-                    stream.End();
-                    usage?.Release();   // the counts stay readable until the next request resets the scanner
-                    backend.State.OnRequestEnd(error: BlamesBackend(statusCode, outcome));
-                    metrics.UpstreamEnded();
-                }
+        public bool EndRequest(bool keepAlive) => x.EndRequest(keepAlive);
 
-                CompleteResponse(method, route, backend, statusCode, attempts, outcome, usage, requestId, started, firstByteMs);
-                keepAlive = keepClient;
-            }
+        public ModelRoute Route => x.Route!;
 
-            head.Release();
-            if (!keepAlive || close)
+        public ulong? AffinityKey => x.AffinityKey;
+
+        public long Started => x.Started;
+
+        public string Method => x.Head.Method;
+
+        public RequestId RequestId => x.RequestId;
+
+        public CancellationTokenSource Timeouts => x.Timeouts;
+
+        public bool Gone => x.Connection.ConnectionClosed.IsCancellationRequested;
+
+        public UsageScanner Usage() => x.ResetUsage();
+
+        /// <summary>The connection closes after an error when the client asked, or when the request's body was not all read.</summary>
+        public ValueTask<bool> WriteErrorAsync(int status, ForwarderError error)
+            => WriteHttp1ErrorAsync(x.Output, x.Head, status, error, x.RequestId.ToString(), close: x.Close || !x.BodyConsumed);
+
+        public ValueTask WriteFrameAsync(byte[] frame) => WriteHttp1FrameAsync(x, frame);
+
+        public void Abort() => x.Connection.Abort();
+    }
+
+    private readonly struct Http1Upstream(HttpForwarder forwarder, Http1Exchange x) : IUpstreamExchange
+    {
+        public bool HasBody => x.Head.ContentLength > 0;
+
+        public bool BodyStarted => x.BodyStarted;
+
+        public Exception? ClientReadError => x.ClientReadError;
+
+        public int Status => x.Response.Status;
+
+        public StreamKind Kind => x.Response.Kind;
+
+        public bool CarriesUsage => x.Response.CarriesUsage;
+
+        /// <summary>The upstream head (and a small body that came with the client's head) in one buffer, sent in one write.</summary>
+        public void Prepare(in BackendEntry backend)
+        {
+            var (head, target) = (x.Head, x.Target = backend.Http1!);
+            x.ReturnRequestHead();
+            x.RequestHead = HeadBuffers.Rent(2 * head.Length + 512 + x.RequestId.Length
+                + target.PathPrefix.Length + target.HostLine.Length + target.AuthLine.Length + (x.InlineBody is null ? 0 : x.InlineLength));
+            x.RequestHeadLength = WriteRequestHead(x.RequestHead, head, target, x, x.ClientIp, x.RequestId, x.InlineBody, x.InlineLength);
+        }
+
+        public ValueTask SendAsync(CancellationTokenSource timeouts, bool fresh) => forwarder.SendHttp1Async(x, timeouts, fresh);
+
+        /// <summary>Looks for the end of the response head in what was read; an interim 1xx head (RFC 9110 §15.2) is skipped.</summary>
+        public bool TakeResponseHead()
+        {
+            var connection = x.Upstream!;
+            var scanned = x.HeadScanned;
+            int length;
+            while (connection.TryFindHead(ref scanned, out length)
+                && Http1ResponseHead.StatusOf(connection.BufferedSpan[..length]) is >= 100 and < 200 and not 101)
+            {
+                connection.Consume(length);
+                scanned = 0;
+            }
+            x.HeadScanned = scanned;
+            if (length == 0)
             {
                 return false;
             }
+            x.ResponseHeadLength = length;
+            x.Response = Http1ResponseHead.Parse(connection.BufferedSpan[..length], x.Head.Method == "HEAD");
+            // The request is written upstream: its bytes are not needed any more (a long stream holds none).
+            x.ReleaseRequest();
+            return true;
+        }
+
+        public ValueTask<int> ReceiveAsync(CancellationTokenSource timeouts) => x.Upstream!.ReceiveAsync(timeouts.Token);
+
+        /// <summary>A reused connection, a body-less request and no response byte yet: the backend may have closed it before it saw the request.</summary>
+        public bool MayBeStale => x.Reused && x.Head.ContentLength <= 0 && x.Upstream!.Buffered == 0;
+
+        public bool Received(int count)
+        {
+            if (count > 0)
+            {
+                x.Upstream!.Received(count);
+                return true;
+            }
+            if (!MayBeStale)
+            {
+                throw new HttpRequestException(HttpRequestError.ResponseEnded, "The upstream closed the connection before the response head was complete.");
+            }
+            return false;
+        }
+
+        public void Abandon()
+        {
+            x.Upstream?.Abandon();
+            x.Upstream = null;
+        }
+
+        public ValueTask<RelayResult> RelayAsync(UsageScanner? usage, CancellationTokenSource timeouts)
+        {
+            // The client's head goes out with the first body bytes (or at once for event streams and empty bodies).
+            var connection = x.Upstream!;
+            var response = x.Response;
+            x.ResponseHead = HeadBuffers.Rent(x.ResponseHeadLength + 512);
+            var length = WriteResponseHead(x.ResponseHead, connection.BufferedSpan[..x.ResponseHeadLength], response, x.RequestId, x.Close);
+            connection.Consume(x.ResponseHeadLength);
+            x.ResponseBody.Begin(connection, response.Framing, response.BodyLength, response.KeepAlive);
+            x.ResponseBody.CompleteIfEmpty();
+            return forwarder.RelayBodyAsync(x.Output, x.ResponseBody, response, x.ResponseHead.AsMemory(0, length), usage, timeouts, x.Connection.ConnectionClosed);
+        }
+
+        public void End()
+        {
+            if (x.ResponseHead is { } buffer)
+            {
+                HeadBuffers.Return(buffer);
+                x.ResponseHead = null;
+            }
+            x.ResponseBody.End();
+            x.Upstream = null;
+        }
+    }
+
+    /// <summary>
+    /// Sends an attempt on the raw client: the head (with a small body) in one write, then the rest
+    /// of the body. A reused connection the backend had already closed fails the write: then it goes
+    /// out on a fresh connection (the response head is awaited by <see cref="ServeAsync"/>, which
+    /// also re-sends when such a connection yields no response byte). Completes without waiting
+    /// (and without a state machine) unless a connect or the body has to be waited for.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask SendHttp1Async(Http1Exchange x, CancellationTokenSource timeouts, bool fresh)
+    {
+        var pool = _pools.For(x.Target!, settings, _budgets, Loops);
+        while (true)
+        {
+            var connection = x.Upstream = await pool.RentAsync(fresh, timeouts.Token).ConfigureAwait(false);
+            x.Reused = connection.BeginExchange();
+            x.HeadScanned = 0;
+            fresh = true;
+            try
+            {
+                await connection.SendAllAsync(x.RequestHead.AsMemory(0, x.RequestHeadLength), timeouts.Token).ConfigureAwait(false);
+                break;
+            }
+            catch (SocketException) when (x.Reused)
+            {
+                connection.Abandon();
+                x.Upstream = null;
+            }
+        }
+        x.BodyStarted = x.Head.ContentLength > 0;
+        if (!x.BodyConsumed)
+        {
+            await CopyRequestBodyAsync(x, x.Upstream, timeouts, settings).ConfigureAwait(false);
         }
     }
 
@@ -386,51 +295,17 @@ internal sealed partial class HttpForwarder
         return RequestIds.Next();
     }
 
-    /// <summary>Socket failures while sending, as an HttpClient reports them (so Classify and ConnectionDropped read them alike).</summary>
-    private static Exception Wrap(Exception ex) => ex is SocketException or IOException
-        ? new HttpRequestException(HttpRequestError.Unknown, "Sending the request upstream failed: " + ex.Message, ex)
-        : ex;
-
     /// <summary>
-    /// An idle pooled connection, or a new one; a reused connection the backend had already closed
-    /// fails the send or yields no response byte, and then the same head goes out once more on a
-    /// fresh connection (what SocketsHttpHandler does; nothing of the request was consumed).
+    /// Streams a body that did not come with the head. Reads run on the client's timer, sends on
+    /// the backend's (<see cref="ExchangeTimers"/>); a failure reading from the client (a timeout
+    /// included) is kept as <see cref="Http1Exchange.ClientReadError"/>. Bytes from the backend
+    /// before the body is all sent mean the response began early: the connection is not reused afterwards.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<Http1Connection> SendHeadAsync(Http1ConnectionPool pool, ReadOnlyMemory<byte> head, CancellationToken cancellationToken, bool fresh = false)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private static async ValueTask CopyRequestBodyAsync(Http1Exchange x, Http1Connection connection, CancellationTokenSource timer, GatewaySettings settings)
     {
-        while (true)
-        {
-            var connection = await pool.RentAsync(fresh, cancellationToken).ConfigureAwait(false);
-            var reused = connection.BeginExchange();
-            try
-            {
-                await connection.SendAllAsync(head, cancellationToken).ConfigureAwait(false);
-                return connection;
-            }
-            catch (SocketException) when (reused)
-            {
-                connection.Abandon();
-                fresh = true;
-            }
-            catch
-            {
-                connection.Abandon();
-                throw;
-            }
-        }
-    }
-
-    /// <summary>
-    /// Streams a body that did not come with the head; the error is the client's side failing
-    /// (null when all was sent), a timeout waiting for the client included (<see cref="ExchangeTimers"/>:
-    /// reads run on the client's timer, sends on the backend's). Bytes from the backend before the
-    /// body is all sent mean the response began early: the connection is not reused afterwards.
-    /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<Exception?> CopyRequestBodyAsync(PipeReader input, Http1Connection connection, long length, CancellationTokenSource timer, GatewaySettings settings)
-    {
-        var remaining = length;
+        var input = x.Input;
+        var remaining = x.Head.ContentLength;
         var early = false;
         while (remaining > 0)
         {
@@ -439,22 +314,23 @@ internal sealed partial class HttpForwarder
             try
             {
                 result = await input.ReadAsync(timer.Token).ConfigureAwait(false);
+                if (result.Buffer.IsEmpty && result.IsCompleted)
+                {
+                    throw new IOException($"The client's request body ended {remaining} bytes before its Content-Length.");
+                }
             }
             catch (Exception ex)
             {
-                return ex;
+                x.ClientReadError = ex;
+                throw new IOException("Reading the client's request body failed.", ex);
             }
             var buffer = result.Buffer;
-            if (buffer.IsEmpty && result.IsCanceled && !result.IsCompleted)
+            if (buffer.IsEmpty && result.IsCanceled)
             {
                 // The server's shutdown asked the connection to close after this request (the
                 // ConnectionClosedRequested callback cancels the pending read): the body still comes.
                 input.AdvanceTo(buffer.Start);
                 continue;
-            }
-            if (buffer.IsEmpty && result.IsCompleted)
-            {
-                return new IOException($"The client's request body ended {remaining} bytes before its Content-Length.");
             }
             ExchangeTimers.AwaitUpstream(timer, settings);
             if (!early && (connection.Buffered > 0 || !connection.LooksAlive()))
@@ -470,7 +346,9 @@ internal sealed partial class HttpForwarder
             remaining -= slice.Length;
             input.AdvanceTo(slice.End);
         }
-        return null;
+        // The request is completely sent: from here on the wait is the backend's.
+        x.BodyConsumed = true;
+        ExchangeTimers.AwaitUpstream(timer, settings);
     }
 
     /// <summary>The upstream request head (RFC 9112 §3): the client's fields minus hop-by-hop and replaced ones, then the gateway's.</summary>
@@ -614,16 +492,14 @@ internal sealed partial class HttpForwarder
         return false;
     }
 
-    private readonly record struct RelayResult(StreamCopyOutcome Outcome, bool Started, long FirstChunkAt, Exception? Exception);
-
     /// <summary>
     /// Copies the body to the client as it arrives, each read flushed at once; the head goes out with
-    /// the first chunk (or at once for event streams, or at the end of an empty body), so a failure
+    /// the first chunk (or at once for event streams, or alone for an empty body), so a failure
     /// before any body byte can still become an error status. The first read runs under the
     /// first-byte timer, every later one re-arms the idle timer.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<RelayResult> RelayBodyAsync(PipeWriter output, Http1ResponseStream stream, Http1ResponseHead response, ReadOnlyMemory<byte> head, UsageScanner? usage, CancellationTokenSource timeouts, CancellationToken clientGone)
+    private async ValueTask<RelayResult> RelayBodyAsync(PipeWriter output, Http1ResponseBody body, Http1ResponseHead response, ReadOnlyMemory<byte> head, UsageScanner? usage, CancellationTokenSource timeouts, CancellationToken clientGone)
     {
         var started = false;
         long firstChunkAt = 0;
@@ -631,94 +507,93 @@ internal sealed partial class HttpForwarder
         var remaining = response.Framing == Http1Framing.Length ? response.BodyLength : -1;
         try
         {
-            if (response.Kind != StreamKind.None || remaining == 0 || !response.BodyAllowed)
+            if (response.Kind != StreamKind.None && remaining != 0 && response.BodyAllowed)
             {
                 Write(output, head.Span);
                 started = true;
-                if (remaining == 0 || !response.BodyAllowed)
-                {
-                    if (chunked)
-                    {
-                        Write(output, "0\r\n\r\n"u8);
-                    }
-                    var done = await output.FlushAsync(clientGone).ConfigureAwait(false);
-                    return new RelayResult(done.IsCompleted ? StreamCopyOutcome.WriteFailed : StreamCopyOutcome.Completed, true, time.GetTimestamp(), null);
-                }
-                var flushed = await output.FlushAsync(clientGone).ConfigureAwait(false);
-                if (flushed.IsCompleted)
+                if ((await output.FlushAsync(clientGone).ConfigureAwait(false)).IsCompleted)
                 {
                     return new RelayResult(StreamCopyOutcome.WriteFailed, true, 0, null);
                 }
             }
-            while (true)
+            int read;
+            do
             {
                 var headPart = started ? 0 : head.Length;
-                var prefix = chunked ? ChunkPrefix : 0;
+                var offset = headPart + (chunked ? ChunkPrefix : 0);
                 Memory<byte> memory;
-                int read;
                 try
                 {
                     if (started && response.Kind != StreamKind.None)
                     {
                         // Idle streams wait without holding a buffer (zero-byte read); a timeout or
                         // reset while waiting is the upstream's failure, like one during a read.
-                        await stream.ReadAsync(Memory<byte>.Empty, timeouts.Token).ConfigureAwait(false);
+                        await body.ReadAsync(Memory<byte>.Empty, timeouts.Token).ConfigureAwait(false);
                     }
-                    memory = output.GetMemory(headPart + prefix + 8192 + 2);
-                    var room = Math.Min(memory.Length - headPart - prefix - 2, RelayChunk);
-                    read = await stream.ReadAsync(memory.Slice(headPart + prefix, room), timeouts.Token).ConfigureAwait(false);
+                    memory = output.GetMemory(offset + 8192 + 2);
+                    read = remaining == 0 || !response.BodyAllowed ? 0
+                        : await body.ReadAsync(memory.Slice(offset, Math.Min(memory.Length - offset - 2, RelayChunk)), timeouts.Token).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is IOException or OperationCanceledException or SocketException)
                 {
                     return new RelayResult(StreamCopyOutcome.ReadFailed, started, firstChunkAt, ex);
                 }
-                if (read == 0)
+                if (read > 0)
                 {
-                    if (!started)
+                    firstChunkAt = firstChunkAt == 0 ? time.GetTimestamp() : firstChunkAt;
+                    remaining -= read;   // only a length-framed body counts down to 0; the others stay negative
+                    if (remaining != 0)
                     {
-                        Write(output, head.Span);
-                        started = true;
+                        ExchangeTimers.AwaitNextChunk(timeouts, settings);   // none after the last chunk: nothing more is read
                     }
-                    if (chunked)
-                    {
-                        Write(output, "0\r\n\r\n"u8);
-                    }
-                    var end = await output.FlushAsync(clientGone).ConfigureAwait(false);
-                    return new RelayResult(end.IsCompleted ? StreamCopyOutcome.WriteFailed : StreamCopyOutcome.Completed, true, firstChunkAt, null);
+                    usage?.Observe(memory.Span.Slice(offset, read));
                 }
-                if (firstChunkAt == 0)
+                else if (remaining == 0 || !response.BodyAllowed)
                 {
-                    firstChunkAt = time.GetTimestamp();
+                    firstChunkAt = time.GetTimestamp();   // an empty body: the head is all there is
                 }
-                ExchangeTimers.AwaitNextChunk(timeouts, settings);
-                var span = memory.Span;
-                usage?.Observe(span.Slice(headPart + prefix, read));
-                head.Span[..headPart].CopyTo(span);
-                var total = headPart + prefix + read;
-                if (chunked)
-                {
-                    WriteChunkSize(span.Slice(headPart, ChunkPrefix), read);
-                    "\r\n"u8.CopyTo(span[total..]);
-                    total += 2;
-                }
-                remaining -= read;   // only a length-framed body counts down to 0; the others stay negative
-                output.Advance(total);
+                CommitChunk(output, memory.Span, head.Span[..headPart], read, chunked);
                 started = true;
-                var result = await output.FlushAsync(clientGone).ConfigureAwait(false);
-                if (result.IsCompleted)
+                if ((await output.FlushAsync(clientGone).ConfigureAwait(false)).IsCompleted)
                 {
                     return new RelayResult(StreamCopyOutcome.WriteFailed, true, firstChunkAt, null);
                 }
-                if (remaining == 0)
-                {
-                    return new RelayResult(StreamCopyOutcome.Completed, true, firstChunkAt, null);
-                }
             }
+            while (read != 0 && remaining != 0);
+            return new RelayResult(StreamCopyOutcome.Completed, true, firstChunkAt, null);
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
         {
             return new RelayResult(StreamCopyOutcome.WriteFailed, started, firstChunkAt, ex);
         }
+    }
+
+    /// <summary>
+    /// Commits a chunk read into <paramref name="span"/> behind room for the head and a chunk-size
+    /// line: the head (until it went out), the chunk's framing when the client's body is chunked,
+    /// and at the end (nothing read) the chunked terminator.
+    /// </summary>
+    private static void CommitChunk(PipeWriter output, Span<byte> span, ReadOnlySpan<byte> head, int read, bool chunked)
+    {
+        head.CopyTo(span);
+        var total = head.Length;
+        if (chunked && read > 0)
+        {
+            WriteChunkSize(span.Slice(total, ChunkPrefix), read);
+            total += ChunkPrefix + read;
+            "\r\n"u8.CopyTo(span[total..]);
+            total += 2;
+        }
+        else if (read > 0)
+        {
+            total += read;
+        }
+        else if (chunked)
+        {
+            "0\r\n\r\n"u8.CopyTo(span[total..]);
+            total += 5;
+        }
+        output.Advance(total);
     }
 
     private static void Write(PipeWriter output, ReadOnlySpan<byte> bytes)
@@ -739,50 +614,35 @@ internal sealed partial class HttpForwarder
         destination[9] = (byte)'\n';
     }
 
-    /// <summary>
-    /// The response already reached the client: make the failure unmistakable (the general path's
-    /// <see cref="FailAfterResponseAsync"/>): an error event or line for streams, then an abortive end.
-    /// </summary>
-    private async Task FailStartedHttp1Async(Http1Exchange exchange, Http1ResponseHead response, ForwarderError error, string requestId)
+    /// <summary>An error frame after the response began, in the body's framing towards the client.</summary>
+    private static async ValueTask WriteHttp1FrameAsync(Http1Exchange exchange, byte[] frame)
     {
-        var frame = response.Kind switch
+        try
         {
-            StreamKind.Sse => StreamErrorFrames.Sse(error, requestId),
-            StreamKind.Ndjson => StreamErrorFrames.Ndjson(error, requestId),
-            _ => null,
-        };
-        if (frame is not null)
-        {
-            try
+            var output = exchange.Output;
+            if (exchange.Response.ChunkedToClient)
             {
-                var output = exchange.Output;
-                if (response.ChunkedToClient)
-                {
-                    var prefix = output.GetSpan(ChunkPrefix);
-                    WriteChunkSize(prefix, frame.Length);
-                    output.Advance(ChunkPrefix);
-                    Write(output, frame);
-                    Write(output, "\r\n"u8);
-                }
-                else
-                {
-                    Write(output, frame);
-                }
-                await output.FlushAsync(exchange.Connection.ConnectionClosed).ConfigureAwait(false);
+                var prefix = output.GetSpan(ChunkPrefix);
+                WriteChunkSize(prefix, frame.Length);
+                output.Advance(ChunkPrefix);
+                Write(output, frame);
+                Write(output, "\r\n"u8);
             }
-            catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
+            else
             {
-                // The client is gone too.
+                Write(output, frame);
             }
+            await output.FlushAsync(exchange.Connection.ConnectionClosed).ConfigureAwait(false);
         }
-        // An abort resets the connection, and a reset discards bytes still in flight: give the frame a moment.
-        await Task.Delay(AbortGrace, time).ConfigureAwait(false);
-        exchange.Connection.Abort();
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
+        {
+            // The client is gone too.
+        }
     }
 
     /// <summary>An error answer in the gateway's JSON shape (<see cref="ErrorResponses"/>); false when the client is gone.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<bool> WriteErrorAsync(PipeWriter output, Http1RequestHead head, int status, ForwarderError error, string requestId, bool close)
+    private static async ValueTask<bool> WriteHttp1ErrorAsync(PipeWriter output, Http1RequestHead head, int status, ForwarderError error, string requestId, bool close)
     {
         var body = ErrorResponses.Body(status, ForwarderErrors.Code(error), ForwarderErrors.Message(error), requestId);
         var buffer = HeadBuffers.Rent(512 + requestId.Length);

@@ -97,12 +97,18 @@ internal static class StreamCopier
 internal interface ICopyObserver
 {
     /// <summary>The copy is about to wait for the source's next bytes.</summary>
-    void OnReading();
+    void OnReading()
+    {
+    }
 
     /// <summary>A chunk was read; the copy is about to wait for the destination to take it.</summary>
-    void OnWriting();
+    void OnWriting()
+    {
+    }
 
-    void OnChunk(ReadOnlySpan<byte> chunk);
+    void OnChunk(ReadOnlySpan<byte> chunk)
+    {
+    }
 }
 
 internal enum StreamCopyOutcome

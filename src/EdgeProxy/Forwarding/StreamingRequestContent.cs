@@ -57,10 +57,6 @@ internal sealed class StreamingRequestContent(Stream body, long? contentLength, 
 
     void ICopyObserver.OnWriting() => ExchangeTimers.AwaitUpstream(timer, settings);
 
-    void ICopyObserver.OnChunk(ReadOnlySpan<byte> chunk)
-    {
-    }
-
     protected override bool TryComputeLength(out long length)
     {
         length = contentLength ?? -1;

@@ -299,7 +299,7 @@ public sealed class BackendsConfigLoaderTests
         { "both models and model", """{"services": {"svc": {"models": {}, "model": {}}}}""", "services.svc", "both \"models\" and \"model\"" },
         { "service name with slash", """{"services": {"a/b": {"models": {"m": {"backends": [{"id": "b", "name": "n", "url": "http://h"}]}}}}}""", "services.a/b", "must not contain '/'" },
         { "model name with space", """{"services": {"svc": {"models": {"m 1": {"backends": [{"id": "b", "name": "n", "url": "http://h"}]}}}}}""", "services.svc.models.m 1", "must not contain" },
-        { "affinity unknown", """{"services": {"svc": {"models": {"m": {"affinity": "sticky", "backends": [{"id": "b", "name": "n", "url": "http://h"}]}}}}}""", "services.svc.models.m.affinity", "\"client_ip\", \"none\" or \"header:<Name>\"" },
+        { "affinity unknown", """{"services": {"svc": {"models": {"m": {"affinity": "sticky", "backends": [{"id": "b", "name": "n", "url": "http://h"}]}}}}}""", "services.svc.models.m.affinity", "\"client_ip\", \"prefix\", \"none\" or \"header:<Name>\"" },
         { "affinity header without name", """{"services": {"svc": {"models": {"m": {"affinity": "header:", "backends": [{"id": "b", "name": "n", "url": "http://h"}]}}}}}""", "services.svc.models.m.affinity", "header:<Name>" },
         { "affinity not a string", """{"services": {"svc": {"models": {"m": {"affinity": true, "backends": [{"id": "b", "name": "n", "url": "http://h"}]}}}}}""", "services.svc.models.m.affinity", "found true" },
         { "balance unknown", Model("\"balance\": \"random\""), "services.svc.models.m.balance", "\"round_robin\" or \"least_outstanding\", found \"random\"" },
@@ -499,6 +499,7 @@ public sealed class BackendsConfigLoaderTests
     [InlineData("NONE", "None", null)]
     [InlineData("header:X-Session-ID", "Header", "X-Session-ID")]
     [InlineData("Header: x-user ", "Header", "x-user")]
+    [InlineData("prefix", "Prefix", null)]
     public void Affinity_spellings(string value, string kind, string? header)
     {
         var json = """{"services": {"s": {"models": {"m": {"affinity": """ + JsonSerializer.Serialize(value) + """, "backends": [{"id": "b", "name": "n", "url": "http://h"}]}}}}}""";

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 
@@ -8,10 +7,11 @@ namespace EdgeProxy.Forwarding;
 /// A response body read straight off the upstream socket: Content-Length, chunked (RFC 9112 §7.1)
 /// or until close. Data is returned as soon as it arrives (a chunk's trailing CRLF is consumed on
 /// the next read, never waited for). A zero-byte read waits for data without taking a buffer, so
-/// an idle stream holds none. At the clean end the connection goes back to the pool; disposing
-/// earlier closes it, which is how an abandoned request stops the backend.
+/// an idle stream holds none. At the clean end the connection goes back to the pool; ending earlier
+/// closes it, which is how an abandoned request stops the backend. The fast path keeps one per
+/// client connection (<see cref="Begin"/> before each response, <see cref="End"/> after it).
 /// </summary>
-internal sealed class Http1ResponseStream : Stream
+internal sealed class Http1ResponseBody
 {
     private Http1Connection _connection = null!;
     private Http1Framing _framing;
@@ -19,15 +19,6 @@ internal sealed class Http1ResponseStream : Stream
     private long _remaining;   // Length: body bytes left; Chunked: bytes left in the current chunk
     private ChunkState _chunkState;
     private bool _done = true;
-    private bool _disposed;
-
-    /// <summary>
-    /// A reader for one response after another: <see cref="Begin"/> before each, <see cref="End"/> after
-    /// it. The fast path keeps one per client connection, so a proxied request allocates none.
-    /// </summary>
-    public Http1ResponseStream()
-    {
-    }
 
     /// <summary>Starts reading the body of the response whose head was just consumed from <paramref name="connection"/>.</summary>
     public void Begin(Http1Connection connection, Http1Framing framing, long length, bool keepAlive)
@@ -62,12 +53,6 @@ internal sealed class Http1ResponseStream : Stream
         Trailers,
     }
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
     /// <summary>Bodies of length 0 (and HEAD/204/304) are complete as soon as the head is parsed.</summary>
     public void CompleteIfEmpty()
     {
@@ -77,31 +62,48 @@ internal sealed class Http1ResponseStream : Stream
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public override async ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The next bytes of the body (0 at its end); an empty <paramref name="destination"/> waits for
+    /// data without a buffer. Bytes already received come back at once, without a socket call.
+    /// </summary>
+    public ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
-        if (_done)
+        if (_done || (destination.IsEmpty && _connection.Buffered > 0))
         {
-            return 0;
+            return new ValueTask<int>(0);
         }
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_framing == Http1Framing.Length && _connection.Buffered > 0)
+        {
+            return new ValueTask<int>(Counted(_connection.TakeBuffered(destination.Span[..(int)Math.Min(destination.Length, _remaining)])));
+        }
+        return ReadMoreAsync(destination, cancellationToken);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<int> ReadMoreAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
         try
         {
             if (destination.IsEmpty)
             {
-                // Zero-byte read: complete when data is there, without a buffer.
-                if (_connection.Buffered == 0)
-                {
-                    await _connection.Socket.ReceiveAsync(Memory<byte>.Empty, cancellationToken).ConfigureAwait(false);
-                }
+                await _connection.Socket.ReceiveAsync(Memory<byte>.Empty, cancellationToken).ConfigureAwait(false);
                 return 0;
             }
-            return _framing switch
+            if (_framing == Http1Framing.Length)
             {
-                Http1Framing.Length => await ReadLengthAsync(destination, cancellationToken).ConfigureAwait(false),
-                Http1Framing.Chunked => await ReadChunkedAsync(destination, cancellationToken).ConfigureAwait(false),
-                _ => await ReadUntilCloseAsync(destination, cancellationToken).ConfigureAwait(false),
-            };
+                return Counted(await ReceiveAsync(destination[..(int)Math.Min(destination.Length, _remaining)], cancellationToken).ConfigureAwait(false));
+            }
+            if (_framing == Http1Framing.Chunked)
+            {
+                return await ReadChunkedAsync(destination, cancellationToken).ConfigureAwait(false);
+            }
+            var n = await ReceiveAsync(destination, cancellationToken).ConfigureAwait(false);
+            if (n == 0)
+            {
+                _done = true;   // the end of a body framed by the connection's close
+                _connection.Abandon();
+            }
+            return n;
         }
         catch (SocketException ex)
         {
@@ -109,13 +111,13 @@ internal sealed class Http1ResponseStream : Stream
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<int> ReadLengthAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    /// <summary>Bytes already received first, else what the socket has.</summary>
+    private ValueTask<int> ReceiveAsync(Memory<byte> destination, CancellationToken cancellationToken)
+        => _connection.Buffered > 0 ? new ValueTask<int>(_connection.TakeBuffered(destination.Span)) : _connection.Socket.ReceiveAsync(destination, cancellationToken);
+
+    /// <summary>Counts down a length-framed body; its end hands the connection back.</summary>
+    private int Counted(int n)
     {
-        var want = (int)Math.Min(destination.Length, _remaining);
-        var n = _connection.Buffered > 0
-            ? _connection.TakeBuffered(destination.Span[..want])
-            : await _connection.Socket.ReceiveAsync(destination[..want], cancellationToken).ConfigureAwait(false);
         if (n == 0)
         {
             throw new IOException($"The upstream response ended {_remaining} bytes before its Content-Length.");
@@ -124,20 +126,6 @@ internal sealed class Http1ResponseStream : Stream
         if (_remaining == 0)
         {
             Finish();
-        }
-        return n;
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<int> ReadUntilCloseAsync(Memory<byte> destination, CancellationToken cancellationToken)
-    {
-        var n = _connection.Buffered > 0
-            ? _connection.TakeBuffered(destination.Span)
-            : await _connection.Socket.ReceiveAsync(destination, cancellationToken).ConfigureAwait(false);
-        if (n == 0)
-        {
-            _done = true;
-            _connection.Abandon();
         }
         return n;
     }
@@ -152,9 +140,7 @@ internal sealed class Http1ResponseStream : Stream
                 case ChunkState.Data:
                 {
                     var want = (int)Math.Min(destination.Length, _remaining);
-                    var n = _connection.Buffered > 0
-                        ? _connection.TakeBuffered(destination.Span[..want])
-                        : await _connection.Socket.ReceiveAsync(destination[..want], cancellationToken).ConfigureAwait(false);
+                    var n = await ReceiveAsync(destination[..want], cancellationToken).ConfigureAwait(false);
                     if (n == 0)
                     {
                         throw new IOException("The upstream closed the connection inside a chunk.");
@@ -220,10 +206,12 @@ internal sealed class Http1ResponseStream : Stream
             {
                 throw new IOException("Malformed chunked body from upstream (line too long).");
             }
-            if (await _connection.FillAsync(cancellationToken).ConfigureAwait(false) == 0)
+            var read = await _connection.ReceiveAsync(cancellationToken).ConfigureAwait(false);
+            if (read == 0)
             {
                 throw new IOException("The upstream closed the connection inside a chunked body.");
             }
+            _connection.Received(read);
         }
     }
 
@@ -265,47 +253,4 @@ internal sealed class Http1ResponseStream : Stream
             _connection.Release(_keepAlive);
         }
     }
-
-    public override async Task CopyToAsync(Stream destination, int bufferSize, CancellationToken cancellationToken)
-    {
-        var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
-        try
-        {
-            int n;
-            while ((n = await ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
-            {
-                await destination.WriteAsync(buffer.AsMemory(0, n), cancellationToken).ConfigureAwait(false);
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
-        => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override int Read(byte[] buffer, int offset, int count)
-        => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing && !_disposed)
-        {
-            _disposed = true;
-            End();
-        }
-        base.Dispose(disposing);
-    }
-
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
