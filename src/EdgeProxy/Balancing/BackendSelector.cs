@@ -109,9 +109,18 @@ internal static class BackendSelector
         return Pick.None;
     }
 
-    /// <summary>The bounded-load rule for one backend (the request being placed counts as one more).</summary>
+    /// <summary>
+    /// The bounded-load rule for one backend (the request being placed counts as one more). A backend
+    /// may always hold <see cref="BoundFloor"/> requests: at a load that low the published rule moves
+    /// a key as soon as its backend holds one request and the others none (1 &gt; ⌈1.25 × 2/3⌉ with
+    /// three backends), which loses the key's cache while the fleet is idle, and makes the pick
+    /// depend on whether the previous request's end was already counted.
+    /// </summary>
     internal static bool WithinBound(long inFlight, int weight, long totalInFlight, long totalWeight, double factor)
-        => inFlight + 1 <= Math.Ceiling(factor * (totalInFlight + 1) * weight / totalWeight);
+        => inFlight + 1 <= Math.Max(BoundFloor, Math.Ceiling(factor * (totalInFlight + 1) * weight / totalWeight));
+
+    /// <summary>Requests a backend may hold whatever the others hold (see <see cref="WithinBound"/>).</summary>
+    internal const int BoundFloor = 2;
 
     /// <summary>
     /// Smooth weighted round-robin from the precomputed sequence: one Interlocked increment, skipping

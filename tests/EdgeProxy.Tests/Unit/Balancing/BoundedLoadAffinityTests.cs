@@ -35,6 +35,9 @@ public sealed class BoundedLoadAffinityTests
     [Theory]
     // in-flight, weight, total in-flight, total weight, factor, may take one more
     [InlineData(0, 1, 0, 2, 1.25, true)]    // idle: 1 <= ceil(0.625) = 1
+    [InlineData(1, 1, 1, 3, 1.25, true)]    // the floor: 2 > ceil(0.83) = 1, but a backend may always hold 2
+    [InlineData(1, 1, 1, 20, 1.25, true)]   // the floor, whatever the weight share
+    [InlineData(2, 1, 2, 3, 1.25, false)]   // past the floor: 3 > max(2, ceil(1.25))
     [InlineData(1, 1, 1, 2, 1.25, true)]    // 2 <= ceil(1.25) = 2
     [InlineData(2, 1, 2, 2, 1.25, false)]   // 3 >  ceil(1.875) = 2
     [InlineData(5, 1, 20, 4, 1.25, true)]   // even load: 6 <= ceil(6.5625) = 7
@@ -147,7 +150,7 @@ public sealed class BoundedLoadAffinityTests
             var index = Pick(route, key);
             route.Backends[index].State.OnRequestStart();
             total++;
-            var bound = Math.Ceiling(factor * total * weights[index] / weights.Sum());
+            var bound = Math.Max(BackendSelector.BoundFloor, Math.Ceiling(factor * total * weights[index] / weights.Sum()));
             Assert.True(route.Backends[index].State.InFlight <= bound, $"request {i}: b{index} has {route.Backends[index].State.InFlight} in flight, bound {bound}");
         }
         var loads = Loads(route);
@@ -195,7 +198,7 @@ public sealed class BoundedLoadAffinityTests
         {
             var index = Pick(route, IpKey(k));
             route.Backends[index].State.OnRequestStart();
-            var bound = Math.Ceiling(ModelConfig.DefaultBalanceFactor * (k + 1) * weights[index] / weights.Sum());
+            var bound = Math.Max(BackendSelector.BoundFloor, Math.Ceiling(ModelConfig.DefaultBalanceFactor * (k + 1) * weights[index] / weights.Sum()));
             Assert.True(route.Backends[index].State.InFlight <= bound);
         }
         var loads = Loads(route);
