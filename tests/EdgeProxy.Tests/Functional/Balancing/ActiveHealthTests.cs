@@ -4,7 +4,7 @@ using Xunit.Abstractions;
 
 namespace EdgeProxy.Tests.Functional.Balancing;
 
-/// <summary>Issue #3 (4): an unhealthy backend receives no traffic within one interval plus threshold, and gets it back when healthy.</summary>
+/// <summary>An unhealthy backend receives no traffic within one interval plus threshold, and gets it back when healthy.</summary>
 public sealed class ActiveHealthTests(ITestOutputHelper output)
 {
     [Fact]

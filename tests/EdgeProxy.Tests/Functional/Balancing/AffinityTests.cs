@@ -4,7 +4,7 @@ using Xunit.Abstractions;
 namespace EdgeProxy.Tests.Functional.Balancing;
 
 /// <summary>
-/// Issue #3 (2, 3): client-IP affinity end to end — sticky, spread over every backend, a pinned
+/// Client-IP affinity end to end — sticky, spread over every backend, a pinned
 /// client whose backend dies is served elsewhere at once and comes home when it recovers, and two
 /// gateway instances with the same config agree on every client without shared state.
 /// </summary>

@@ -6,7 +6,7 @@ using Xunit.Abstractions;
 namespace EdgeProxy.Tests.Functional.Balancing;
 
 /// <summary>
-/// Issue #3 (8): backends.json is watched; a valid change applies atomically without dropping the
+/// `backends.json` is watched; a valid change applies atomically without dropping the
 /// streams in flight, an invalid one is logged and the last good config keeps serving; SIGHUP reloads too.
 /// </summary>
 public sealed class HotReloadTests(ITestOutputHelper output)

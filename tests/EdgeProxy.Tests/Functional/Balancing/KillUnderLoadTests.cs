@@ -6,7 +6,7 @@ using Xunit.Abstractions;
 namespace EdgeProxy.Tests.Functional.Balancing;
 
 /// <summary>
-/// Issue #3 (3): a backend killed under load costs no client request that it had not answered:
+/// A backend killed under load costs no client request that it had not answered:
 /// connections it refuses are retried on another backend before any byte goes to the client.
 /// </summary>
 [Trait(Matrix.Trait, Matrix.Rerun)]

@@ -4,7 +4,7 @@ using EdgeProxy.Tests.Infrastructure;
 
 namespace EdgeProxy.Tests.Functional.Balancing;
 
-/// <summary>Issue #3 (6): every backend unhealthy -> still tried (panic, logged), or 503 JSON with ON_ALL_UNHEALTHY=fail.</summary>
+/// <summary>Every backend unhealthy -> still tried (panic, logged), or 503 JSON with ON_ALL_UNHEALTHY=fail.</summary>
 public sealed class PanicModeTests
 {
     [Theory]

@@ -5,7 +5,7 @@ using Xunit.Abstractions;
 namespace EdgeProxy.Tests.Functional.Balancing;
 
 /// <summary>
-/// Issue #3 (5): connection failures on live traffic eject a backend (visible in
+/// Connection failures on live traffic eject a backend (visible in
 /// /api/health/status and the log); after the back-off a half-open trial re-admits it once it is back.
 /// Active checks are slowed to one a minute so only passive health acts here.
 /// </summary>

@@ -6,7 +6,7 @@ using EdgeProxy.Tests.Infrastructure;
 namespace EdgeProxy.Tests.Functional.Foundation;
 
 /// <summary>
-/// Issue #6, "the request path allocates nothing per request that pooling could avoid": the Native
+/// "The request path allocates nothing per request that pooling could avoid": the Native
 /// AOT gateway's own allocation counter (`edgeproxy_gc_allocated_bytes_total`) across a few thousand
 /// fast-path requests. At LOG_LEVEL=WARNING nothing is left per request but noise (~13 B measured
 /// under wrk); before the request id and the body reader were reused it was ~157 B.

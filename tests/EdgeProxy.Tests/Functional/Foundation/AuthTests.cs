@@ -66,7 +66,7 @@ public sealed class AuthFixture : IAsyncLifetime
     }
 }
 
-/// <summary>Issue #2 item 6: client authentication and the upstream key.</summary>
+/// <summary>Client authentication and the upstream key.</summary>
 [Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class AuthTests(AuthFixture fixture) : IClassFixture<AuthFixture>
 {

@@ -5,7 +5,7 @@ using EdgeProxy.Tests.Infrastructure;
 namespace EdgeProxy.Tests.Functional.Foundation;
 
 /// <summary>
-/// Issue #2 item 3: bad configuration stops the gateway at start with exit code 2 and a message that
+/// Bad configuration stops the gateway at start with exit code 2 and a message that
 /// names the field (`services.s.models.m.backends[0].weight`) and what is wrong with it.
 /// </summary>
 public sealed class ConfigErrorTests

@@ -5,7 +5,7 @@ using EdgeProxy.Tests.Infrastructure;
 namespace EdgeProxy.Tests.Functional.Foundation;
 
 /// <summary>
-/// Issue #2 item 3 / contract "Configuration": process environment over `.env` over defaults, and
+/// Contract "Configuration": process environment over `.env` over defaults, and
 /// backends.json found at ./config/backends.json, else ./backends.json, when BACKENDS_CONFIG_PATH is unset.
 /// No backend process is needed: the checks are where the gateway listens, which key it accepts
 /// (a 404 for an unknown model comes after authentication) and which file it loaded.

@@ -5,7 +5,7 @@ using EdgeProxy.Tests.Infrastructure;
 namespace EdgeProxy.Tests.Functional.Foundation;
 
 /// <summary>
-/// Issue #2 items 4 and 8: unknown routes are 404 without an upstream call; a refused connection is
+/// Unknown routes are 404 without an upstream call; a refused connection is
 /// 502 and an upstream that never answers is 504 within REQUEST_TIMEOUT (1 s here), both as JSON that
 /// says nothing about the exception or the backend's address.
 /// </summary>

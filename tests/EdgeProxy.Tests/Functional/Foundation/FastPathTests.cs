@@ -6,7 +6,7 @@ using EdgeProxy.Tests.Infrastructure;
 namespace EdgeProxy.Tests.Functional.Foundation;
 
 /// <summary>
-/// Issue #6: the HTTP/1.1 fast path (a connection middleware relaying plain proxy requests on
+/// The HTTP/1.1 fast path (a connection middleware relaying plain proxy requests on
 /// Kestrel's transport). What it takes it must relay exactly like the general path; what it does
 /// not take must reach Kestrel unconsumed, on the same connection; bad input is always the general
 /// path's to reject (Kestrel, then the dispatcher's admission by the same rules the fast path parses

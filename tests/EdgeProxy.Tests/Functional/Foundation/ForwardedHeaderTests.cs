@@ -6,7 +6,7 @@ using EdgeProxy.Tests.Infrastructure;
 namespace EdgeProxy.Tests.Functional.Foundation;
 
 /// <summary>
-/// Issue #2 item 5: X-Forwarded-* and X-Real-IP are the gateway's own unless the TCP peer is a
+/// X-Forwarded-* and X-Real-IP are the gateway's own unless the TCP peer is a
 /// trusted proxy (TRUSTED_PROXIES=127.0.0.9 here); X-Request-ID is the client's when well-formed,
 /// else new, sent upstream and on every response. Client identities are distinct 127.x source
 /// addresses; 203.0.113.7 is only ever a header value (TEST-NET-3), never contacted.

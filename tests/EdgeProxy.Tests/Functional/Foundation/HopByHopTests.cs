@@ -4,7 +4,7 @@ using EdgeProxy.Tests.Infrastructure;
 namespace EdgeProxy.Tests.Functional.Foundation;
 
 /// <summary>
-/// Issue #2 item 5 (RFC 9110 §7.6.1): hop-by-hop headers, and headers the Connection header names,
+/// RFC 9110 §7.6.1: hop-by-hop headers, and headers the Connection header names,
 /// are not forwarded in either direction; `TE: trailers` is. Raw sockets on the client side, so the
 /// headers go out and come back exactly as written.
 /// </summary>

@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 namespace EdgeProxy.Tests.Functional.Foundation;
 
 /// <summary>
-/// Issue #2 item 6: "No key ever appears in a response, the dashboard, the status API or a log line."
+/// "No key ever appears in a response, the dashboard, the status API or a log line."
 /// Recognisable keys are configured (gateway key, a global upstream key use, per-backend keys on
 /// live, refusing and hanging backends), every non-echo response the gateway can give is collected,
 /// then the responses and the gateway's complete DEBUG log are scanned for every key.

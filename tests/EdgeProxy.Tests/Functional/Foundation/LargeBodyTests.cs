@@ -5,7 +5,7 @@ using Xunit.Abstractions;
 namespace EdgeProxy.Tests.Functional.Foundation;
 
 /// <summary>
-/// Issue #2 item 4: request and response bodies are streamed, in both directions, with and without
+/// Request and response bodies are streamed, in both directions, with and without
 /// a declared length, and the gateway's memory does not grow with the body.
 /// </summary>
 [Trait(Matrix.Trait, Matrix.Rerun)]

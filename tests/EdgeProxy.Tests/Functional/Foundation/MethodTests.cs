@@ -6,7 +6,7 @@ using EdgeProxy.Tests.Infrastructure;
 namespace EdgeProxy.Tests.Functional.Foundation;
 
 /// <summary>
-/// Issue #2 item 4: every contract method reaches the backend with method, path and body intact;
+/// Every contract method reaches the backend with method, path and body intact;
 /// any other method is refused with 405 before an upstream call.
 /// </summary>
 [Trait(Matrix.Trait, Matrix.Rerun)]

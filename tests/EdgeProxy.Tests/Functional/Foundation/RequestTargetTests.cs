@@ -4,7 +4,7 @@ using EdgeProxy.Tests.Infrastructure;
 namespace EdgeProxy.Tests.Functional.Foundation;
 
 /// <summary>
-/// Issue #2 item 4: the path after `/{service}/{model}` and the raw query reach the backend byte for
+/// The path after `/{service}/{model}` and the raw query reach the backend byte for
 /// byte. Requests go out as raw bytes on a socket: HttpClient would normalise the target itself.
 /// </summary>
 [Trait(Matrix.Trait, Matrix.Rerun)]

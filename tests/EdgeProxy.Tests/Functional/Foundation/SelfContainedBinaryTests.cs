@@ -5,13 +5,13 @@ using EdgeProxy.Tests.Infrastructure;
 namespace EdgeProxy.Tests.Functional.Foundation;
 
 /// <summary>
-/// Issue #2 item 2: "The binary is self-contained: copy it alone to another directory and it runs."
+/// "The binary is self-contained: copy it alone to another directory and it runs."
 /// Only meaningful for the Native AOT binary, hence skipped unless EDGEPROXY_BIN is set.
 /// </summary>
 public sealed partial class SelfContainedBinaryTests
 {
     /// <summary>
-    /// Issue #6 (start to the first /health within 50 ms): the gen 0 budget embedded in the binary
+    /// Start to the first /health within 50 ms: the gen 0 budget embedded in the binary
     /// (EdgeProxy.csproj, GCgen0size) holds what start-up allocates, so no collection pauses it.
     /// With the runtime's default budget this saw one compacting collection (~6.5 ms) every start.
     /// </summary>

@@ -5,7 +5,7 @@ using Xunit.Abstractions;
 
 namespace EdgeProxy.Tests.Functional.Streaming;
 
-/// <summary>Issue #4: 1,000 concurrent streams complete with correct content and bounded memory.</summary>
+/// <summary>1,000 concurrent streams complete with correct content and bounded memory.</summary>
 [Collection(StreamingSerialCollection.Name)]
 [Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class ConcurrentStreamsTests(ITestOutputHelper output)

@@ -6,7 +6,7 @@ using EdgeProxy.Tests.Infrastructure;
 namespace EdgeProxy.Tests.Functional.Streaming;
 
 /// <summary>
-/// Issue #4 (5): when the backend breaks after the response started, the client must not mistake
+/// When the backend breaks after the response started, the client must not mistake
 /// the truncated body for a complete one: SSE gets a final `event: error`, NDJSON a final
 /// `{"error":…}` line, every body an abortive end — never a clean end. Each case runs several times
 /// on one gateway because the error frame races the connection reset (the frame must leave before

@@ -8,7 +8,7 @@ using Xunit.Abstractions;
 
 namespace EdgeProxy.Tests.Functional.Streaming;
 
-/// <summary>Issue #4 (6): request bodies stream upstream too (no full buffering of uploads); `Expect: 100-continue` works.</summary>
+/// <summary>Request bodies stream upstream too (no full buffering of uploads); `Expect: 100-continue` works.</summary>
 [Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class RequestBodyStreamingTests(ITestOutputHelper output)
 {

@@ -8,7 +8,7 @@ using Xunit.Abstractions;
 namespace EdgeProxy.Tests.Functional.Streaming;
 
 /// <summary>
-/// Issue #4 (4): three timers — connect, first byte, stream idle — each with its own log reason and
+/// Three timers — connect, first byte, stream idle — each with its own log reason and
 /// status, and none of them bounding a healthy stream's length. Timer values are small (0.5–2 s);
 /// upper bounds on elapsed time are many times the timer so a loaded box cannot fail them, while the
 /// backend's own delays are longer still so only the timer can explain the outcome.

@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 namespace EdgeProxy.Tests.Functional.Streaming;
 
 /// <summary>
-/// Issue #4 (1): event streams pass through chunk by chunk. The proofs are about order, not speed:
+/// Event streams pass through chunk by chunk. The proofs are about order, not speed:
 /// the backend holds event k+1 until the test, reading through the gateway, has acknowledged event k,
 /// so a gateway that buffers deadlocks and the test fails by its timeout.
 /// </summary>
