@@ -344,6 +344,34 @@ internal static class BackendsConfigLoader
 
         var weight = ReadInteger(backend, "weight", path, 1, MaxWeight, errors) ?? 1;
 
+        var apiKey = ReadApiKey(backend, path, errors);
+        var authMode = ReadAuthMode(backend, path, errors);
+        var healthPath = ReadHealthPath(backend, path, errors);
+
+        var (caFile, caCertificates, skipVerify) = ReadUpstreamTls(backend, path, url, errors, warnings);
+
+        if (errors.Count > before)
+        {
+            return null;
+        }
+        return new BackendConfig
+        {
+            CaFile = caFile,
+            CaCertificates = caCertificates,
+            TlsSkipVerify = skipVerify,
+            Id = id!,
+            Name = name!,
+            Url = url!,
+            Weight = weight,
+            ApiKey = apiKey,
+            AuthMode = authMode,
+            HealthPath = healthPath,
+        };
+    }
+
+    /// <summary>`api_key`: a string without control characters; empty means none. A wrong shape is reported without echoing the value.</summary>
+    private static string? ReadApiKey(JsonElement backend, string path, List<ConfigError> errors)
+    {
         string? apiKey = null;
         if (backend.TryGetProperty("api_key", out var keyElement) && keyElement.ValueKind != JsonValueKind.Null)
         {
@@ -365,7 +393,12 @@ internal static class BackendsConfigLoader
                 }
             }
         }
+        return apiKey;
+    }
 
+    /// <summary>`auth_mode`: "Authorization" or "x-api-key"; null when absent (BACKEND_AUTH_MODE applies).</summary>
+    private static UpstreamAuthMode? ReadAuthMode(JsonElement backend, string path, List<ConfigError> errors)
+    {
         UpstreamAuthMode? authMode = null;
         if (backend.TryGetProperty("auth_mode", out var modeElement) && modeElement.ValueKind != JsonValueKind.Null)
         {
@@ -378,7 +411,12 @@ internal static class BackendsConfigLoader
                 errors.Add(new ConfigError(path + ".auth_mode", $"unknown auth_mode {Describe(modeElement)} (expected \"Authorization\" or \"x-api-key\")"));
             }
         }
+        return authMode;
+    }
 
+    /// <summary>`health_path`: the active check's path, "/health" by default.</summary>
+    private static string ReadHealthPath(JsonElement backend, string path, List<ConfigError> errors)
+    {
         var healthPath = "/health";
         if (backend.TryGetProperty("health_path", out var healthElement) && healthElement.ValueKind != JsonValueKind.Null)
         {
@@ -392,26 +430,7 @@ internal static class BackendsConfigLoader
                 healthPath = value;
             }
         }
-
-        var (caFile, caCertificates, skipVerify) = ReadUpstreamTls(backend, path, url, errors, warnings);
-
-        if (errors.Count > before)
-        {
-            return null;
-        }
-        return new BackendConfig
-        {
-            CaFile = caFile,
-            CaCertificates = caCertificates,
-            TlsSkipVerify = skipVerify,
-            Id = id!,
-            Name = name!,
-            Url = url!,
-            Weight = weight,
-            ApiKey = apiKey,
-            AuthMode = authMode,
-            HealthPath = healthPath,
-        };
+        return healthPath;
     }
 
     /// <summary>

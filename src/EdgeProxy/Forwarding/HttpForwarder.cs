@@ -68,11 +68,7 @@ internal sealed partial class HttpForwarder(
             while (step == RequestStep.NeedBytes);
             if (step != RequestStep.Ready)
             {
-                if (step == RequestStep.Refuse)
-                {
-                    await client.WriteErrorAsync(ForwarderErrors.StatusCode(ForwarderError.Shutdown), ForwarderError.Shutdown).ConfigureAwait(false);
-                }
-                return step == RequestStep.HandOver;
+                return await StopServingAsync(client, step).ConfigureAwait(false);
             }
 
             // 1. Attempts until one is answered, or none may be made.
@@ -128,6 +124,17 @@ internal sealed partial class HttpForwarder(
                 return false;
             }
         }
+    }
+
+    /// <summary>The client sends no more requests here: refused at shutdown (the error answer), closed, or handed to Kestrel (true).</summary>
+    private static async ValueTask<bool> StopServingAsync<TClient>(TClient client, RequestStep step)
+        where TClient : struct, IExchangeClient
+    {
+        if (step == RequestStep.Refuse)
+        {
+            await client.WriteErrorAsync(ForwarderErrors.StatusCode(ForwarderError.Shutdown), ForwarderError.Shutdown).ConfigureAwait(false);
+        }
+        return step == RequestStep.HandOver;
     }
 
     /// <summary>The backend's in-flight count, the gateway's, and the exchange's timer for the wait on the backend.</summary>
