@@ -11,6 +11,19 @@ internal static class SettingsLoader
     public static GatewaySettings Load(IReadOnlyDictionary<string, string> environment, string workingDirectory)
     {
         var errors = new List<ConfigError>();
+        var merged = MergeSources(environment, workingDirectory, errors);
+        var settings = ReadSettings(merged, errors);
+        CheckCombinations(settings, errors);
+        if (errors.Count > 0)
+        {
+            throw new ConfigException("environment/.env", errors);
+        }
+        return settings;
+    }
+
+    /// <summary>The `.env` file's values, then the environment's on top; `.env` syntax errors go to <paramref name="errors"/>.</summary>
+    private static Dictionary<string, string> MergeSources(IReadOnlyDictionary<string, string> environment, string workingDirectory, List<ConfigError> errors)
+    {
         var merged = new Dictionary<string, string>(StringComparer.Ordinal);
         var envPath = Path.Combine(workingDirectory, ".env");
         if (File.Exists(envPath))
@@ -33,10 +46,15 @@ internal static class SettingsLoader
         {
             merged[k] = v;
         }
+        return merged;
+    }
 
+    /// <summary>Reads each setting on its own, falling back to its default; bad values go to <paramref name="errors"/>.</summary>
+    private static GatewaySettings ReadSettings(Dictionary<string, string> merged, List<ConfigError> errors)
+    {
         var reader = new Reader(merged, errors);
         var requestTimeout = reader.Seconds("REQUEST_TIMEOUT", 30, min: 0.001);
-        var settings = new GatewaySettings
+        return new GatewaySettings
         {
             Port = reader.Int("PORT", 8000, 0, 65535),
             Host = reader.String("HOST", "0.0.0.0"),
@@ -77,6 +95,11 @@ internal static class SettingsLoader
             TlsKeyFile = reader.String("TLS_KEY_FILE", ""),
             TlsPort = reader.Int("TLS_PORT", 0, 0, 65535),
         };
+    }
+
+    /// <summary>Rules that involve more than one setting, checked after each has been read on its own.</summary>
+    private static void CheckCombinations(GatewaySettings settings, List<ConfigError> errors)
+    {
         if (settings.EjectionMax < settings.EjectionBase)
         {
             errors.Add(new ConfigError("EJECTION_MAX_SECONDS", "must be at least EJECTION_BASE_SECONDS"));
@@ -93,11 +116,6 @@ internal static class SettingsLoader
         {
             errors.Add(new ConfigError("TLS_PORT", "must differ from PORT (leave it at 0 to terminate TLS on PORT)"));
         }
-        if (errors.Count > 0)
-        {
-            throw new ConfigException("environment/.env", errors);
-        }
-        return settings;
     }
 
     private sealed class Reader(Dictionary<string, string> values, List<ConfigError> errors)

@@ -40,8 +40,55 @@ internal static partial class GatewayApp
         }
 
         // 1. Command line.
-        var demo = false;
-        var checkOnly = false;
+        if (ParseArguments(args, out var demo, out var checkOnly) is { } exitCode)
+        {
+            return exitCode;
+        }
+
+        // 2–3. Configuration; bad config never starts a half-working gateway.
+        if (LoadConfiguration(demo) is not { } startup)
+        {
+            return ExitConfigError;
+        }
+        if (checkOnly)
+        {
+            PrintConfigCheck(startup);
+            return 0;
+        }
+
+        // 4. Demo mode: mock LLM backends on the config's loopback URLs.
+        MockLlmBackends? mocks = null;
+        if (demo)
+        {
+            mocks = await StartDemoBackendsAsync(startup.Config).ConfigureAwait(false);
+            if (mocks is null)
+            {
+                return ExitConfigError;
+            }
+        }
+
+        // 5. The gateway.
+        try
+        {
+            return await RunGatewayAsync(startup, demo, startedAt).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (mocks is not null)
+            {
+                await mocks.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>What start-up loaded before the host is built.</summary>
+    private sealed record StartupConfiguration(GatewaySettings Settings, BackendsConfig Config, string ConfigPath, TlsCertificateStore? Tls, List<string> Warnings);
+
+    /// <summary>Reads the flags; returns the exit code when the process should stop here (version, help, unknown argument).</summary>
+    private static int? ParseArguments(string[] args, out bool demo, out bool checkOnly)
+    {
+        demo = false;
+        checkOnly = false;
         foreach (var arg in args)
         {
             switch (arg)
@@ -64,102 +111,110 @@ internal static partial class GatewayApp
                     return ExitConfigError;
             }
         }
+        return null;
+    }
 
-        // 2–3. Configuration; bad config never starts a half-working gateway.
-        GatewaySettings settings;
-        BackendsConfig config;
-        string configPath;
-        TlsCertificateStore? tls = null;
+    /// <summary>Settings, backends.json and the TLS certificate; null after printing the error when any is bad.</summary>
+    private static StartupConfiguration? LoadConfiguration(bool demo)
+    {
         var warnings = new List<string>();
         try
         {
-            var environment = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
-            {
-                environment[(string)entry.Key] = (string?)entry.Value ?? "";
-            }
-            if (demo && !environment.ContainsKey("BACKEND_API_KEY"))
-            {
-                // Demo: a known key so the printed curl commands work and auth is on, as in production.
-                environment["BACKEND_API_KEY"] = DemoKey;
-            }
-            settings = SettingsLoader.Load(environment, Directory.GetCurrentDirectory());
+            var settings = SettingsLoader.Load(ReadEnvironment(demo), Directory.GetCurrentDirectory());
             ApplyIoThreads(settings);
-            configPath = ResolveConfigPath(settings);
-            config = BackendsConfigLoader.LoadFile(configPath, warnings);
-            tls = settings.TlsEnabled ? TlsCertificateStore.Load(settings.TlsCertFile, settings.TlsKeyFile, TimeProvider.System) : null;
+            var configPath = ResolveConfigPath(settings);
+            var config = BackendsConfigLoader.LoadFile(configPath, warnings);
+            var tls = settings.TlsEnabled ? TlsCertificateStore.Load(settings.TlsCertFile, settings.TlsKeyFile, TimeProvider.System) : null;
+            return new StartupConfiguration(settings, config, configPath, tls, warnings);
         }
         catch (ConfigException ex)
         {
             Console.Error.WriteLine("edgeproxy: configuration error in " + ex.Message);
-            return ExitConfigError;
+            return null;
         }
         catch (ServerCertificateException ex)
         {
             Console.Error.WriteLine("edgeproxy: TLS certificate error: " + ex.Message);
-            return ExitConfigError;
+            return null;
         }
-        if (checkOnly)
-        {
-            Console.WriteLine($"{configPath}: OK ({config.Services.Count} services, {config.ModelCount} models, {config.BackendCount} backends)");
-            foreach (var warning in warnings)
-            {
-                Console.WriteLine("warning: " + warning);
-            }
-            return 0;
-        }
+    }
 
-        // 4. Demo mode: mock LLM backends on the config's loopback URLs.
-        MockLlmBackends? mocks = null;
-        if (demo)
+    /// <summary>The process environment; in demo mode with <see cref="DemoKey"/> when BACKEND_API_KEY is unset.</summary>
+    private static Dictionary<string, string> ReadEnvironment(bool demo)
+    {
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
         {
-            try
-            {
-                mocks = await MockLlmBackends.StartAsync(config).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is IOException or InvalidOperationException)
-            {
-                Console.Error.WriteLine("edgeproxy: demo backends could not start: " + ex.Message);
-                return ExitConfigError;
-            }
+            environment[(string)entry.Key] = (string?)entry.Value ?? "";
         }
+        if (demo && !environment.ContainsKey("BACKEND_API_KEY"))
+        {
+            // Demo: a known key so the printed curl commands work and auth is on, as in production.
+            environment["BACKEND_API_KEY"] = DemoKey;
+        }
+        return environment;
+    }
 
-        // 5. The gateway.
+    /// <summary>--check-config's report: the counts, then each warning.</summary>
+    private static void PrintConfigCheck(StartupConfiguration startup)
+    {
+        var config = startup.Config;
+        Console.WriteLine($"{startup.ConfigPath}: OK ({config.Services.Count} services, {config.ModelCount} models, {config.BackendCount} backends)");
+        foreach (var warning in startup.Warnings)
+        {
+            Console.WriteLine("warning: " + warning);
+        }
+    }
+
+    /// <summary>Starts the demo's mock backends; null after printing the error when they cannot start.</summary>
+    private static async Task<MockLlmBackends?> StartDemoBackendsAsync(BackendsConfig config)
+    {
         try
         {
-            await using var app = Build(settings, config, configPath, TimeProvider.System, warnings, tls: tls);
-            try
-            {
-                await app.StartAsync().ConfigureAwait(false);
-            }
-            catch (IOException ex)
-            {
-                Console.Error.WriteLine($"edgeproxy: cannot listen on {settings.Host}:{settings.Port}: {ex.Message}");
-                return 1;
-            }
-            var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeProxy");
-            foreach (var address in ListeningAddresses(app))
-            {
-                LogListening(logger, address);
-            }
-            LogStarted(logger, GatewayVersion.Value, Stopwatch.GetElapsedTime(startedAt).TotalMilliseconds);
-            if (demo)
-            {
-                var port = new Uri(ListeningAddresses(app).First()).Port;
-                var key = settings.BackendApiKey == DemoKey ? DemoKey : "$BACKEND_API_KEY";
-                var service = config.Services[0].Name;
-                var model = config.Services[0].Models[0].Name;
-                LogDemo(logger, port, $"curl -N http://127.0.0.1:{port}/{service}/{model}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"{model}\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'");
-            }
-            await app.WaitForShutdownAsync().ConfigureAwait(false);
-            return 0;
+            return await MockLlmBackends.StartAsync(config).ConfigureAwait(false);
         }
-        finally
+        catch (Exception ex) when (ex is IOException or InvalidOperationException)
         {
-            if (mocks is not null)
-            {
-                await mocks.DisposeAsync().ConfigureAwait(false);
-            }
+            Console.Error.WriteLine("edgeproxy: demo backends could not start: " + ex.Message);
+            return null;
+        }
+    }
+
+    /// <summary>Builds and starts the gateway, logs where it listens, and serves until shutdown.</summary>
+    private static async Task<int> RunGatewayAsync(StartupConfiguration startup, bool demo, long startedAt)
+    {
+        var settings = startup.Settings;
+        await using var app = Build(settings, startup.Config, startup.ConfigPath, TimeProvider.System, startup.Warnings, tls: startup.Tls);
+        try
+        {
+            await app.StartAsync().ConfigureAwait(false);
+        }
+        catch (IOException ex)
+        {
+            Console.Error.WriteLine($"edgeproxy: cannot listen on {settings.Host}:{settings.Port}: {ex.Message}");
+            return 1;
+        }
+        LogStartup(app, startup, demo, startedAt);
+        await app.WaitForShutdownAsync().ConfigureAwait(false);
+        return 0;
+    }
+
+    /// <summary>The listening addresses, the start-up time and, in demo mode, a curl command to try.</summary>
+    private static void LogStartup(WebApplication app, StartupConfiguration startup, bool demo, long startedAt)
+    {
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeProxy");
+        foreach (var address in ListeningAddresses(app))
+        {
+            LogListening(logger, address);
+        }
+        LogStarted(logger, GatewayVersion.Value, Stopwatch.GetElapsedTime(startedAt).TotalMilliseconds);
+        if (demo)
+        {
+            var port = new Uri(ListeningAddresses(app).First()).Port;
+            var key = startup.Settings.BackendApiKey == DemoKey ? DemoKey : "$BACKEND_API_KEY";
+            var service = startup.Config.Services[0].Name;
+            var model = startup.Config.Services[0].Models[0].Name;
+            LogDemo(logger, port, $"curl -N http://127.0.0.1:{port}/{service}/{model}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"{model}\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'");
         }
     }
 
@@ -218,6 +273,49 @@ internal static partial class GatewayApp
         TlsCertificateStore? tls = null)
     {
         tls ??= settings.TlsEnabled ? TlsCertificateStore.Load(settings.TlsCertFile, settings.TlsKeyFile, time) : null;
+        var builder = CreateBuilder(settings, configureLogging);
+        var loops = ConfigureTransport(builder, settings, out var epollUnavailable);
+        // The fast path exists once the services do; Kestrel builds the connection pipeline at start.
+        Http1FastPath? fastPath = null;
+        ConfigureKestrel(builder.WebHost, settings, tls, () => fastPath);
+        var core = CreateCore(settings, config, time);
+        AddServices(builder.Services, core, settings, configPath, time, tls);
+
+        var app = builder.Build();
+        LogConfiguration(app, configPath, config, warnings, core.Authenticator, epollUnavailable);
+        var forwarder = app.Services.GetRequiredService<HttpForwarder>();
+        forwarder.Loops = loops;
+        // SIGTERM/SIGINT: the host raises ApplicationStopping at once, then stops Kestrel (which closes
+        // the listening sockets and lets open connections finish) before the other services.
+        var drain = app.Services.GetRequiredService<ShutdownDrain>();
+        app.Lifetime.ApplicationStopping.Register(drain.Begin);
+        app.Run(CreateDispatcher(app, core, settings, forwarder, drain, time).InvokeAsync);
+        if (settings.Http1FastPath)
+        {
+            fastPath = new Http1FastPath(settings, core.Routes, core.Authenticator, forwarder, app.Services.GetRequiredService<ILogger<Http1FastPath>>());
+        }
+        app.Lifetime.ApplicationStopped.Register(() =>
+        {
+            forwarder.DisposeUpstreamPools();
+            core.ForwardingClient.Dispose();
+            core.HealthClient.Dispose();
+            core.Metrics.Dispose();
+            loops?.Dispose();
+        });
+        return app;
+    }
+
+    /// <summary>The objects built from config before the host: shared by the services, the dispatcher and the fast path.</summary>
+    private sealed record GatewayCore(
+        RouteTableProvider Routes,
+        GatewayMetrics Metrics,
+        HealthChangeSignal Signal,
+        GatewayKeyAuthenticator Authenticator,
+        HttpMessageInvoker ForwardingClient,
+        HttpMessageInvoker HealthClient);
+
+    private static WebApplicationBuilder CreateBuilder(GatewaySettings settings, Action<ILoggingBuilder>? configureLogging)
+    {
         // Settings come from the environment and .env (contract), not appsettings.json; the host still
         // reads an appsettings.json next to the binary, but without watching it: a reload-on-change
         // JSON source costs a FileSystemWatcher thread and inotify set-up on every start.
@@ -231,8 +329,17 @@ internal static partial class GatewayApp
         // Kestrel drains until the host's shutdown timeout, then aborts what is left; the forwarders end
         // their exchanges at SHUTDOWN_TIMEOUT, a little before that (ShutdownDrain).
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = ShutdownDrain.HostTimeout(settings.ShutdownTimeout));
+        return builder;
+    }
+
+    /// <summary>
+    /// TRANSPORT=epoll: registers the epoll transport and returns its loops, or null with the reason in
+    /// <paramref name="epollUnavailable"/> when this system cannot run it. Otherwise Kestrel's sockets.
+    /// </summary>
+    private static EdgeProxy.Transport.EpollLoops? ConfigureTransport(WebApplicationBuilder builder, GatewaySettings settings, out string? epollUnavailable)
+    {
         EdgeProxy.Transport.EpollLoops? loops = null;
-        string? epollUnavailable = null;
+        epollUnavailable = null;
         if (settings.EpollTransport)
         {
             try
@@ -257,9 +364,16 @@ internal static partial class GatewayApp
             // inline socket completions set in Program.cs; same safety argument: nothing blocks).
             builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = true);
         }
-        // The fast path exists once the services do; Kestrel builds the connection pipeline at start.
-        Http1FastPath? fastPath = null;
-        builder.WebHost.ConfigureKestrel(options =>
+        return loops;
+    }
+
+    /// <summary>
+    /// Limits, header encodings and the listeners. <paramref name="fastPath"/> is read when Kestrel
+    /// builds each listener's pipeline at start, after <see cref="Build"/> has created the fast path.
+    /// </summary>
+    private static void ConfigureKestrel(IWebHostBuilder webHost, GatewaySettings settings, TlsCertificateStore? tls, Func<Http1FastPath?> fastPath)
+    {
+        webHost.ConfigureKestrel(options =>
         {
             options.AddServerHeader = false;
             options.Limits.MaxRequestBodySize = settings.MaxRequestBodySize;
@@ -303,10 +417,14 @@ internal static partial class GatewayApp
         {
             if (settings.Http1FastPath)
             {
-                listen.Use(next => fastPath is null ? next : fastPath.Wrap(next));
+                listen.Use(next => fastPath() is { } built ? built.Wrap(next) : next);
             }
         }
+    }
 
+    /// <summary>The route table, metrics, health signal, client authentication and the two upstream clients.</summary>
+    private static GatewayCore CreateCore(GatewaySettings settings, BackendsConfig config, TimeProvider time)
+    {
         var policy = HealthPolicy.From(settings);
         var routes = new RouteTableProvider(RouteTable.Build(config, settings, policy, time));
         var metrics = new GatewayMetrics();
@@ -315,7 +433,13 @@ internal static partial class GatewayApp
         var upstreamTls = new UpstreamTls(routes);
         var forwardingClient = UpstreamClientFactory.CreateForwardingClient(settings, upstreamTls.Validate);
         var healthClient = UpstreamClientFactory.CreateHealthClient(settings, upstreamTls.Validate);
-        var services = builder.Services;
+        return new GatewayCore(routes, metrics, signal, authenticator, forwardingClient, healthClient);
+    }
+
+    /// <summary>Registers the singletons and the background services (health checks, config and certificate watchers).</summary>
+    private static void AddServices(IServiceCollection services, GatewayCore core, GatewaySettings settings, string configPath, TimeProvider time, TlsCertificateStore? tls)
+    {
+        var (routes, metrics, signal, authenticator, forwardingClient, healthClient) = core;
         services.AddSingleton(settings);
         services.AddSingleton(time);
         services.AddSingleton(routes);
@@ -340,8 +464,11 @@ internal static partial class GatewayApp
         services.AddSingleton(sp => new PrometheusExporter(metrics));
         services.AddHostedService(sp => sp.GetRequiredService<ActiveHealthChecker>());
         services.AddHostedService(sp => sp.GetRequiredService<BackendsConfigWatcher>());
+    }
 
-        var app = builder.Build();
+    /// <summary>What was loaded, each config warning, and the notices for auth off and epoll unavailable.</summary>
+    private static void LogConfiguration(WebApplication app, string configPath, BackendsConfig config, IReadOnlyList<string> warnings, GatewayKeyAuthenticator authenticator, string? epollUnavailable)
+    {
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EdgeProxy");
         LogConfigLoaded(logger, configPath, config.Services.Count, config.ModelCount, config.BackendCount);
         foreach (var warning in warnings)
@@ -356,38 +483,20 @@ internal static partial class GatewayApp
         {
             LogEpollUnavailable(logger, epollUnavailable);
         }
-        var forwarder = app.Services.GetRequiredService<HttpForwarder>();
-        forwarder.Loops = loops;
-        // SIGTERM/SIGINT: the host raises ApplicationStopping at once, then stops Kestrel (which closes
-        // the listening sockets and lets open connections finish) before the other services.
-        var drain = app.Services.GetRequiredService<ShutdownDrain>();
-        app.Lifetime.ApplicationStopping.Register(drain.Begin);
-        var dispatcher = new RequestDispatcher(
+    }
+
+    private static RequestDispatcher CreateDispatcher(WebApplication app, GatewayCore core, GatewaySettings settings, HttpForwarder forwarder, ShutdownDrain drain, TimeProvider time)
+        => new(
             settings,
-            routes,
-            authenticator,
+            core.Routes,
+            core.Authenticator,
             forwarder,
             new DashboardPage(),
-            new HealthEventsEndpoint(routes, signal, time, drain),
-            new MetricsEndpoint(app.Services.GetRequiredService<PrometheusExporter>(), routes, settings, authenticator),
+            new HealthEventsEndpoint(core.Routes, core.Signal, time, drain),
+            new MetricsEndpoint(app.Services.GetRequiredService<PrometheusExporter>(), core.Routes, settings, core.Authenticator),
             drain,
             time,
             app.Services.GetRequiredService<ILogger<RequestDispatcher>>());
-        app.Run(dispatcher.InvokeAsync);
-        if (settings.Http1FastPath)
-        {
-            fastPath = new Http1FastPath(settings, routes, authenticator, forwarder, app.Services.GetRequiredService<ILogger<Http1FastPath>>());
-        }
-        app.Lifetime.ApplicationStopped.Register(() =>
-        {
-            forwarder.DisposeUpstreamPools();
-            forwardingClient.Dispose();
-            healthClient.Dispose();
-            metrics.Dispose();
-            loops?.Dispose();
-        });
-        return app;
-    }
 
     public static IEnumerable<string> ListeningAddresses(WebApplication app)
         => app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];

@@ -43,27 +43,16 @@ internal sealed partial class RequestDispatcher(
         response.Headers[RequestIds.HeaderName] = requestId;
 
         // 2. Admission: what the fast path's parser refuses is refused here too, on every path.
-        if (RequestAdmission.Check(context) is { } refusal)
+        if (RefuseInadmissibleAsync(context) is { } refusal)
         {
-            if (refusal.Status == StatusCodes.Status405MethodNotAllowed)
-            {
-                response.Headers.Allow = HttpSyntax.AllowedMethods;
-            }
-            await ErrorResponses.WriteAsync(context, refusal.Status, refusal.Code, refusal.Message).ConfigureAwait(false);
+            await refusal.ConfigureAwait(false);
             return;
         }
 
         // The dedicated metrics port serves /metrics and nothing else.
         if (settings.MetricsPort != 0 && context.Connection.LocalPort == settings.MetricsPort)
         {
-            if (request.Path.Value == "/metrics" && (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method)))
-            {
-                await metricsExporter.ServeAsync(context, dedicatedPort: true).ConfigureAwait(false);
-            }
-            else
-            {
-                await ErrorResponses.WriteAsync(context, 404, "route_not_found", "This port serves /metrics only.").ConfigureAwait(false);
-            }
+            await ServeMetricsPortAsync(context).ConfigureAwait(false);
             return;
         }
 
@@ -76,53 +65,80 @@ internal sealed partial class RequestDispatcher(
 
         try
         {
-            // 4. Fixed endpoints.
-            var path = request.Path.Value ?? "/";
-            var isRead = HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method);
-            if (isRead)
-            {
-                switch (path)
-                {
-                    case "/":
-                    case "/index.html":
-                        await dashboard.ServeAsync(context).ConfigureAwait(false);
-                        return;
-                    case "/health":
-                        await WriteJsonBytesAsync(context, HealthBody).ConfigureAwait(false);
-                        return;
-                    case "/ready":
-                        // From the shutdown signal on, not ready: a load balancer that still reaches this
-                        // process (on a connection opened before) takes it out of rotation.
-                        var table = routes.Current;
-                        var draining = drain.Draining;
-                        response.StatusCode = draining ? StatusCodes.Status503ServiceUnavailable : StatusCodes.Status200OK;
-                        await WriteJsonAsync(context, new ReadyStatus { Status = draining ? "shutting_down" : "ready", Services = table.Config.Services.Count, Models = table.Config.ModelCount, Backends = table.Config.BackendCount }, GatewayJsonContext.Default.ReadyStatus).ConfigureAwait(false);
-                        return;
-                    case "/api/health/status":
-                        await WriteJsonAsync(context, HealthStatusReport.Build(routes.Current.States, time), GatewayJsonContext.Default.HealthStatusDocument).ConfigureAwait(false);
-                        return;
-                    case "/api/health/events":
-                        await healthEvents.ServeAsync(context).ConfigureAwait(false);
-                        return;
-                    case "/metrics" when settings.MetricsPort == 0:
-                        await metricsExporter.ServeAsync(context).ConfigureAwait(false);
-                        return;
-                }
-                if (path.StartsWith("/api/health/status/", StringComparison.Ordinal))
-                {
-                    await ServiceStatusAsync(context, path["/api/health/status/".Length..]).ConfigureAwait(false);
-                    return;
-                }
-            }
-
-            // 5. The proxy route.
-            await ProxyAsync(context, requestId).ConfigureAwait(false);
+            // 4. Fixed endpoints, else 5. the proxy route.
+            await (ServeFixedEndpointAsync(context) ?? ProxyAsync(context, requestId)).ConfigureAwait(false);
         }
         catch (Exception ex) when (!response.HasStarted && ex is not OperationCanceledException)
         {
             LogUnhandled(logger, requestId, ex.GetType().Name, ex.Message);
             await ErrorResponses.WriteAsync(context, 500, "internal_error", "Internal gateway error.").ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// Writes the refusal when <see cref="RequestAdmission"/> rejects the request, else null. Returns the
+    /// write's task without awaiting it, so the request keeps one async frame.
+    /// </summary>
+    private static Task? RefuseInadmissibleAsync(HttpContext context)
+    {
+        if (RequestAdmission.Check(context) is not { } refusal)
+        {
+            return null;
+        }
+        if (refusal.Status == StatusCodes.Status405MethodNotAllowed)
+        {
+            context.Response.Headers.Allow = HttpSyntax.AllowedMethods;
+        }
+        return ErrorResponses.WriteAsync(context, refusal.Status, refusal.Code, refusal.Message);
+    }
+
+    /// <summary>The dedicated metrics port: GET or HEAD /metrics, 404 for anything else.</summary>
+    private Task ServeMetricsPortAsync(HttpContext context)
+    {
+        var request = context.Request;
+        return request.Path.Value == "/metrics" && (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method))
+            ? metricsExporter.ServeAsync(context, dedicatedPort: true)
+            : ErrorResponses.WriteAsync(context, 404, "route_not_found", "This port serves /metrics only.");
+    }
+
+    /// <summary>
+    /// Starts serving a GET or HEAD of a fixed endpoint (dashboard, health, readiness, status, metrics)
+    /// and returns its task; null when the request is not for one, so it goes to the proxy route.
+    /// </summary>
+    private Task? ServeFixedEndpointAsync(HttpContext context)
+    {
+        var request = context.Request;
+        if (!HttpMethods.IsGet(request.Method) && !HttpMethods.IsHead(request.Method))
+        {
+            return null;
+        }
+        var path = request.Path.Value ?? "/";
+        switch (path)
+        {
+            case "/":
+            case "/index.html":
+                return dashboard.ServeAsync(context);
+            case "/health":
+                return WriteJsonBytesAsync(context, HealthBody);
+            case "/ready":
+                // From the shutdown signal on, not ready: a load balancer that still reaches this
+                // process (on a connection opened before) takes it out of rotation.
+                var table = routes.Current;
+                var draining = drain.Draining;
+                context.Response.StatusCode = draining ? StatusCodes.Status503ServiceUnavailable : StatusCodes.Status200OK;
+                return WriteJsonAsync(context, new ReadyStatus { Status = draining ? "shutting_down" : "ready", Services = table.Config.Services.Count, Models = table.Config.ModelCount, Backends = table.Config.BackendCount }, GatewayJsonContext.Default.ReadyStatus);
+            case "/api/health/status":
+                return WriteJsonAsync(context, HealthStatusReport.Build(routes.Current.States, time), GatewayJsonContext.Default.HealthStatusDocument);
+            case "/api/health/events":
+                return healthEvents.ServeAsync(context);
+            case "/metrics" when settings.MetricsPort == 0:
+                return metricsExporter.ServeAsync(context);
+        }
+        if (path.StartsWith("/api/health/status/", StringComparison.Ordinal))
+        {
+            return ServiceStatusAsync(context, path["/api/health/status/".Length..]);
+        }
+        return null;
     }
 
     private async Task ProxyAsync(HttpContext context, string requestId)

@@ -136,86 +136,110 @@ internal sealed class MockLlmBackends : IAsyncDisposable
                 return;
             }
         }
-        var words = $"Hello from {id}! This answer was streamed token by token through EdgeProxy.".Split(' ');
-        var promptTokens = Math.Max(1, prompt.Length / 4);
-        var completionId = "chatcmpl-" + Guid.NewGuid().ToString("N")[..12];
-        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var answer = new MockAnswer(
+            Words: $"Hello from {id}! This answer was streamed token by token through EdgeProxy.".Split(' '),
+            PromptTokens: Math.Max(1, prompt.Length / 4),
+            Id: "chatcmpl-" + Guid.NewGuid().ToString("N")[..12],
+            Created: DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
+            Model: model);
         if (!stream)
         {
-            await Task.Delay(words.Length * 10, context.RequestAborted).ConfigureAwait(false);
-            await JsonAsync(context, w =>
-            {
-                w.WriteString("id", completionId);
-                w.WriteString("object", chat ? "chat.completion" : "text_completion");
-                w.WriteNumber("created", created);
-                w.WriteString("model", model);
-                w.WriteStartArray("choices");
-                w.WriteStartObject();
-                w.WriteNumber("index", 0);
-                if (chat)
-                {
-                    w.WriteStartObject("message");
-                    w.WriteString("role", "assistant");
-                    w.WriteString("content", string.Join(' ', words));
-                    w.WriteEndObject();
-                }
-                else
-                {
-                    w.WriteString("text", string.Join(' ', words));
-                }
-                w.WriteString("finish_reason", "stop");
-                w.WriteEndObject();
-                w.WriteEndArray();
-                WriteUsage(w, promptTokens, words.Length);
-            }).ConfigureAwait(false);
+            await WriteWholeAnswerAsync(context, answer, chat).ConfigureAwait(false);
             return;
         }
+        await StreamAnswerAsync(context, answer).ConfigureAwait(false);
+    }
 
+    /// <summary>One mock answer; a streamed one repeats its id, creation time and model in every chunk.</summary>
+    private readonly record struct MockAnswer(string[] Words, int PromptTokens, string Id, long Created, string Model);
+
+    /// <summary>The whole answer as one JSON body, sent after 10 ms per word.</summary>
+    private static async Task WriteWholeAnswerAsync(HttpContext context, MockAnswer answer, bool chat)
+    {
+        var words = answer.Words;
+        await Task.Delay(words.Length * 10, context.RequestAborted).ConfigureAwait(false);
+        await JsonAsync(context, w =>
+        {
+            w.WriteString("id", answer.Id);
+            w.WriteString("object", chat ? "chat.completion" : "text_completion");
+            w.WriteNumber("created", answer.Created);
+            w.WriteString("model", answer.Model);
+            w.WriteStartArray("choices");
+            w.WriteStartObject();
+            w.WriteNumber("index", 0);
+            if (chat)
+            {
+                w.WriteStartObject("message");
+                w.WriteString("role", "assistant");
+                w.WriteString("content", string.Join(' ', words));
+                w.WriteEndObject();
+            }
+            else
+            {
+                w.WriteString("text", string.Join(' ', words));
+            }
+            w.WriteString("finish_reason", "stop");
+            w.WriteEndObject();
+            w.WriteEndArray();
+            WriteUsage(w, answer.PromptTokens, words.Length);
+        }).ConfigureAwait(false);
+    }
+
+    /// <summary>The answer as server-sent events: one chunk per word, a final chunk with the usage, then [DONE].</summary>
+    private static async Task StreamAnswerAsync(HttpContext context, MockAnswer answer)
+    {
         context.Response.ContentType = "text/event-stream";
         context.Response.Headers.CacheControl = "no-cache";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
         await context.Response.StartAsync(context.RequestAborted).ConfigureAwait(false);
-        for (var i = 0; i <= words.Length; i++)
+        for (var i = 0; i <= answer.Words.Length; i++)
         {
-            var last = i == words.Length;
-            var chunk = Json(w =>
-            {
-                w.WriteString("id", completionId);
-                w.WriteString("object", "chat.completion.chunk");
-                w.WriteNumber("created", created);
-                w.WriteString("model", model);
-                w.WriteStartArray("choices");
-                w.WriteStartObject();
-                w.WriteNumber("index", 0);
-                w.WriteStartObject("delta");
-                if (!last)
-                {
-                    if (i == 0)
-                    {
-                        w.WriteString("role", "assistant");
-                    }
-                    w.WriteString("content", (i == 0 ? "" : " ") + words[i]);
-                }
-                w.WriteEndObject();
-                if (last)
-                {
-                    w.WriteString("finish_reason", "stop");
-                }
-                else
-                {
-                    w.WriteNull("finish_reason");
-                }
-                w.WriteEndObject();
-                w.WriteEndArray();
-                if (last)
-                {
-                    WriteUsage(w, promptTokens, words.Length);
-                }
-            });
+            var chunk = StreamChunk(answer, i);
             await context.Response.Body.WriteAsync(Encoding.UTF8.GetBytes("data: " + chunk + "\n\n"), context.RequestAborted).ConfigureAwait(false);
             await Task.Delay(40, context.RequestAborted).ConfigureAwait(false);
         }
         await context.Response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), context.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>Chunk <paramref name="i"/> of the stream: word i as the delta, or, past the last word, the finish reason and usage.</summary>
+    private static string StreamChunk(MockAnswer answer, int i)
+    {
+        var words = answer.Words;
+        var last = i == words.Length;
+        return Json(w =>
+        {
+            w.WriteString("id", answer.Id);
+            w.WriteString("object", "chat.completion.chunk");
+            w.WriteNumber("created", answer.Created);
+            w.WriteString("model", answer.Model);
+            w.WriteStartArray("choices");
+            w.WriteStartObject();
+            w.WriteNumber("index", 0);
+            w.WriteStartObject("delta");
+            if (!last)
+            {
+                if (i == 0)
+                {
+                    w.WriteString("role", "assistant");
+                }
+                w.WriteString("content", (i == 0 ? "" : " ") + words[i]);
+            }
+            w.WriteEndObject();
+            if (last)
+            {
+                w.WriteString("finish_reason", "stop");
+            }
+            else
+            {
+                w.WriteNull("finish_reason");
+            }
+            w.WriteEndObject();
+            w.WriteEndArray();
+            if (last)
+            {
+                WriteUsage(w, answer.PromptTokens, words.Length);
+            }
+        });
     }
 
     private static void WriteUsage(Utf8JsonWriter w, int prompt, int completion)
