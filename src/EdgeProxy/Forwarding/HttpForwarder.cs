@@ -384,8 +384,8 @@ internal sealed partial class HttpForwarder(
     {
         var elapsed = time.GetElapsedTime(started);
         var backendId = backend?.Config.Id ?? "-";
-        (backend?.Series ?? route.UnservedSeries).Completed(metrics, status, outcome == ForwarderError.ClientGone, elapsed.TotalSeconds, firstByteMs / 1000);
-        backend?.Stats.Record(elapsed.TotalMilliseconds, firstByteMs, error: BlamesBackend(status, outcome));
+        (backend?.Series ?? route.UnservedSeries).Completed(metrics, status, outcome == ForwarderError.ClientGone, elapsed.TotalSeconds, firstByteMs / 1000,
+            backendError: BlamesBackend(status, outcome));
         if (logger.IsEnabled(LogLevel.Information))
         {
             LogRequest(logger, requestId.ToString(), method, route.RouteLabel, backendId, status, elapsed.TotalMilliseconds, attempts, ForwarderErrors.Code(outcome));

@@ -42,7 +42,7 @@ internal sealed class BackendState
         _policy = policy;
         _time = time;
         Stats = new BackendStats(time);
-        Series = new RequestSeries(service, model, config.Id);
+        Series = new RequestSeries(service, model, config.Id, Stats);
     }
 
     public string Service { get; }

@@ -11,9 +11,10 @@ namespace EdgeProxy.Observability;
 /// MeterListener (OpenTelemetry, dotnet-counters, a test) has it enabled: the exporter's own
 /// listener leaves these instruments alone (<see cref="GatewayMetrics.IsRecordedDirectly"/>), so
 /// <see cref="Instrument.Enabled"/> means exactly that and costs one read when nobody listens.
+/// The backend's rolling dashboard statistics (<see cref="BackendStats"/>) are written here too.
 /// Created with the backend's state (or the route, backend "-" for requests no backend took).
 /// </summary>
-internal sealed class RequestSeries(string service, string model, string backend)
+internal sealed class RequestSeries(string service, string model, string backend, BackendStats? stats = null)
 {
     private const int ClientGone = 5, Duration = 6, FirstByte = 7, Prompt = 8, Completion = 9;
 
@@ -27,9 +28,14 @@ internal sealed class RequestSeries(string service, string model, string backend
     /// <summary>The series in one gateway's store (a test process runs several gateways, each with its own metrics).</summary>
     private Bound? _bound;
 
-    /// <summary>One finished request: edgeproxy_requests_total, the duration and (when a body byte came) the time to first byte.</summary>
-    public void Completed(GatewayMetrics metrics, int status, bool clientGone, double seconds, double? firstByteSeconds)
+    /// <summary>
+    /// One finished request: edgeproxy_requests_total, the duration and (when a body byte came) the
+    /// time to first byte, and the backend's dashboard statistics (<paramref name="backendError"/>:
+    /// the request counts as the backend's error there).
+    /// </summary>
+    public void Completed(GatewayMetrics metrics, int status, bool clientGone, double seconds, double? firstByteSeconds, bool backendError = false)
     {
+        stats?.Record(seconds * 1000, firstByteSeconds * 1000, backendError);
         var slots = SlotsFor(metrics);
         var outcome = clientGone ? ClientGone : status switch { < 200 => 0, < 300 => 1, < 400 => 2, < 500 => 3, _ => 4 };
         Add(metrics.Requests, slots[outcome] ?? Find(metrics, slots, outcome, metrics.Requests), 1);

@@ -76,6 +76,21 @@ public sealed class RequestSeriesTests : IDisposable
     }
 
     [Fact]
+    public void A_backends_series_also_writes_its_dashboard_statistics()
+    {
+        var stats = new BackendStats(UnitFixtures.Clock());
+        var series = new RequestSeries("google", "gemma", "g1", stats);
+        series.Completed(_metrics, 200, clientGone: false, seconds: 0.2, firstByteSeconds: 0.04);
+        series.Completed(_metrics, 502, clientGone: false, seconds: 0.2, firstByteSeconds: null, backendError: true);
+
+        var snapshot = stats.Snapshot();
+        Assert.Equal(2.0 / 60, snapshot.Rps, 6);   // over the last 60 s
+        Assert.Equal(0.5, snapshot.ErrorRate, 3);
+        Assert.InRange(snapshot.LatencyP50Ms!.Value, 200 / Math.Sqrt(2), 200 * Math.Sqrt(2));   // within one bucket (a factor of √2)
+        Assert.InRange(snapshot.FirstByteP50Ms!.Value, 40 / Math.Sqrt(2), 40 * Math.Sqrt(2));
+    }
+
+    [Fact]
     public void A_meter_listener_sees_requests_duration_first_byte_and_tokens_with_their_tags()
     {
         var seen = new ConcurrentQueue<Measurement>();
