@@ -46,6 +46,8 @@ set -euo pipefail
 if (( BASH_VERSINFO[0] < 5 )); then echo "error: bash >= 5 required" >&2; exit 2; fi
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 REPO=$(cd -- "$SCRIPT_DIR/.." && pwd)
 
 if [[ ${QUICK:-0} == 1 ]]; then
@@ -85,7 +87,6 @@ HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 # The simulation sleeps; keep the .NET processes from spinning between their many short waits.
 export DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0 DOTNET_TieredPGO=0 DOTNET_gcServer=0 DOTNET_CLI_TELEMETRY_OPTOUT=1
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # ---------------------------------------------------------------- build bench/Fleet when stale
 if [[ ! -x $FLEET ]] || [[ -n $(find "$SCRIPT_DIR/Fleet" -maxdepth 1 \( -name '*.cs' -o -name '*.csproj' \) -newer "$FLEET" -print -quit) ]]; then
@@ -99,17 +100,9 @@ chmod 755 "$TMP"   # nginx workers run as 'nobody' when started by root
 STARTED_PIDS=()
 PROXY_PID=""
 cleanup() {
-  local rc=$? pid _
+  local rc=$?
   trap - EXIT INT TERM
-  for pid in $PROXY_PID "${BACKEND_PIDS[@]:-}" "${STARTED_PIDS[@]:-}"; do [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
-    local alive=0
-    for pid in $PROXY_PID "${BACKEND_PIDS[@]:-}" "${STARTED_PIDS[@]:-}"; do [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && alive=1; done
-    [[ $alive -eq 0 ]] && break
-    sleep 0.1
-  done
-  for pid in $PROXY_PID "${BACKEND_PIDS[@]:-}" "${STARTED_PIDS[@]:-}"; do [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_pids "$PROXY_PID" "${BACKEND_PIDS[@]:-}" "${STARTED_PIDS[@]:-}"
   rm -rf "$TMP"
   exit "$rc"
 }
@@ -117,17 +110,6 @@ trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT
 trap 'exit 143' TERM
 
-free_ports() {  # N distinct free loopback TCP ports
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print("\n".join(str(s.getsockname()[1]) for s in socks))
-for s in socks: s.close()
-PY
-}
-command -v python3 >/dev/null || { echo "error: python3 needed to pick free ports" >&2; exit 2; }
 mapfile -t PORTS < <(free_ports $(( BACKENDS + 1 )))
 PROXY_PORT=${PORTS[$BACKENDS]}
 

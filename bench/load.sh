@@ -50,6 +50,8 @@ set -euo pipefail
 if (( BASH_VERSINFO[0] < 5 )); then echo "error: bash >= 5 required (EPOCHREALTIME)" >&2; exit 2; fi
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 REPO=$(cd -- "$SCRIPT_DIR/.." && pwd)
 
 DURATION=${DURATION:-10}
@@ -91,18 +93,10 @@ mkdir -p "$TMP/up" "$TMP/nginx" "$TMP/haproxy" "$TMP/kestrel" "$TMP/edgeproxy" "
 
 STARTED_PIDS=()
 cleanup() {
-  local rc=$? pid _
+  local rc=$?
   trap - EXIT INT TERM
   [[ -n ${WRK_PID:-} ]] && kill -TERM "$WRK_PID" 2>/dev/null
-  for pid in "${STARTED_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
-    local alive=0
-    for pid in "${STARTED_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [[ $alive -eq 0 ]] && break
-    sleep 0.1
-  done
-  for pid in "${STARTED_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_pids "${STARTED_PIDS[@]}"
   rm -rf "$TMP"
   exit "$rc"
 }
@@ -110,7 +104,6 @@ trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT
 trap 'exit 143' TERM
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 now_us() { local t=${EPOCHREALTIME/./}; NOW_US=${t/,/}; }  # sets NOW_US (microseconds), no fork
 health_200() {  # port -> 0 if GET /health answers 200 (raw HTTP/1.0 over bash /dev/tcp)
@@ -122,28 +115,6 @@ health_200() {  # port -> 0 if GET /health answers 200 (raw HTTP/1.0 over bash /
   [[ $line == "HTTP/1."[01]" 200"* ]]
 }
 
-# ---------------------------------------------------------------- free ports
-free_ports() {  # prints N distinct free loopback TCP ports, one per line
-  local n=$1
-  if command -v python3 >/dev/null 2>&1; then
-    python3 - "$n" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print("\n".join(str(s.getsockname()[1]) for s in socks))
-for s in socks: s.close()
-PY
-  else
-    local got=() p
-    while [[ ${#got[@]} -lt $n ]]; do
-      p=$(( 20000 + RANDOM % 40000 ))
-      [[ " ${got[*]} " == *" $p "* ]] && continue
-      if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then got+=("$p"); fi
-    done
-    printf '%s\n' "${got[@]}"
-  fi
-}
 mapfile -t PORTS < <(free_ports 12)
 UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} EDGE_PORT=${PORTS[3]} KESTREL_PORT=${PORTS[4]} GENERAL_PORT=${PORTS[5]} EPOLL_PORT=${PORTS[6]} SOCKETS_PORT=${PORTS[7]}
 declare -A TLS_PORTS=([nginx-tls]=${PORTS[8]} [edge-tls]=${PORTS[9]} [nginx-hs]=${PORTS[10]} [edge-hs]=${PORTS[11]})
