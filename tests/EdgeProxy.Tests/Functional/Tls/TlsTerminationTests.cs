@@ -138,7 +138,8 @@ public sealed class TlsTerminationTests(ITestOutputHelper output)
         var watch = Stopwatch.StartNew();
         await Poll.UntilAsync(async () => await tls.ServedSerialAsync() == next.SerialNumber, ReloadDeadline, "the new certificate to be served");
         output.WriteLine($"{how}: new certificate served {watch.ElapsedMilliseconds} ms after the files changed");
-        Assert.Contains(tls.Gateway.Output.Lines, l => l.Contains("TLS certificate reloaded (file change)", StringComparison.Ordinal));
+        // The log line is written after the new certificate is in use: wait for it, as for SIGHUP below.
+        await tls.Gateway.Output.WaitForLineAsync(l => l.Contains("TLS certificate reloaded (file change)", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
         (await early.GetAsync(tls.BaseUrl + "/health")).EnsureSuccessStatusCode();
     }
 
