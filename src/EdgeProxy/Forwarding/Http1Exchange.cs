@@ -242,7 +242,6 @@ internal sealed class Http1Exchange : IDisposable
         _closeRequested.Dispose();
         Idle.Dispose();
         _timeouts?.Dispose();
-        ReturnRequestHead();
-        Head.Release();
+        ReleaseRequest();
     }
 }

@@ -127,12 +127,7 @@ internal sealed unsafe class EpollSocket : IDisposable
     public bool TryPeek()
     {
         var seq = Volatile.Read(ref _read.Seq);
-        if (seq == _read.DrainedAt)
-        {
-            return false;
-        }
-        byte one;
-        return Transfer(_read, seq, &one, 1, Libc.MSG_PEEK, send: false) >= 0;
+        return seq != _read.DrainedAt && Peek(seq);
     }
 
     /// <summary>
@@ -140,10 +135,12 @@ internal sealed unsafe class EpollSocket : IDisposable
     /// says: an edge that arrived but that the loop thread has not processed yet (it is busy, or not
     /// scheduled) counts too. For decisions that must not be wrong, such as reusing a connection.
     /// </summary>
-    public bool PeekKernel()
+    public bool PeekKernel() => Peek(Volatile.Read(ref _read.Seq));
+
+    private bool Peek(int seq)
     {
         byte one;
-        return Transfer(_read, Volatile.Read(ref _read.Seq), &one, 1, Libc.MSG_PEEK, send: false) >= 0;
+        return Transfer(_read, seq, &one, 1, Libc.MSG_PEEK, send: false) >= 0;
     }
 
     /// <summary>Bytes accepted by the kernel, or -1 when its send buffer is full. Throws <see cref="SocketException"/> on a socket error (EPIPE, ECONNRESET).</summary>
