@@ -43,23 +43,73 @@ internal static class BackendSelector
         var pick = route.Balance == BalancePolicy.LeastOutstanding
             ? SelectLeastOutstanding(route, tried, now)
             : SelectRoundRobin(route, tried, now);
-        if (pick.Found || !allowPanic)
+        if (pick.Found || !allowPanic || IsBusy(route, tried, now, allowPanic: false))
         {
-            return pick;
+            return pick;   // (a healthy backend that is only full is waited for, never panicked past)
         }
 
-        // Panic: nothing is admissible. Round-robin over the backends not yet tried, ignoring health.
+        // Panic: nothing is admissible. Round-robin over the backends not yet tried, ignoring health
+        // but not capacity.
         var sequence = route.Sequence;
         var start = route.NextCursor();
         for (var step = 0; step < sequence.Length; step++)
         {
             var index = sequence[(int)((uint)(start + step) % (uint)sequence.Length)];
-            if ((tried & (1UL << index)) == 0)
+            if ((tried & (1UL << index)) == 0 && route.Backends[index].State.HasRoom)
             {
                 return new Pick(index, Admission.Admitted, true);
             }
         }
         return Pick.None;
+    }
+
+    /// <summary>
+    /// After a pick found nothing: whether that was because backends that would take the request
+    /// are full (at their capacity), so the request should wait for a slot rather than fail. With
+    /// panic allowed, any full backend counts; without it, only one health admits.
+    /// </summary>
+    public static bool IsBusy(ModelRoute route, ulong tried, long now, bool allowPanic)
+    {
+        var backends = route.Backends;
+        for (var i = 0; i < backends.Length; i++)
+        {
+            var state = backends[i].State;
+            if ((tried & (1UL << i)) == 0 && !state.HasRoom && (allowPanic || state.HealthAdmits(now)))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// Whether a pick could find a backend now, as <see cref="Select"/> decides it: an untried
+    /// backend health admits has room, or (panic allowed) none is admitted by health and one has
+    /// room. A waiting request is woken only for a slot it can take.
+    /// </summary>
+    public static bool HasRoom(ModelRoute route, ulong tried, long now, bool allowPanic)
+    {
+        var backends = route.Backends;
+        var admitted = false;
+        var room = false;
+        for (var i = 0; i < backends.Length; i++)
+        {
+            var state = backends[i].State;
+            if ((tried & (1UL << i)) != 0)
+            {
+                continue;
+            }
+            if (state.HealthAdmits(now))
+            {
+                admitted = true;
+                if (state.HasRoom)
+                {
+                    return true;
+                }
+            }
+            room |= state.HasRoom;
+        }
+        return allowPanic && !admitted && room;
     }
 
     /// <summary>

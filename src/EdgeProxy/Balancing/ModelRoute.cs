@@ -19,8 +19,10 @@ internal sealed class ModelRoute
         AffinityConfig affinity,
         double maxEjectionPercent,
         BalancePolicy balance = BalancePolicy.RoundRobin,
-        double balanceFactor = ModelConfig.DefaultBalanceFactor)
+        double balanceFactor = ModelConfig.DefaultBalanceFactor,
+        AdmissionQueue? queue = null)
     {
+        Queue = queue ?? new AdmissionQueue(ModelConfig.DefaultMaxQueue, ModelConfig.DefaultQueueTimeout, TimeProvider.System);
         Service = service;
         Model = model;
         Backends = backends;
@@ -46,6 +48,9 @@ internal sealed class ModelRoute
 
     /// <summary>The request metrics of requests that reached no backend (backend "-").</summary>
     public RequestSeries UnservedSeries { get; }
+
+    /// <summary>Requests waiting for a slot when every backend that may take them is full; shared by the model's snapshots.</summary>
+    public AdmissionQueue Queue { get; }
 
     public int[] Sequence { get; }
 

@@ -13,15 +13,27 @@ internal sealed record ServiceConfig(string Name, IReadOnlyList<ModelConfig> Mod
 /// <summary>
 /// One model's backends plus how clients are pinned to them and how unpinned requests are spread.
 /// <paramref name="BalanceFactor"/> bounds a pinned key's backend to that multiple of the model's
-/// weighted average in-flight load (consistent hashing with bounded loads).
+/// weighted average in-flight load (consistent hashing with bounded loads). When every eligible
+/// backend is full (its <see cref="BackendConfig.MaxConcurrency"/> or MAX_CONNECTIONS), up to
+/// <paramref name="MaxQueue"/> requests wait in line, each up to <paramref name="QueueTimeout"/>.
 /// </summary>
 internal sealed record ModelConfig(
     string Name,
     IReadOnlyList<BackendConfig> Backends,
     AffinityConfig Affinity,
     BalancePolicy Balance = BalancePolicy.RoundRobin,
-    double BalanceFactor = ModelConfig.DefaultBalanceFactor)
+    double BalanceFactor = ModelConfig.DefaultBalanceFactor,
+    int MaxQueue = ModelConfig.DefaultMaxQueue,
+    TimeSpan? QueueTimeout = null)
 {
+    /// <summary>Requests that may wait for a full model: a burst of several hundred streams is queued, not refused.</summary>
+    public const int DefaultMaxQueue = 512;
+
+    /// <summary>The longest wait in line before a 429: REQUEST_TIMEOUT's default, the time a client already allows for a first byte.</summary>
+    public static readonly TimeSpan DefaultQueueTimeout = TimeSpan.FromSeconds(30);
+
+    public TimeSpan QueueTimeoutOrDefault => QueueTimeout ?? DefaultQueueTimeout;
+
     /// <summary>
     /// HAProxy's hash-balance-factor guidance and Envoy's bounded-load ring hash both start at 1.25:
     /// a key's backend may carry 25% more than the average before the key moves (Mirrokni et al.).
@@ -78,6 +90,9 @@ internal sealed record BackendConfig
     public required string Url { get; init; }
 
     public int Weight { get; init; } = 1;
+
+    /// <summary>Requests in flight the engine can batch (`max_concurrency`); null: no limit but MAX_CONNECTIONS.</summary>
+    public int? MaxConcurrency { get; init; }
 
     public string? ApiKey { get; init; }
 

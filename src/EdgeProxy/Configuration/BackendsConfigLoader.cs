@@ -23,6 +23,13 @@ internal static class BackendsConfigLoader
     /// </summary>
     public const double MaxBalanceFactor = 1000;
 
+    /// <summary>Bounds of `max_queue` (per model), `max_concurrency` (per backend) and `queue_timeout` (seconds).</summary>
+    public const int MaxQueueLimit = 100_000;
+
+    public const int MaxConcurrencyLimit = 100_000;
+
+    public const double MaxQueueTimeoutSeconds = 3600;
+
     private static readonly JsonDocumentOptions DocumentOptions = new()
     {
         // Hand-edited files: tolerate comments and trailing commas (the seed README shows `// ...`).
@@ -171,7 +178,7 @@ internal static class BackendsConfigLoader
             errors.Add(new ConfigError(path, $"expected an object with \"backends\", found {Describe(model)}"));
             return null;
         }
-        WarnUnknown(model, path, ["backends", "affinity", "balance", "balance_factor"], warnings);
+        WarnUnknown(model, path, ["backends", "affinity", "balance", "balance_factor", "max_queue", "queue_timeout"], warnings);
         var affinity = AffinityConfig.ClientIp;
         if (model.TryGetProperty("affinity", out var affinityElement))
         {
@@ -187,6 +194,8 @@ internal static class BackendsConfigLoader
         {
             factor = ReadBalanceFactor(factorElement, path + ".balance_factor", errors);
         }
+        var maxQueue = ReadInteger(model, "max_queue", path, 0, MaxQueueLimit, errors) ?? ModelConfig.DefaultMaxQueue;
+        var queueTimeout = ReadQueueTimeout(model, path, errors);
         if (!model.TryGetProperty("backends", out var backendsElement))
         {
             errors.Add(new ConfigError(path + ".backends", "is required"));
@@ -235,7 +244,22 @@ internal static class BackendsConfigLoader
             }
             index++;
         }
-        return new ModelConfig(name, backends, affinity, balance, factor);
+        return new ModelConfig(name, backends, affinity, balance, factor, maxQueue, queueTimeout);
+    }
+
+    /// <summary>`queue_timeout`: seconds, greater than 0; null when absent.</summary>
+    private static TimeSpan? ReadQueueTimeout(JsonElement model, string path, List<ConfigError> errors)
+    {
+        if (!model.TryGetProperty("queue_timeout", out var element) || element.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+        if (element.ValueKind == JsonValueKind.Number && element.TryGetDouble(out var seconds) && seconds > 0 && seconds <= MaxQueueTimeoutSeconds)
+        {
+            return TimeSpan.FromSeconds(seconds);
+        }
+        errors.Add(new ConfigError(path + ".queue_timeout", $"expected seconds, a number greater than 0 and at most {MaxQueueTimeoutSeconds}, found {Describe(element)}"));
+        return null;
     }
 
     private static BalancePolicy ReadBalance(JsonElement element, string path, List<ConfigError> errors)
@@ -331,7 +355,7 @@ internal static class BackendsConfigLoader
             errors.Add(new ConfigError(path, $"expected a backend object, found {Describe(backend)}"));
             return null;
         }
-        WarnUnknown(backend, path, ["id", "name", "url", "weight", "api_key", "auth_mode", "health_path", "ca_file", "tls_skip_verify"], warnings);
+        WarnUnknown(backend, path, ["id", "name", "url", "weight", "max_concurrency", "api_key", "auth_mode", "health_path", "ca_file", "tls_skip_verify"], warnings);
         var before = errors.Count;
 
         var id = RequiredString(backend, "id", path, errors);
@@ -343,6 +367,7 @@ internal static class BackendsConfigLoader
         }
 
         var weight = ReadInteger(backend, "weight", path, 1, MaxWeight, errors) ?? 1;
+        var maxConcurrency = ReadInteger(backend, "max_concurrency", path, 1, MaxConcurrencyLimit, errors);
 
         var apiKey = ReadApiKey(backend, path, errors);
         var authMode = ReadAuthMode(backend, path, errors);
@@ -363,6 +388,7 @@ internal static class BackendsConfigLoader
             Name = name!,
             Url = url!,
             Weight = weight,
+            MaxConcurrency = maxConcurrency,
             ApiKey = apiKey,
             AuthMode = authMode,
             HealthPath = healthPath,

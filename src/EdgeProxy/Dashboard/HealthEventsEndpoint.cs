@@ -34,7 +34,7 @@ internal sealed class HealthEventsEndpoint(RouteTableProvider routes, HealthChan
             while (!aborted.IsCancellationRequested)
             {
                 var change = signal.NextChange;
-                var document = HealthStatusReport.Build(routes.Current.States, time);
+                var document = HealthStatusReport.Build(routes.Current.States, time, queues: routes.Current.Queues);
                 var json = JsonSerializer.SerializeToUtf8Bytes(document, GatewayJsonContext.Default.HealthStatusDocument);
                 await response.Body.WriteAsync(StreamErrorFrames.SseEvent("status"u8, json), aborted).ConfigureAwait(false);
                 await Task.WhenAny(change, Task.Delay(Period, time, aborted)).ConfigureAwait(false);

@@ -9,7 +9,8 @@ namespace EdgeProxy.Forwarding;
 /// </summary>
 internal static class ErrorResponses
 {
-    public static Task WriteAsync(HttpContext context, int status, string code, string message)
+    /// <param name="retryAfterSeconds">The `Retry-After` header's value, for "busy, retry later" answers (<see cref="ForwarderErrors.RetryAfterSeconds"/>).</param>
+    public static Task WriteAsync(HttpContext context, int status, string code, string message, int? retryAfterSeconds = null)
     {
         var response = context.Response;
         if (response.HasStarted)
@@ -19,6 +20,10 @@ internal static class ErrorResponses
         response.StatusCode = status;
         response.ContentType = "application/json; charset=utf-8";
         response.Headers.CacheControl = "no-store";
+        if (retryAfterSeconds is int seconds)
+        {
+            response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
         if (HttpMethods.IsHead(context.Request.Method))
         {
             return Task.CompletedTask;
@@ -58,6 +63,7 @@ internal static class ErrorResponses
         404 => "not_found_error",
         405 => "invalid_request_error",
         413 => "invalid_request_error",
+        429 => "rate_limit_error",
         400 => "invalid_request_error",
         503 => "service_unavailable",
         504 => "timeout_error",

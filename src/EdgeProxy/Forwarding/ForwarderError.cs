@@ -43,6 +43,15 @@ internal enum ForwarderError
 
     /// <summary>The gateway is shutting down and SHUTDOWN_TIMEOUT ran out before the exchange ended.</summary>
     Shutdown,
+
+    /// <summary>Every backend that may take the request is full: it waits in the model's line (never answered as such).</summary>
+    Busy,
+
+    /// <summary>Every backend was full and the model's line was at max_queue (429).</summary>
+    QueueFull,
+
+    /// <summary>Every backend stayed full for the model's queue_timeout (429).</summary>
+    QueueTimeout,
 }
 
 internal static class ForwarderErrors
@@ -69,6 +78,7 @@ internal static class ForwarderErrors
         ForwarderError.UpstreamReset => 502,
         ForwarderError.StreamIdleTimeout => 504,
         ForwarderError.Shutdown => 503,
+        ForwarderError.QueueFull or ForwarderError.QueueTimeout => 429,
         _ => 500,
     };
 
@@ -87,6 +97,8 @@ internal static class ForwarderErrors
         ForwarderError.UpstreamReset => "upstream_reset",
         ForwarderError.StreamIdleTimeout => "idle_timeout",
         ForwarderError.Shutdown => "shutdown",
+        ForwarderError.QueueFull => "queue_full",
+        ForwarderError.QueueTimeout => "queue_timeout",
         _ => "none",
     };
 
@@ -105,13 +117,24 @@ internal static class ForwarderErrors
         ForwarderError.UpstreamReset => "The backend connection was reset mid-response.",
         ForwarderError.StreamIdleTimeout => "The backend stopped sending data.",
         ForwarderError.Shutdown => "The gateway is shutting down.",
+        ForwarderError.QueueFull => "Every backend of this model is busy and too many requests are waiting; retry later.",
+        ForwarderError.QueueTimeout => "Every backend of this model stayed busy; retry later.",
         _ => "Internal error.",
     };
+
+    /// <summary>
+    /// Seconds the client should wait before retrying (the `Retry-After` of the answer), for the
+    /// errors that mean "busy, not broken"; null for the rest. One second: slots free as requests
+    /// finish, so a client that backs off that long either finds one or joins the line again.
+    /// </summary>
+    public static int? RetryAfterSeconds(ForwarderError error)
+        => error is ForwarderError.QueueFull or ForwarderError.QueueTimeout ? 1 : null;
 
     /// <summary>
     /// Whether the outcome is the backend's failure (its in-flight error count, its dashboard error
     /// rate): the client leaving, the client's own body and the gateway's shutdown are not.
     /// </summary>
     public static bool BlamesBackend(ForwarderError error)
-        => error is not (ForwarderError.None or ForwarderError.Shutdown) && !IsClientFault(error);
+        => error is not (ForwarderError.None or ForwarderError.Shutdown or ForwarderError.Busy or ForwarderError.QueueFull or ForwarderError.QueueTimeout)
+            && !IsClientFault(error);
 }

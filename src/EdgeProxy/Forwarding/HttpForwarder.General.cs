@@ -226,7 +226,7 @@ internal sealed partial class HttpForwarder
     {
         try
         {
-            await ErrorResponses.WriteAsync(context, status, ForwarderErrors.Code(error), ForwarderErrors.Message(error)).ConfigureAwait(false);
+            await ErrorResponses.WriteAsync(context, status, ForwarderErrors.Code(error), ForwarderErrors.Message(error), ForwarderErrors.RetryAfterSeconds(error)).ConfigureAwait(false);
             return true;
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException)

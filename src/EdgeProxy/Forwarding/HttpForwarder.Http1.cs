@@ -653,6 +653,11 @@ internal sealed partial class HttpForwarder
             w.Bytes(HttpDateLine.Current);
             w.Bytes("Content-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\nX-Request-ID: "u8);
             w.Ascii(requestId);
+            if (ForwarderErrors.RetryAfterSeconds(error) is int seconds)
+            {
+                w.Bytes("\r\nRetry-After: "u8);
+                w.Number(seconds);
+            }
             w.Bytes("\r\nContent-Length: "u8);
             w.Number(head.Method == "HEAD" ? 0 : body.Length);
             w.Bytes(close ? "\r\nConnection: close\r\n\r\n"u8 : "\r\n\r\n"u8);

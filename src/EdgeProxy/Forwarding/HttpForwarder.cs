@@ -75,8 +75,18 @@ internal sealed partial class HttpForwarder(
             var route = client.Route;
             var attempt = new Attempt();
             ulong tried = 0;
-            while (!attempt.Sent && NextBackend(route, client.AffinityKey, tried, client.RequestId, ref attempt))
+            AdmissionQueue.Waiter? waiter = null;
+            while (!attempt.Sent)
             {
+                if (!NextBackend(route, client.AffinityKey, tried, client.RequestId, waiter, ref attempt))
+                {
+                    if (attempt.Error != ForwarderError.Busy
+                        || ((attempt.Error, waiter) = await WaitForSlotAsync(route, waiter, tried, client.Timeouts).ConfigureAwait(false)).Error != ForwarderError.None)
+                    {
+                        break;
+                    }
+                    continue;
+                }
                 StartAttempt(route, attempt, upstream, client.Timeouts);
                 try
                 {
@@ -104,14 +114,10 @@ internal sealed partial class HttpForwarder(
                 }
                 catch (Exception ex)
                 {
-                    upstream.Abandon();
-                    var failure = Wrap(ex);
-                    attempt.Error = Classify(failure, client.Gone, upstream.ClientReadError);
-                    if (!RetryAfterFailedAttempt(route, attempt, failure, upstream.BodyStarted, upstream.HasBody, client.Method, client.RequestId))
+                    if (!FailAttempt(client, upstream, route, ex, ref attempt, ref tried))
                     {
                         break;
                     }
-                    tried |= 1UL << attempt.Index;
                 }
             }
 
@@ -137,12 +143,11 @@ internal sealed partial class HttpForwarder(
         return step == RequestStep.HandOver;
     }
 
-    /// <summary>The backend's in-flight count, the gateway's, and the exchange's timer for the wait on the backend.</summary>
+    /// <summary>The request for the backend its pick counted it on, the gateway's in-flight count, and the exchange's timer for the wait on the backend.</summary>
     private void StartAttempt<TUpstream>(ModelRoute route, in Attempt attempt, TUpstream upstream, CancellationTokenSource timeouts)
         where TUpstream : struct, IUpstreamExchange
     {
         upstream.Prepare(route.Backends[attempt.Index]);
-        route.Backends[attempt.Index].State.OnRequestStart();
         metrics.UpstreamStarted();
         ExchangeTimers.AwaitUpstream(timeouts, settings);
     }
@@ -178,6 +183,7 @@ internal sealed partial class HttpForwarder(
             upstream.End();
             usage?.Release();   // on the fast path the counts stay readable until the next request resets the scanner
             route.Backends[attempt.Index].State.OnRequestEnd(error: BlamesBackend(status, outcome));
+            route.Queue.Signal();
             metrics.UpstreamEnded();
         }
         var firstByteMs = relay.FirstChunkAt == 0 ? (double?)null : time.GetElapsedTime(client.Started, relay.FirstChunkAt).TotalMilliseconds;
@@ -263,24 +269,94 @@ internal sealed partial class HttpForwarder(
 
     /// <summary>
     /// The next backend to try (balancing, affinity and panic mode in <see cref="BackendSelector"/>),
-    /// skipping the ones in <paramref name="tried"/>; false when none may take the request, and then
-    /// the attempt's error says why (no healthy backend, or the last attempt's failure).
+    /// skipping the ones in <paramref name="tried"/>, counted in flight on it (within its capacity);
+    /// false when none may take the request, and then the attempt's error says why: every backend
+    /// that may take it is full (<see cref="ForwarderError.Busy"/>: wait for a slot), none is
+    /// healthy, or the last attempt's failure. A request that has not waited yet goes behind those
+    /// that wait (<paramref name="waiter"/> null and a line): a freed slot is theirs first.
     /// </summary>
-    private bool NextBackend(ModelRoute route, ulong? affinityKey, ulong tried, RequestId requestId, ref Attempt attempt)
+    private bool NextBackend(ModelRoute route, ulong? affinityKey, ulong tried, RequestId requestId, AdmissionQueue.Waiter? waiter, ref Attempt attempt)
     {
-        var pick = BackendSelector.Select(route, affinityKey, tried, time.GetTimestamp(), allowPanic: !settings.FailFastWhenAllUnhealthy);
-        if (!pick.Found)
+        var now = time.GetTimestamp();
+        var allowPanic = !settings.FailFastWhenAllUnhealthy;
+        var full = waiter is null && route.Queue.Depth > 0 ? ulong.MaxValue : 0UL;
+        while (true)
         {
-            attempt.Error = attempt.Count == 0 ? ForwarderError.NoHealthyBackend : attempt.Error;
+            var pick = full == ulong.MaxValue ? Pick.None : BackendSelector.Select(route, affinityKey, tried | full, now, allowPanic);
+            if (!pick.Found)
+            {
+                attempt.Error = full == ulong.MaxValue || BackendSelector.IsBusy(route, tried, now, allowPanic) ? ForwarderError.Busy
+                    : attempt.Count == 0 ? ForwarderError.NoHealthyBackend : attempt.Error;
+                return false;
+            }
+            var state = route.Backends[pick.Index].State;
+            if (!state.TryStart())
+            {
+                // A racing pick took its last slot: choose again without it.
+                if (pick.Admission == Admission.Trial)
+                {
+                    state.AbandonTrial();
+                }
+                full |= 1UL << pick.Index;
+                continue;
+            }
+            if (waiter is not null)
+            {
+                route.Queue.Admit(waiter);
+                route.Queue.Signal();   // more slots may be free: the next in line picks too
+            }
+            attempt.Count++;
+            attempt.Index = pick.Index;
+            attempt.Admission = pick.Admission;
+            if (pick.Panic)
+            {
+                LogPanic(logger, requestId.ToString(), route.RouteLabel, route.Backends[pick.Index].Id);
+            }
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// (1b) Every backend that may take the request is full: wait in the model's line for a freed
+    /// slot, at most queue_timeout. The wait is nobody's timer (the exchange's timer stops; the
+    /// first-byte timer starts with the attempt) and never a backend's failure. Returns None when
+    /// the request may pick again, else why not: the line is full or the wait ran out (429 with
+    /// Retry-After), the client left, or the gateway shut down.
+    /// </summary>
+    private async ValueTask<(ForwarderError Error, AdmissionQueue.Waiter? Waiter)> WaitForSlotAsync(
+        ModelRoute route, AdmissionQueue.Waiter? waiter, ulong tried, CancellationTokenSource timeouts)
+    {
+        timeouts.CancelAfter(Timeout.InfiniteTimeSpan);
+        var allowPanic = !settings.FailFastWhenAllUnhealthy;
+        try
+        {
+            var (outcome, next) = await route.Queue.WaitAsync(waiter, () => BackendSelector.HasRoom(route, tried, time.GetTimestamp(), allowPanic), timeouts.Token)
+                .ConfigureAwait(false);
+            if (outcome == QueueOutcome.Turn)
+            {
+                return (ForwarderError.None, next);
+            }
+            return (outcome == QueueOutcome.Full ? ForwarderError.QueueFull : ForwarderError.QueueTimeout, next);
+        }
+        catch (OperationCanceledException)
+        {
+            return (drain.Deadline.IsCancellationRequested ? ForwarderError.Shutdown : ForwarderError.ClientGone, waiter);
+        }
+    }
+
+    /// <summary>An attempt failed before its response: why, and whether another backend is tried (its bit set in <paramref name="tried"/>).</summary>
+    private bool FailAttempt<TClient, TUpstream>(TClient client, TUpstream upstream, ModelRoute route, Exception ex, ref Attempt attempt, ref ulong tried)
+        where TClient : struct, IExchangeClient
+        where TUpstream : struct, IUpstreamExchange
+    {
+        upstream.Abandon();
+        var failure = Wrap(ex);
+        attempt.Error = Classify(failure, client.Gone, upstream.ClientReadError);
+        if (!RetryAfterFailedAttempt(route, attempt, failure, upstream.BodyStarted, upstream.HasBody, client.Method, client.RequestId))
+        {
             return false;
         }
-        attempt.Count++;
-        attempt.Index = pick.Index;
-        attempt.Admission = pick.Admission;
-        if (pick.Panic)
-        {
-            LogPanic(logger, requestId.ToString(), route.RouteLabel, route.Backends[pick.Index].Id);
-        }
+        tried |= 1UL << attempt.Index;
         return true;
     }
 
@@ -295,6 +371,7 @@ internal sealed partial class HttpForwarder(
         ref readonly var backend = ref route.Backends[attempt.Index];
         var error = attempt.Error;
         backend.State.OnRequestEnd(error: ForwarderErrors.BlamesBackend(error));
+        route.Queue.Signal();
         metrics.UpstreamEnded();
         ReportPassive(route, backend, attempt.Admission, error);
         var retryable = error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout && !bodyStarted;

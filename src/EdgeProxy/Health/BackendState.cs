@@ -31,15 +31,18 @@ internal sealed class BackendState
     private long _slowStartBegin;
 
     private int _inFlight;
+    private int _capacity;
     private long _requests;
     private long _errors;
 
-    public BackendState(string service, string model, BackendConfig config, HealthPolicy policy, TimeProvider time)
+    /// <param name="capacity">Requests it may hold at once: its max_concurrency or MAX_CONNECTIONS, the smaller.</param>
+    public BackendState(string service, string model, BackendConfig config, HealthPolicy policy, TimeProvider time, int capacity = int.MaxValue)
     {
         Service = service;
         Model = model;
         Config = config;
         _policy = policy;
+        _capacity = capacity;
         _time = time;
         Stats = new BackendStats(time);
         Series = new RequestSeries(service, model, config.Id, Stats);
@@ -87,11 +90,18 @@ internal sealed class BackendState
     /// <summary>Raised (off the request path) when the active status changes: (state, old, new).</summary>
     public event Action<BackendState, HealthStatus, HealthStatus>? StatusChanged;
 
-    public void Update(BackendConfig config, HealthPolicy policy)
+    public void Update(BackendConfig config, HealthPolicy policy, int capacity = int.MaxValue)
     {
         Config = config;
         _policy = policy;
+        Volatile.Write(ref _capacity, capacity);
     }
+
+    /// <summary>Requests this backend may hold at once (see <see cref="TryStart"/>).</summary>
+    public int Capacity => Volatile.Read(ref _capacity);
+
+    /// <summary>Below its capacity: a pick may choose it (<see cref="TryStart"/> still decides a race).</summary>
+    public bool HasRoom => Volatile.Read(ref _inFlight) < Volatile.Read(ref _capacity);
 
     /// <summary>True while passive health keeps this backend out (until its back-off ends and a trial succeeds).</summary>
     public bool IsEjected => Volatile.Read(ref _ejectedUntil) != 0;
@@ -112,12 +122,13 @@ internal sealed class BackendState
     }
 
     /// <summary>
-    /// May a request go to this backend now? Unknown and healthy backends may; unhealthy ones may
-    /// not; an ejected one may take exactly one half-open trial once its back-off has passed.
+    /// May a request go to this backend now? Unknown and healthy backends may, while below their
+    /// capacity; unhealthy ones may not; an ejected one may take exactly one half-open trial once its
+    /// back-off has passed.
     /// </summary>
     public Admission TryAdmit(long now)
     {
-        if (Volatile.Read(ref _status) == (int)HealthStatus.Unhealthy)
+        if (Volatile.Read(ref _status) == (int)HealthStatus.Unhealthy || !HasRoom)
         {
             return Admission.Refused;
         }
@@ -138,7 +149,10 @@ internal sealed class BackendState
     /// load-aware picks look at every candidate but admit only the one they choose, so an ejected
     /// backend's one trial is not used up by a backend that was merely compared.
     /// </summary>
-    public bool MayAdmit(long now)
+    public bool MayAdmit(long now) => HasRoom && HealthAdmits(now);
+
+    /// <summary>Whether health alone would admit now (<see cref="MayAdmit"/> without the capacity).</summary>
+    public bool HealthAdmits(long now)
     {
         if (Volatile.Read(ref _status) == (int)HealthStatus.Unhealthy)
         {
@@ -212,10 +226,27 @@ internal sealed class BackendState
 
     // ---- live traffic ---------------------------------------------------------------------------
 
-    public void OnRequestStart()
+    /// <summary>
+    /// Counts a request in flight unless the backend is at its capacity (false: a racing pick took
+    /// the last slot). Lock-free: a compare-and-swap on the in-flight count.
+    /// </summary>
+    public bool TryStart()
     {
-        Interlocked.Increment(ref _inFlight);
-        Interlocked.Increment(ref _requests);
+        var seen = Volatile.Read(ref _inFlight);
+        while (true)
+        {
+            if (seen >= Volatile.Read(ref _capacity))
+            {
+                return false;
+            }
+            var was = Interlocked.CompareExchange(ref _inFlight, seen + 1, seen);
+            if (was == seen)
+            {
+                Interlocked.Increment(ref _requests);
+                return true;
+            }
+            seen = was;
+        }
     }
 
     public void OnRequestEnd(bool error)

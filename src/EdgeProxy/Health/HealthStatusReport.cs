@@ -11,7 +11,9 @@ internal static class HealthStatusReport
     public const string ServiceName = "edgeproxy";
 
     /// <param name="backends">Every backend in config order (the route table's states).</param>
-    public static HealthStatusDocument Build(IEnumerable<BackendState> backends, TimeProvider time, string? onlyService = null)
+    /// <param name="queues">Each model's wait line (service, model, its figures).</param>
+    public static HealthStatusDocument Build(IEnumerable<BackendState> backends, TimeProvider time, string? onlyService = null,
+        IEnumerable<(string Service, string Model, QueueStatus Status)>? queues = null)
     {
         var data = new Dictionary<string, Dictionary<string, List<BackendStatus>>>(StringComparer.Ordinal);
         var healthy = 0;
@@ -46,6 +48,7 @@ internal static class HealthStatusReport
                 Name = state.Config.Name,
                 Url = state.Config.Url,
                 Weight = state.Config.Weight,
+                MaxConcurrency = state.Config.MaxConcurrency,
                 TlsSkipVerify = state.Config.TlsSkipVerify,
                 Status = status switch { HealthStatus.Healthy => "healthy", HealthStatus.Unhealthy => "unhealthy", _ => "unknown" },
                 Ejected = state.IsEjected,
@@ -81,6 +84,9 @@ internal static class HealthStatusReport
             GeneratedAt = time.GetUtcNow(),
             Summary = new HealthSummary { Healthy = healthy, Total = total, Availability = total == 0 ? 0 : Math.Round((double)healthy / total, 4) },
             Data = data,
+            Queues = queues?.Where(q => onlyService is null || q.Service == onlyService)
+                .GroupBy(q => q.Service, StringComparer.Ordinal)
+                .ToDictionary(g => g.Key, g => g.ToDictionary(q => q.Model, q => q.Status, StringComparer.Ordinal), StringComparer.Ordinal),
         };
     }
 
@@ -105,6 +111,34 @@ internal sealed record HealthStatusDocument
     public required HealthSummary Summary { get; init; }
 
     public required Dictionary<string, Dictionary<string, List<BackendStatus>>> Data { get; init; }
+
+    /// <summary>Each model's wait line for full backends: service -> model -> figures (beside the contract's fields).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Dictionary<string, Dictionary<string, QueueStatus>>? Queues { get; init; }
+}
+
+/// <summary>A model's wait line: requests waiting now, its limits, and how waits ended since start.</summary>
+internal sealed record QueueStatus
+{
+    public int Waiting { get; init; }
+
+    public int MaxQueue { get; init; }
+
+    [JsonPropertyName("queue_timeout_s")]
+    public double QueueTimeoutS { get; init; }
+
+    /// <summary>Waits that ended with a backend slot.</summary>
+    public long Admitted { get; init; }
+
+    /// <summary>Requests answered 429 (line full or wait ran out).</summary>
+    public long Rejected { get; init; }
+
+    /// <summary>Mean time in line of the requests that left it (a refusal at a full line counts as 0), in milliseconds; null before the first.</summary>
+    public double? AvgWaitMs { get; init; }
+
+    /// <summary>Their time in line, summed (for /metrics).</summary>
+    [JsonIgnore]
+    public double WaitSeconds { get; init; }
 }
 
 internal sealed record HealthSummary
@@ -125,6 +159,10 @@ internal sealed record BackendStatus
     public required string Url { get; init; }
 
     public int Weight { get; init; }
+
+    /// <summary>`max_concurrency` from backends.json; absent when not set.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? MaxConcurrency { get; init; }
 
     /// <summary>The backend's certificate is not verified (`tls_skip_verify`); only present when true.</summary>
     [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]

@@ -25,6 +25,15 @@ internal sealed class MetricsEndpoint(PrometheusExporter exporter, RouteTablePro
         ("edgeproxy_backend_in_flight", "Requests in flight to the backend.", state => state.InFlight),
     ];
 
+    private static readonly (string Name, string Help, string Type, Func<QueueStatus, double> Value)[] QueueFamilies =
+    [
+        ("edgeproxy_queue_depth", "Requests waiting for a slot because every backend of the model that may take them is full.", "gauge", q => q.Waiting),
+        ("edgeproxy_queue_admitted_total", "Waits in the model's line that ended with a backend slot.", "counter", q => q.Admitted),
+        ("edgeproxy_queue_rejected_total", "Requests answered 429 because the model's line was full or the wait ran out.", "counter", q => q.Rejected),
+        ("edgeproxy_queue_wait_seconds_total", "Time requests spent in the model's line, summed over the waits that ended.", "counter",
+            q => q.WaitSeconds),
+    ];
+
     private readonly GatewayKeyAuthenticator? _metricsAuth = settings.MetricsKey.Length > 0 ? new GatewayKeyAuthenticator(settings.MetricsKey) : null;
 
     public async Task ServeAsync(HttpContext context, bool dedicatedPort = false)
@@ -51,7 +60,8 @@ internal sealed class MetricsEndpoint(PrometheusExporter exporter, RouteTablePro
 
     private void RenderBackendGauges(StringBuilder sb)
     {
-        var states = routes.Current.States;
+        var table = routes.Current;
+        var states = table.States;
         foreach (var (name, help, value) in Gauges)
         {
             PrometheusExporter.Header(sb, name, help, "gauge");
@@ -64,6 +74,19 @@ internal sealed class MetricsEndpoint(PrometheusExporter exporter, RouteTablePro
                 sb.Append("\",backend=\"");
                 PrometheusExporter.Escape(sb, state.Config.Id);
                 sb.Append("\"} ").Append(value(state).ToString(CultureInfo.InvariantCulture)).Append('\n');
+            }
+        }
+        var queues = table.Queues.ToList();
+        foreach (var (name, help, type, value) in QueueFamilies)
+        {
+            PrometheusExporter.Header(sb, name, help, type);
+            foreach (var (service, model, status) in queues)
+            {
+                sb.Append(name).Append("{service=\"");
+                PrometheusExporter.Escape(sb, service);
+                sb.Append("\",model=\"");
+                PrometheusExporter.Escape(sb, model);
+                sb.Append("\"} ").Append(value(status).ToString(CultureInfo.InvariantCulture)).Append('\n');
             }
         }
     }

@@ -128,7 +128,7 @@ internal sealed partial class RequestDispatcher(
                 context.Response.StatusCode = draining ? StatusCodes.Status503ServiceUnavailable : StatusCodes.Status200OK;
                 return WriteJsonAsync(context, new ReadyStatus { Status = draining ? "shutting_down" : "ready", Services = table.Config.Services.Count, Models = table.Config.ModelCount, Backends = table.Config.BackendCount }, GatewayJsonContext.Default.ReadyStatus);
             case "/api/health/status":
-                return WriteJsonAsync(context, HealthStatusReport.Build(routes.Current.States, time), GatewayJsonContext.Default.HealthStatusDocument);
+                return WriteJsonAsync(context, HealthStatusReport.Build(routes.Current.States, time, queues: routes.Current.Queues), GatewayJsonContext.Default.HealthStatusDocument);
             case "/api/health/events":
                 return healthEvents.ServeAsync(context);
             case "/metrics" when settings.MetricsPort == 0:
@@ -211,7 +211,7 @@ internal sealed partial class RequestDispatcher(
             await ErrorResponses.WriteAsync(context, 404, "service_not_found", $"Service '{Printable(service)}' is not configured.").ConfigureAwait(false);
             return;
         }
-        await WriteJsonAsync(context, HealthStatusReport.Build(table.States, time, service), GatewayJsonContext.Default.HealthStatusDocument).ConfigureAwait(false);
+        await WriteJsonAsync(context, HealthStatusReport.Build(table.States, time, service, table.Queues), GatewayJsonContext.Default.HealthStatusDocument).ConfigureAwait(false);
     }
 
     private static Task UnauthorizedAsync(HttpContext context)

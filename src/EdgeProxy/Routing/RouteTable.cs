@@ -34,6 +34,9 @@ internal sealed class RouteTable
 
     public IEnumerable<BackendState> States => Models.SelectMany(m => m.Backends.Select(b => b.State));
 
+    /// <summary>Each model's wait line, for the status document.</summary>
+    public IEnumerable<(string Service, string Model, QueueStatus Status)> Queues => Models.Select(m => (m.Service, m.Model, m.Queue.Status()));
+
     public bool TryGetModel(ReadOnlySpan<char> service, ReadOnlySpan<char> model, [NotNullWhen(true)] out ModelRoute? route)
     {
         if (_serviceLookup.TryGetValue(service, out var models))
@@ -56,11 +59,16 @@ internal sealed class RouteTable
     public static RouteTable Build(BackendsConfig config, GatewaySettings settings, HealthPolicy policy, TimeProvider time, RouteTable? previous = null)
     {
         var oldStates = new Dictionary<(string, string, string, string), BackendState>();
+        var oldQueues = new Dictionary<(string, string), AdmissionQueue>();
         if (previous is not null)
         {
             foreach (var state in previous.States)
             {
                 oldStates[(state.Service, state.Model, state.Config.Id, state.Config.Url)] = state;
+            }
+            foreach (var route in previous.Models)
+            {
+                oldQueues[(route.Service, route.Model)] = route.Queue;
             }
         }
 
@@ -75,18 +83,28 @@ internal sealed class RouteTable
                 for (var i = 0; i < entries.Length; i++)
                 {
                     var backend = model.Backends[i];
+                    // One request per upstream connection: MAX_CONNECTIONS caps a backend's requests too.
+                    var capacity = Math.Min(backend.MaxConcurrency ?? int.MaxValue, settings.MaxConnections);
                     if (oldStates.TryGetValue((service.Name, model.Name, backend.Id, backend.Url), out var state))
                     {
-                        state.Update(backend, policy);
+                        state.Update(backend, policy, capacity);
                     }
                     else
                     {
-                        state = new BackendState(service.Name, model.Name, backend, policy, time);
+                        state = new BackendState(service.Name, model.Name, backend, policy, time, capacity);
                     }
                     var (headerName, headerValue) = UpstreamAuthModes.Header(backend, settings);
                     entries[i] = new BackendEntry(state, backend.Url, backend.Weight, headerName, headerValue);
                 }
-                var route = new ModelRoute(service.Name, model.Name, entries, model.Affinity, settings.MaxEjectionPercent, model.Balance, model.BalanceFactor);
+                if (oldQueues.TryGetValue((service.Name, model.Name), out var queue))
+                {
+                    queue.Configure(model.MaxQueue, model.QueueTimeoutOrDefault);
+                }
+                else
+                {
+                    queue = new AdmissionQueue(model.MaxQueue, model.QueueTimeoutOrDefault, time);
+                }
+                var route = new ModelRoute(service.Name, model.Name, entries, model.Affinity, settings.MaxEjectionPercent, model.Balance, model.BalanceFactor, queue);
                 byModel[model.Name] = route;
                 models.Add(route);
             }

@@ -34,9 +34,13 @@ internal static class UnitFixtures
         SlowStart = slowStart ?? TimeSpan.FromSeconds(30),
     };
 
-    /// <summary>The one model route of a single-model config, built the way the gateway builds it.</summary>
+    /// <summary>
+    /// The one model route of a single-model config, built the way the gateway builds it. Without
+    /// <paramref name="settings"/>, backends have no capacity limit to speak of: the load simulations
+    /// hold more requests in flight than MAX_CONNECTIONS' default.
+    /// </summary>
     public static ModelRoute Route(FakeTimeProvider time, BackendsConfig config, HealthPolicy? policy = null, GatewaySettings? settings = null)
-        => RouteTable.Build(config, settings ?? new GatewaySettings(), policy ?? Policy(), time).Models.Single();
+        => RouteTable.Build(config, settings ?? new GatewaySettings { MaxConnections = 100_000 }, policy ?? Policy(), time).Models.Single();
 
     public static ModelRoute Route(FakeTimeProvider time, AffinityConfig affinity, params (string Id, int Weight)[] backends)
         => Route(time, Config(affinity, backends));

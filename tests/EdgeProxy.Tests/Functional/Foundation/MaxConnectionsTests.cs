@@ -1,6 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using System.Text;
 using EdgeProxy.Tests.Infrastructure;
 
 namespace EdgeProxy.Tests.Functional.Foundation;
@@ -37,71 +34,5 @@ public sealed class MaxConnectionsTests
         Assert.Equal(16, backend.Served);
         Assert.True(backend.PeakInFlight <= Limit, $"the backend saw {backend.PeakInFlight} requests at once; MAX_CONNECTIONS is {Limit}");
         Assert.Equal(Limit, backend.PeakInFlight);
-    }
-
-    /// <summary>Answers every request after holding it for a while, and records how many it held at once.</summary>
-    private sealed class HoldingBackend : LoopbackServer
-    {
-                private readonly TimeSpan _hold;
-        private int _inFlight;
-        private int _peak;
-        private int _served;
-
-        public HoldingBackend(TimeSpan hold)
-        {
-            _hold = hold;
-        }
-
-        public int PeakInFlight => Volatile.Read(ref _peak);
-
-        public int Served => Volatile.Read(ref _served);
-
-
-        protected override async Task ServeAsync(TcpClient client)
-        {
-            using (client)
-            {
-                try
-                {
-                    var stream = client.GetStream();
-                    var buffer = new byte[16 * 1024];
-                    var filled = 0;
-                    while (true)
-                    {
-                        var end = buffer.AsSpan(0, filled).IndexOf("\r\n\r\n"u8);
-                        if (end < 0)
-                        {
-                            var read = await stream.ReadAsync(buffer.AsMemory(filled), Stopping);
-                            if (read == 0)
-                            {
-                                return;
-                            }
-                            filled += read;
-                            continue;
-                        }
-                        var isHealth = Encoding.ASCII.GetString(buffer, 0, end).StartsWith("GET /health", StringComparison.Ordinal);
-                        buffer.AsSpan(end + 4, filled - end - 4).CopyTo(buffer);
-                        filled -= end + 4;
-                        if (!isHealth)
-                        {
-                            var now = Interlocked.Increment(ref _inFlight);
-                            for (var peak = Volatile.Read(ref _peak); now > peak; peak = Volatile.Read(ref _peak))
-                            {
-                                Interlocked.CompareExchange(ref _peak, now, peak);
-                            }
-                            await Task.Delay(_hold, Stopping);   // the backend is busy: pacing, not a wait for a condition
-                            Interlocked.Decrement(ref _inFlight);
-                            Interlocked.Increment(ref _served);
-                        }
-                        await stream.WriteAsync("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), Stopping);
-                    }
-                }
-                catch (Exception)
-                {
-                    // stopping, or the gateway closed the connection
-                }
-            }
-        }
-
     }
 }

@@ -25,7 +25,7 @@ internal static class BalancingFixtures
             var state = route.Backends[i].State;
             for (var guard = 0; state.InFlight < loads[i] && guard < 100_000; guard++)
             {
-                state.OnRequestStart();
+                state.TryStart();
             }
             for (var guard = 0; state.InFlight > loads[i] && guard < 100_000; guard++)
             {

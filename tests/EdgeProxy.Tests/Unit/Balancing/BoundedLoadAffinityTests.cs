@@ -148,7 +148,7 @@ public sealed class BoundedLoadAffinityTests
         for (var i = 0; i < requests; i++)
         {
             var index = Pick(route, key);
-            route.Backends[index].State.OnRequestStart();
+            route.Backends[index].State.TryStart();
             total++;
             var bound = Math.Max(BackendSelector.BoundFloor, Math.Ceiling(factor * total * weights[index] / weights.Sum()));
             Assert.True(route.Backends[index].State.InFlight <= bound, $"request {i}: b{index} has {route.Backends[index].State.InFlight} in flight, bound {bound}");
@@ -197,7 +197,7 @@ public sealed class BoundedLoadAffinityTests
         for (var k = 0; k < Clients; k++)
         {
             var index = Pick(route, IpKey(k));
-            route.Backends[index].State.OnRequestStart();
+            route.Backends[index].State.TryStart();
             var bound = Math.Max(BackendSelector.BoundFloor, Math.Ceiling(ModelConfig.DefaultBalanceFactor * (k + 1) * weights[index] / weights.Sum()));
             Assert.True(route.Backends[index].State.InFlight <= bound);
         }

@@ -26,7 +26,7 @@ public sealed class LeastOutstandingTests
         var pick = Select(route);
         Assert.True(pick.Found);
         Assert.False(pick.Panic);
-        route.Backends[pick.Index].State.OnRequestStart();
+        route.Backends[pick.Index].State.TryStart();
         return pick.Index;
     }
 

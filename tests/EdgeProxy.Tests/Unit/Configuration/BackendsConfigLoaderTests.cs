@@ -309,6 +309,14 @@ public sealed class BackendsConfigLoaderTests
         { "balance_factor negative", Model("\"balance_factor\": -2"), "services.svc.models.m.balance_factor", "found -2" },
         { "balance_factor huge", Model("\"balance_factor\": 1e9"), "services.svc.models.m.balance_factor", "at most 1000" },
         { "balance_factor a string", Model("\"balance_factor\": \"1.5\""), "services.svc.models.m.balance_factor", "found \"1.5\"" },
+        { "max_queue negative", Model("\"max_queue\": -1"), "services.svc.models.m.max_queue", "from 0 to 100000, found -1" },
+        { "max_queue a string", Model("\"max_queue\": \"10\""), "services.svc.models.m.max_queue", "found \"10\"" },
+        { "max_queue fraction", Model("\"max_queue\": 2.5"), "services.svc.models.m.max_queue", "not an integer" },
+        { "queue_timeout 0", Model("\"queue_timeout\": 0"), "services.svc.models.m.queue_timeout", "greater than 0" },
+        { "queue_timeout huge", Model("\"queue_timeout\": 7200"), "services.svc.models.m.queue_timeout", "at most 3600, found 7200" },
+        { "queue_timeout a string", Model("\"queue_timeout\": \"5s\""), "services.svc.models.m.queue_timeout", "found \"5s\"" },
+        { "max_concurrency 0", WithBackends(Backend("\"max_concurrency\": 0")), B + "[0].max_concurrency", "from 1 to 100000, found 0" },
+        { "max_concurrency a string", WithBackends(Backend("\"max_concurrency\": \"8\"")), B + "[0].max_concurrency", "found \"8\"" },
         { "empty services", """{"services": {}}""", "services", "no services defined" },
         { "services missing", """{"backends": []}""", "services", "is required" },
         { "services an array", """{"services": []}""", "services", "expected an object of services" },
@@ -523,6 +531,23 @@ public sealed class BackendsConfigLoaderTests
         var model = Parse(json, warnings).Services[0].Models[0];
         Assert.Equal(Enum.Parse<BalancePolicy>(balance), model.Balance);
         Assert.Equal(factor, model.BalanceFactor);
+        Assert.Empty(warnings);
+    }
+
+    [Theory]
+    [InlineData("", null, 512, 30.0)]
+    [InlineData("\"max_queue\": 0, \"queue_timeout\": 2.5", null, 0, 2.5)]
+    [InlineData("\"max_queue\": null, \"queue_timeout\": null", null, 512, 30.0)]
+    [InlineData("\"max_queue\": 64", 8, 64, 30.0)]
+    public void Queue_fields_and_max_concurrency_are_read_with_defaults(string fields, int? maxConcurrency, int maxQueue, double timeoutSeconds)
+    {
+        var warnings = new List<string>();
+        var backend = maxConcurrency is null ? """{"id": "b", "name": "n", "url": "http://h"}""" : $$"""{"id": "b", "name": "n", "url": "http://h", "max_concurrency": {{maxConcurrency}}}""";
+        var json = """{"services": {"svc": {"models": {"m": {""" + fields + (fields.Length > 0 ? ", " : "") + "\"backends\": [" + backend + "]}}}}}";
+        var model = Parse(json, warnings).Services[0].Models[0];
+        Assert.Equal(maxQueue, model.MaxQueue);
+        Assert.Equal(TimeSpan.FromSeconds(timeoutSeconds), model.QueueTimeoutOrDefault);
+        Assert.Equal(maxConcurrency, model.Backends[0].MaxConcurrency);
         Assert.Empty(warnings);
     }
 

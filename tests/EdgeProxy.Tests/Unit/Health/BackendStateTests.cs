@@ -168,8 +168,8 @@ public sealed class BackendStateTests
     public void Live_counters_track_requests_in_flight_and_errors()
     {
         var state = NewState();
-        state.OnRequestStart();
-        state.OnRequestStart();
+        state.TryStart();
+        state.TryStart();
         Assert.Equal(2, state.InFlight);
         state.OnRequestEnd(error: false);
         state.OnRequestEnd(error: true);

@@ -448,8 +448,8 @@ public sealed partial class PrometheusExporterTests : IDisposable
         UnitFixtures.MarkHealthy(route.Backends[0].State);
         UnitFixtures.MarkUnhealthy(route.Backends[1].State);
         route.Backends[1].State.ReportFailure(trial: false, connectionFailure: true, () => true);
-        route.Backends[2].State.OnRequestStart();
-        route.Backends[2].State.OnRequestStart();
+        route.Backends[2].State.TryStart();
+        route.Backends[2].State.TryStart();
 
         var families = ParseStrict(_endpoint.Render());
         double Gauge(string family, string backend) => families[family].Samples.Single(s => s.Label("service") == "google" && s.Label("backend") == backend).Value;
@@ -465,8 +465,13 @@ public sealed partial class PrometheusExporterTests : IDisposable
         var families = ParseStrict(_endpoint.Render());
         Assert.Equal(
             ["edgeproxy_backend_ejected", "edgeproxy_backend_in_flight", "edgeproxy_backend_up", "edgeproxy_fast_path_requests_total",
-             "edgeproxy_gc_allocated_bytes_total", "edgeproxy_gc_collections_total", "edgeproxy_gc_heap_bytes", "edgeproxy_gc_pause_seconds_total", "edgeproxy_upstream_in_flight", "process_resident_memory_bytes"],
+             "edgeproxy_gc_allocated_bytes_total", "edgeproxy_gc_collections_total", "edgeproxy_gc_heap_bytes", "edgeproxy_gc_pause_seconds_total",
+             "edgeproxy_queue_admitted_total", "edgeproxy_queue_depth", "edgeproxy_queue_rejected_total", "edgeproxy_queue_wait_seconds_total",
+             "edgeproxy_upstream_in_flight", "process_resident_memory_bytes"],
             families.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal("gauge", families["edgeproxy_queue_depth"].Type);
+        Assert.Equal("counter", families["edgeproxy_queue_rejected_total"].Type);
+        Assert.All(families.Where(f => f.Key.StartsWith("edgeproxy_queue_", StringComparison.Ordinal)), f => Assert.All(f.Value.Samples, s => Assert.Equal(0, s.Value)));
         Assert.Equal(0, Assert.Single(families["edgeproxy_upstream_in_flight"].Samples).Value);
         Assert.Equal("counter", families["edgeproxy_fast_path_requests_total"].Type);
         Assert.Equal(0, Assert.Single(families["edgeproxy_fast_path_requests_total"].Samples).Value);

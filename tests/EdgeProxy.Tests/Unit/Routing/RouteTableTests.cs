@@ -55,7 +55,7 @@ public sealed class RouteTableTests
         var first = Build(TwoModels(UnitFixtures.Backend("g1"), UnitFixtures.Backend("g2")));
         var g1 = State(first, "google", "gemma", "g1");
         UnitFixtures.MarkUnhealthy(g1);
-        g1.OnRequestStart();
+        g1.TryStart();
         g1.ReportFailure(trial: false, connectionFailure: true, () => true);
 
         // Same backends, new weight and display name, one more backend.
