@@ -82,6 +82,20 @@ internal static class BackendSelector
         return false;
     }
 
+    /// <summary>Whether another backend than those in <paramref name="tried"/> is healthy enough to take a request (full or not).</summary>
+    public static bool AnyOther(ModelRoute route, ulong tried, long now)
+    {
+        var backends = route.Backends;
+        for (var i = 0; i < backends.Length; i++)
+        {
+            if ((tried & (1UL << i)) == 0 && backends[i].State.HealthAdmits(now))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /// <summary>
     /// Whether a pick could find a backend now, as <see cref="Select"/> decides it: an untried
     /// backend health admits has room, or (panic allowed) none is admitted by health and one has

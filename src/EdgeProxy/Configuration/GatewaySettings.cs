@@ -56,6 +56,9 @@ internal sealed record GatewaySettings
     /// <summary>Upstream connection cap per backend (contract default 100).</summary>
     public int MaxConnections { get; init; } = 100;
 
+    /// <summary>MAX_ATTEMPTS: backends one request may be sent to (the first and its retries), at most.</summary>
+    public int MaxAttempts { get; init; } = 3;
+
     /// <summary>
     /// HTTP1_FAST_PATH: "on" (default) or "off". On, plain HTTP/1.1 proxy requests to models whose
     /// backends are all http:// are relayed on Kestrel's transport without the HTTP object model

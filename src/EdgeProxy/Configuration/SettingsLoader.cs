@@ -71,6 +71,7 @@ internal static class SettingsLoader
             StreamIdleTimeout = reader.Seconds("STREAM_IDLE_TIMEOUT", requestTimeout.TotalSeconds, min: 0.001),
             ClientBodyTimeout = reader.Seconds("CLIENT_BODY_TIMEOUT", requestTimeout.TotalSeconds, min: 0.001),
             MaxConnections = reader.Int("MAX_CONNECTIONS", 100, 1, 100_000),
+            MaxAttempts = reader.Int("MAX_ATTEMPTS", 3, 1, 64),
             MaxKeepAliveConnections = reader.Int("MAX_KEEPALIVE_CONNECTIONS", 20, 0, 100_000),
             Http1FastPath = reader.Choice("HTTP1_FAST_PATH", "on", ["on", "off"]) == "on",
             IoThreads = reader.Int("IO_THREADS", 0, 0, 1024),

@@ -39,6 +39,12 @@ internal interface IExchangeClient
     /// <summary>The client went away.</summary>
     bool Gone { get; }
 
+    /// <summary>
+    /// A fresh <see cref="Timeouts"/> after its timer fired (a cancelled source cannot be reset), for
+    /// a retry on another backend; false when the client left or the drain ended meanwhile.
+    /// </summary>
+    bool RenewTimeouts();
+
     /// <summary>A usage scanner for this response (the fast path reuses one per connection).</summary>
     UsageScanner Usage();
 
@@ -93,13 +99,19 @@ internal interface IUpstreamExchange
 
     int Status { get; }
 
+    /// <summary>The response's Retry-After value (read only for a 429 or 503 the core may retry elsewhere).</summary>
+    string? RetryAfter { get; }
+
     StreamKind Kind { get; }
 
     /// <summary>The response may carry an OpenAI-style <c>usage</c> object (JSON or an event stream).</summary>
     bool CarriesUsage { get; }
 
-    /// <summary>Relays the response head and body to the client, the body chunk by chunk under <see cref="ExchangeTimers"/>.</summary>
-    ValueTask<RelayResult> RelayAsync(UsageScanner? usage, CancellationTokenSource timeouts);
+    /// <summary>
+    /// Relays the response head and body to the client, the body chunk by chunk under
+    /// <see cref="ExchangeTimers"/>; the head says how many backends were tried when more than one.
+    /// </summary>
+    ValueTask<RelayResult> RelayAsync(UsageScanner? usage, CancellationTokenSource timeouts, int attempts);
 
     /// <summary>The exchange is over: the upstream response is closed (or, cleanly ended, pooled) and its slot freed.</summary>
     void End();

@@ -207,6 +207,18 @@ internal sealed class Http1Exchange : IDisposable
         }
     }
 
+    /// <summary>A new exchange timer after the old one fired (for a retry); false when the client left or the drain ended.</summary>
+    public bool RenewTimeouts()
+    {
+        if (Connection.ConnectionClosed.IsCancellationRequested || _shutdownDeadline.IsCancellationRequested)
+        {
+            return false;
+        }
+        Timeouts.Dispose();
+        Timeouts = CancellationTokenSource.CreateLinkedTokenSource(Connection.ConnectionClosed, _shutdownDeadline);
+        return true;
+    }
+
     /// <summary>Ends the request; true when the connection may carry the next one (then its head is awaited).</summary>
     public bool EndRequest(bool keepAlive)
     {

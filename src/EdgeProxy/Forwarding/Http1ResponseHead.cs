@@ -30,6 +30,23 @@ internal readonly record struct Http1ResponseHead(
     /// <summary>The body goes to the client chunked when its length is not known up front.</summary>
     public bool ChunkedToClient => BodyAllowed && Framing != Http1Framing.Length;
 
+    /// <summary>The value of the head's (validated) Retry-After field, read only for a refusal the gateway may retry elsewhere; null when absent.</summary>
+    public static string? RetryAfterOf(ReadOnlySpan<byte> head)
+    {
+        for (var rest = head[(HttpAscii.IndexOfCrlf(head) + 2)..]; rest.Length > 2;)
+        {
+            var lineEnd = HttpAscii.IndexOfCrlf(rest);
+            var line = rest[..lineEnd];
+            rest = rest[(lineEnd + 2)..];
+            var colon = line.IndexOf((byte)':');
+            if (colon == 11 && HttpAscii.EqualsIgnoreCase(line[..colon], "Retry-After"u8))
+            {
+                return Encoding.Latin1.GetString(line[(colon + 1)..]);
+            }
+        }
+        return null;
+    }
+
     /// <summary>The status code of a head whose status line is not yet validated (0 when malformed).</summary>
     public static int StatusOf(ReadOnlySpan<byte> head)
         => head.Length >= 12 && head.StartsWith("HTTP/1."u8) && Utf8Parser.TryParse(head.Slice(9, 3), out int status, out var used) && used == 3 ? status : 0;

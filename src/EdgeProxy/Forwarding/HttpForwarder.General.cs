@@ -27,7 +27,7 @@ internal sealed partial class HttpForwarder
         var clientIp = ClientAddress.Resolve(context, settings, out var peerTrusted);
         // The request's timers, the client leaving, and the end of a shutdown's drain all cancel the exchange.
         using var timeouts = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, drain.Deadline);
-        var exchange = new ContextExchange(context, route, remainder, requestId, clientIp, peerTrusted, timeouts, settings, time) { Started = started };
+        var exchange = new ContextExchange(context, route, remainder, requestId, clientIp, peerTrusted, timeouts, settings, time) { Started = started, DrainDeadline = drain.Deadline };
         ulong? conversation = null;
         if (RequestHasBody(context))
         {
@@ -42,7 +42,14 @@ internal sealed partial class HttpForwarder
             exchange.Content = new StreamingRequestContent(body, context.Request.ContentLength, timeouts, settings);
         }
         exchange.AffinityKey = conversation ?? AffinityKey(route, context, clientIp);
-        await ServeAsync(new ContextClient(exchange), new HandlerUpstream(this, exchange)).ConfigureAwait(false);
+        try
+        {
+            await ServeAsync(new ContextClient(exchange), new HandlerUpstream(this, exchange)).ConfigureAwait(false);
+        }
+        finally
+        {
+            exchange.Timeouts.Dispose();   // a renewed source (the first one is the using's)
+        }
     }
 
     /// <summary>
@@ -61,10 +68,33 @@ internal sealed partial class HttpForwarder
         public string RequestId { get; } = requestId;
         public IPAddress ClientIp { get; } = clientIp;
         public bool PeerTrusted { get; } = peerTrusted;
-        public CancellationTokenSource Timeouts { get; } = timeouts;
+        private readonly CancellationTokenSource _firstTimeouts = timeouts;
+
+        public CancellationTokenSource Timeouts { get; private set; } = timeouts;
+
+        /// <summary>A new exchange timer after the old one fired, linked as the first (the client leaving, the drain's end).</summary>
+        public bool RenewTimeouts(CancellationToken drainDeadline)
+        {
+            if (Context.RequestAborted.IsCancellationRequested || drainDeadline.IsCancellationRequested)
+            {
+                return false;
+            }
+            if (!ReferenceEquals(Timeouts, _firstTimeouts))
+            {
+                Timeouts.Dispose();
+            }
+            Timeouts = CancellationTokenSource.CreateLinkedTokenSource(Context.RequestAborted, drainDeadline);
+            return true;
+        }
         public StreamingRequestContent? Content { get; set; }
         public HttpRequestMessage? Request { get; set; }
         public HttpResponseMessage? Response { get; set; }
+
+        /// <summary>The end of a shutdown's drain (a renewed timer is linked to it too).</summary>
+        public CancellationToken DrainDeadline;
+
+        /// <summary>Backends this request was sent to (the response head says so when more than one).</summary>
+        public int Attempts;
 
         /// <summary>The MAX_CONNECTIONS slot held for the attempt in progress.</summary>
         public SemaphoreSlim? Budget { get; set; }
@@ -106,6 +136,8 @@ internal sealed partial class HttpForwarder
 
         public bool Gone => x.Context.RequestAborted.IsCancellationRequested;
 
+        public bool RenewTimeouts() => x.RenewTimeouts(x.DrainDeadline);
+
         public UsageScanner Usage() => new();
 
         public ValueTask<bool> WriteErrorAsync(int status, ForwarderError error) => WriteContextErrorAsync(x.Context, status, error);
@@ -124,6 +156,8 @@ internal sealed partial class HttpForwarder
         public Exception? ClientReadError => x.Content?.ClientReadError;
 
         public int Status => (int)x.Response!.StatusCode;
+
+        public string? RetryAfter => x.Response!.Headers.TryGetValues("Retry-After", out var values) ? values.FirstOrDefault() : null;
 
         public StreamKind Kind => x.Kind;
 
@@ -151,9 +185,10 @@ internal sealed partial class HttpForwarder
             x.Budget = null;
         }
 
-        public ValueTask<RelayResult> RelayAsync(UsageScanner? usage, CancellationTokenSource timeouts)
+        public ValueTask<RelayResult> RelayAsync(UsageScanner? usage, CancellationTokenSource timeouts, int attempts)
         {
             x.Usage = usage;
+            x.Attempts = attempts;
             return RelayResponseAsync(x);
         }
 
@@ -196,6 +231,10 @@ internal sealed partial class HttpForwarder
         {
             response.StatusCode = (int)upstream.StatusCode;
             CopyResponseHeaders(upstream, response);
+            if (x.Attempts > 1)
+            {
+                response.Headers[AttemptsHeader] = x.Attempts.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            }
             if (x.Kind != StreamKind.None)
             {
                 // Event streams: no buffering anywhere, including an nginx in front of us.

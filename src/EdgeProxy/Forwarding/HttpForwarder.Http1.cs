@@ -131,6 +131,8 @@ internal sealed partial class HttpForwarder
 
         public bool Gone => x.Connection.ConnectionClosed.IsCancellationRequested;
 
+        public bool RenewTimeouts() => x.RenewTimeouts();
+
         public UsageScanner Usage() => x.ResetUsage();
 
         /// <summary>The connection closes after an error when the client asked, or when the request's body was not all read.</summary>
@@ -151,6 +153,8 @@ internal sealed partial class HttpForwarder
         public Exception? ClientReadError => x.ClientReadError;
 
         public int Status => x.Response.Status;
+
+        public string? RetryAfter => Http1ResponseHead.RetryAfterOf(x.Upstream!.BufferedSpan[..x.ResponseHeadLength]);
 
         public StreamKind Kind => x.Response.Kind;
 
@@ -187,8 +191,12 @@ internal sealed partial class HttpForwarder
             }
             x.ResponseHeadLength = length;
             x.Response = Http1ResponseHead.Parse(connection.BufferedSpan[..length], x.Head.Method == "HEAD");
-            // The request is written upstream: its bytes are not needed any more (a long stream holds none).
-            x.ReleaseRequest();
+            // The request is written upstream: its bytes are not needed any more (a long stream holds
+            // none), unless a refusal may send it to another backend (see RetryRefused).
+            if (x.Response.Status is not (429 or 503))
+            {
+                x.ReleaseRequest();
+            }
             return true;
         }
 
@@ -217,13 +225,13 @@ internal sealed partial class HttpForwarder
             x.Upstream = null;
         }
 
-        public ValueTask<RelayResult> RelayAsync(UsageScanner? usage, CancellationTokenSource timeouts)
+        public ValueTask<RelayResult> RelayAsync(UsageScanner? usage, CancellationTokenSource timeouts, int attempts)
         {
             // The client's head goes out with the first body bytes (or at once for event streams and empty bodies).
             var connection = x.Upstream!;
             var response = x.Response;
             x.ResponseHead = HeadBuffers.Rent(x.ResponseHeadLength + 512);
-            var length = WriteResponseHead(x.ResponseHead, connection.BufferedSpan[..x.ResponseHeadLength], response, x.RequestId, x.Close);
+            var length = WriteResponseHead(x.ResponseHead, connection.BufferedSpan[..x.ResponseHeadLength], response, x.RequestId, x.Close, attempts);
             connection.Consume(x.ResponseHeadLength);
             x.ResponseBody.Begin(connection, response.Framing, response.BodyLength, response.KeepAlive);
             x.ResponseBody.CompleteIfEmpty();
@@ -425,7 +433,7 @@ internal sealed partial class HttpForwarder
     /// ones its Connection field names), then the gateway's, with one framing field: the recomputed
     /// Content-Length or chunked.
     /// </summary>
-    internal static int WriteResponseHead(byte[] buffer, ReadOnlySpan<byte> raw, in Http1ResponseHead response, RequestId requestId, bool close)
+    internal static int WriteResponseHead(byte[] buffer, ReadOnlySpan<byte> raw, in Http1ResponseHead response, RequestId requestId, bool close, int attempts = 1)
     {
         var w = new ByteWriter(buffer);
         w.Bytes(Http1ResponseHead.StatusLine(response.Status));
@@ -452,6 +460,12 @@ internal sealed partial class HttpForwarder
         w.Bytes("X-Request-ID: "u8);
         w.Ascii(requestId);
         w.Bytes("\r\n"u8);
+        if (attempts > 1)
+        {
+            w.Bytes("X-EdgeProxy-Attempts: "u8);
+            w.Number(attempts);
+            w.Bytes("\r\n"u8);
+        }
         if (response.Kind != StreamKind.None)
         {
             // Event streams: no buffering anywhere, including an nginx in front of us.

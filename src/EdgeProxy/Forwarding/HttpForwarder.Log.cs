@@ -26,6 +26,12 @@ internal sealed partial class HttpForwarder
     [ZLoggerMessage(LogLevel.Information, "request {requestId} {route}: SHUTDOWN_TIMEOUT ran out before backend {backendId} answered; upstream request cancelled")]
     private static partial void LogShutdownBeforeResponse(ILogger logger, string requestId, string route, string backendId);
 
+    [ZLoggerMessage(LogLevel.Warning, "request {requestId} {route}: backend {backendId} refused with {status} (Retry-After {retryAfterSeconds} s); trying another backend")]
+    private static partial void LogRefusedRetry(ILogger logger, string requestId, string route, string backendId, int status, double retryAfterSeconds);
+
+    [ZLoggerMessage(LogLevel.Warning, "request {requestId} {route}: backend {backendId} gave no first byte in time; {method} is a safe read, trying another backend")]
+    private static partial void LogHungRetry(ILogger logger, string requestId, string route, string backendId, string method);
+
     [ZLoggerMessage(LogLevel.Warning, "request {requestId} {route}: every backend is unhealthy; panic mode, trying {backendId} anyway")]
     private static partial void LogPanic(ILogger logger, string requestId, string route, string backendId);
 

@@ -34,6 +34,9 @@ internal sealed partial class HttpForwarder(
 
     private static readonly TimeSpan AbortGrace = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>The response header that says how many backends a request was sent to, when more than one.</summary>
+    internal const string AttemptsHeader = "X-EdgeProxy-Attempts";
+
     /// <summary>
     /// A client's requests, one exchange after another, the same steps on both paths: (0) take the
     /// request; (1) pick a backend and send, failing over while nothing was delivered; (2) relay
@@ -110,7 +113,7 @@ internal sealed partial class HttpForwarder(
                             await upstream.SendAsync(client.Timeouts, fresh: true).ConfigureAwait(false);
                         }
                     }
-                    attempt.Sent = true;
+                    attempt.Sent = !RetryRefused(upstream, route, client.RequestId, ref attempt, ref tried);
                 }
                 catch (Exception ex)
                 {
@@ -170,7 +173,7 @@ internal sealed partial class HttpForwarder(
         var keep = true;
         try
         {
-            relay = await upstream.RelayAsync(usage, client.Timeouts).ConfigureAwait(false);
+            relay = await upstream.RelayAsync(usage, client.Timeouts, attempt.Count).ConfigureAwait(false);
             if (relay.Outcome != StreamCopyOutcome.Completed)
             {
                 outcome = CopyFailure(route, route.Backends[attempt.Index], attempt.Admission, relay.Outcome == StreamCopyOutcome.WriteFailed || client.Gone,
@@ -280,12 +283,18 @@ internal sealed partial class HttpForwarder(
         var now = time.GetTimestamp();
         var allowPanic = !settings.FailFastWhenAllUnhealthy;
         var full = waiter is null && route.Queue.Depth > 0 ? ulong.MaxValue : 0UL;
-        while (true)
+        for (var races = 0; ; races++)
         {
             var pick = full == ulong.MaxValue ? Pick.None : BackendSelector.Select(route, affinityKey, tried | full, now, allowPanic);
             if (!pick.Found)
             {
-                attempt.Error = full == ulong.MaxValue || BackendSelector.IsBusy(route, tried, now, allowPanic) ? ForwarderError.Busy
+                if (full != ulong.MaxValue && races < 4 && !BackendSelector.IsBusy(route, tried, now, allowPanic) && BackendSelector.HasRoom(route, tried, now, allowPanic))
+                {
+                    full = 0;   // the pick saw a backend full that has freed a slot since: pick again
+                    continue;
+                }
+                attempt.Error = full == ulong.MaxValue || BackendSelector.IsBusy(route, tried, now, allowPanic) || BackendSelector.HasRoom(route, tried, now, allowPanic)
+                    ? ForwarderError.Busy
                     : attempt.Count == 0 ? ForwarderError.NoHealthyBackend : attempt.Error;
                 return false;
             }
@@ -344,6 +353,44 @@ internal sealed partial class HttpForwarder(
         }
     }
 
+    /// <summary>
+    /// (1c) The backend refused the request without doing anything with it — 429, or 503 (overloaded,
+    /// starting up) — and nothing has reached the client: when the request can be sent again (no
+    /// body), another backend may take it and MAX_ATTEMPTS allows, skip this backend for the
+    /// Retry-After it gave (at most EJECTION_MAX) and try another. A 503 still counts for passive
+    /// health. True when the request goes elsewhere.
+    /// </summary>
+    private bool RetryRefused<TUpstream>(TUpstream upstream, ModelRoute route, RequestId requestId, ref Attempt attempt, ref ulong tried)
+        where TUpstream : struct, IUpstreamExchange
+    {
+        var status = upstream.Status;
+        if (status is not (429 or 503) || upstream.HasBody || attempt.Count >= settings.MaxAttempts)
+        {
+            return false;
+        }
+        var now = time.GetTimestamp();
+        if (!BackendSelector.AnyOther(route, tried | (1UL << attempt.Index), now))
+        {
+            return false;   // nobody else may take it: the backend's answer stands
+        }
+        ref readonly var backend = ref route.Backends[attempt.Index];
+        var retryAfter = RetryAfterHeader.Parse(upstream.RetryAfter, time.GetUtcNow());
+        if (retryAfter is TimeSpan wait)
+        {
+            backend.State.HoldOff(wait, now);
+        }
+        upstream.Abandon();
+        ReportResponseStatus(route, backend, attempt.Admission, status);
+        backend.State.OnRequestEnd(error: status >= 500);
+        route.Queue.Signal();
+        metrics.UpstreamEnded();
+        metrics.Retries.Add(1, new KeyValuePair<string, object?>("service", route.Service), new KeyValuePair<string, object?>("model", route.Model));
+        LogRefusedRetry(logger, requestId.ToString(), route.RouteLabel, backend.Id, status, retryAfter?.TotalSeconds ?? 0);
+        attempt.Error = ForwarderError.NoHealthyBackend;   // should no other backend take it after all
+        tried |= 1UL << attempt.Index;
+        return true;
+    }
+
     /// <summary>An attempt failed before its response: why, and whether another backend is tried (its bit set in <paramref name="tried"/>).</summary>
     private bool FailAttempt<TClient, TUpstream>(TClient client, TUpstream upstream, ModelRoute route, Exception ex, ref Attempt attempt, ref ulong tried)
         where TClient : struct, IExchangeClient
@@ -352,7 +399,8 @@ internal sealed partial class HttpForwarder(
         upstream.Abandon();
         var failure = Wrap(ex);
         attempt.Error = Classify(failure, client.Gone, upstream.ClientReadError);
-        if (!RetryAfterFailedAttempt(route, attempt, failure, upstream.BodyStarted, upstream.HasBody, client.Method, client.RequestId))
+        if (!RetryAfterFailedAttempt(route, attempt, failure, upstream.BodyStarted, upstream.HasBody, client.Method, client.RequestId)
+            || (attempt.Error == ForwarderError.FirstByteTimeout && !client.RenewTimeouts()))
         {
             return false;
         }
@@ -374,8 +422,16 @@ internal sealed partial class HttpForwarder(
         route.Queue.Signal();
         metrics.UpstreamEnded();
         ReportPassive(route, backend, attempt.Admission, error);
-        var retryable = error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout && !bodyStarted;
-        var dropped = !retryable && error == ForwarderError.UpstreamRequestFailed && !hasBody && IsIdempotent(method) && ConnectionDropped(ex);
+        var mayRetry = attempt.Count < settings.MaxAttempts;
+        var retryable = mayRetry && error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout && !bodyStarted;
+        var dropped = mayRetry && !retryable && error == ForwarderError.UpstreamRequestFailed && !hasBody && IsIdempotent(method) && ConnectionDropped(ex);
+        // A backend that hangs: a safe read (GET, HEAD, OPTIONS) without a body is asked elsewhere.
+        var hung = mayRetry && error == ForwarderError.FirstByteTimeout && !hasBody && IsSafeRead(method)
+            && BackendSelector.AnyOther(route, 1UL << attempt.Index, time.GetTimestamp());
+        if (hung)
+        {
+            LogHungRetry(logger, requestId.ToString(), route.RouteLabel, backend.Id, method);
+        }
         if (dropped)
         {
             LogDroppedRetry(logger, requestId.ToString(), route.RouteLabel, backend.Id, method, ex.InnerException?.Message ?? ex.Message);
@@ -384,7 +440,7 @@ internal sealed partial class HttpForwarder(
         {
             LogFailover(logger, requestId.ToString(), route.RouteLabel, backend.Id, ForwarderErrors.Code(error), ex.Message);
         }
-        if (retryable || dropped)
+        if (retryable || dropped || hung)
         {
             metrics.Retries.Add(1, new KeyValuePair<string, object?>("service", route.Service), new KeyValuePair<string, object?>("model", route.Model));
             return true;
@@ -543,6 +599,9 @@ internal sealed partial class HttpForwarder(
         }
         return ForwarderError.UpstreamRequestFailed;
     }
+
+    /// <summary>RFC 9110 §9.2.1 safe methods that only read: asked again elsewhere after a backend hung (TRACE excluded; it echoes).</summary>
+    private static bool IsSafeRead(string method) => HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method);
 
     /// <summary>RFC 9110 §9.2.2: methods a proxy may repeat without changing the outcome.</summary>
     private static bool IsIdempotent(string method)

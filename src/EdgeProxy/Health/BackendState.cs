@@ -29,6 +29,7 @@ internal sealed class BackendState
     private int _trialInFlight;
     private long _readmittedAt;
     private long _slowStartBegin;
+    private long _heldUntil;
 
     private int _inFlight;
     private int _capacity;
@@ -123,12 +124,12 @@ internal sealed class BackendState
 
     /// <summary>
     /// May a request go to this backend now? Unknown and healthy backends may, while below their
-    /// capacity; unhealthy ones may not; an ejected one may take exactly one half-open trial once its
+    /// capacity and past a Retry-After it asked for; unhealthy ones may not; an ejected one may take exactly one half-open trial once its
     /// back-off has passed.
     /// </summary>
     public Admission TryAdmit(long now)
     {
-        if (Volatile.Read(ref _status) == (int)HealthStatus.Unhealthy || !HasRoom)
+        if (Volatile.Read(ref _status) == (int)HealthStatus.Unhealthy || !HasRoom || now < Volatile.Read(ref _heldUntil))
         {
             return Admission.Refused;
         }
@@ -154,7 +155,7 @@ internal sealed class BackendState
     /// <summary>Whether health alone would admit now (<see cref="MayAdmit"/> without the capacity).</summary>
     public bool HealthAdmits(long now)
     {
-        if (Volatile.Read(ref _status) == (int)HealthStatus.Unhealthy)
+        if (Volatile.Read(ref _status) == (int)HealthStatus.Unhealthy || now < Volatile.Read(ref _heldUntil))
         {
             return false;
         }
@@ -300,6 +301,29 @@ internal sealed class BackendState
             return Eject(now, replace: false);
         }
         return null;
+    }
+
+    /// <summary>
+    /// The backend refused a request with a `Retry-After` (429 or 503): it takes no request until
+    /// then, at most the longest ejection (EJECTION_MAX) however long it asks for.
+    /// </summary>
+    public void HoldOff(TimeSpan retryAfter, long now)
+    {
+        var hold = retryAfter < _policy.EjectionMax ? retryAfter : _policy.EjectionMax;
+        if (hold > TimeSpan.Zero)
+        {
+            Volatile.Write(ref _heldUntil, now + (long)(hold.TotalSeconds * _time.TimestampFrequency));
+        }
+    }
+
+    /// <summary>While a backend's Retry-After runs: when it ends (wall clock), else null.</summary>
+    public DateTimeOffset? HeldUntil
+    {
+        get
+        {
+            var remaining = _time.GetElapsedTime(_time.GetTimestamp(), Volatile.Read(ref _heldUntil));
+            return remaining > TimeSpan.Zero ? _time.GetUtcNow() + remaining : null;
+        }
     }
 
     /// <summary>A trial that ended without a verdict (client went away) frees the trial slot.</summary>

@@ -53,6 +53,7 @@ internal static class HealthStatusReport
                 Status = status switch { HealthStatus.Healthy => "healthy", HealthStatus.Unhealthy => "unhealthy", _ => "unknown" },
                 Ejected = state.IsEjected,
                 EjectedUntil = state.EjectedUntil,
+                HeldUntil = state.HeldUntil,
                 ResponseTimeMs = double.IsNaN(responseMs) ? null : responseMs,
                 LastCheck = state.LastCheck,
                 LastError = state.LastError,
@@ -174,6 +175,10 @@ internal sealed record BackendStatus
     public bool Ejected { get; init; }
 
     public DateTimeOffset? EjectedUntil { get; init; }
+
+    /// <summary>While the backend's own Retry-After (on a 429 or 503) keeps it out: until when.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public DateTimeOffset? HeldUntil { get; init; }
 
     public double? ResponseTimeMs { get; init; }
 

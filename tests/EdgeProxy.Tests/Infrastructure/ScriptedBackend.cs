@@ -20,7 +20,11 @@ internal sealed class ScriptedBackend : LoopbackServer
     /// <summary>When set, each connection is closed this long after its answer, unannounced.</summary>
     public TimeSpan? CloseAfter { get; set; }
 
+    /// <summary>Requests answered with <see cref="Answer"/> (with <see cref="HealthyChecks"/>, not the active checks).</summary>
     public int Requests => Volatile.Read(ref _requests);
+
+    /// <summary>Active checks (`GET /health`) get 200 and are not counted, so a backend that refuses every request stays healthy.</summary>
+    public bool HealthyChecks { get; init; }
 
 
     protected override async Task ServeAsync(TcpClient client)
@@ -46,9 +50,15 @@ internal sealed class ScriptedBackend : LoopbackServer
                         filled += read;
                         continue;
                     }
+                    var check = HealthyChecks && buffer.AsSpan(0, end).StartsWith("GET /health "u8);
                     var consumed = end + 4 + length;
                     buffer.AsSpan(consumed, filled - consumed).CopyTo(buffer);
                     filled -= consumed;
+                    if (check)
+                    {
+                        await stream.WriteAsync("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), Stopping);
+                        continue;
+                    }
                     Interlocked.Increment(ref _requests);
                     var (bytes, close) = Answer;
                     await stream.WriteAsync(bytes, Stopping);

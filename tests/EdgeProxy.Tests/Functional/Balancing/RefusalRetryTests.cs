@@ -1,0 +1,143 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using EdgeProxy.Tests.Infrastructure;
+
+namespace EdgeProxy.Tests.Functional.Balancing;
+
+/// <summary>
+/// Retry what was never answered: a backend's 429 or 503, before any byte reached the client, sends
+/// a request that can be sent again (no body) to another backend, honouring the refusing backend's
+/// Retry-After (it takes nothing until then); the response says how many backends were tried. A
+/// request with a body, a model with no other backend and MAX_ATTEMPTS=1 get the backend's own answer.
+/// Every case runs on both request paths and transports.
+/// </summary>
+public sealed class RefusalRetryTests
+{
+    private const string Key = "k-retry";
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    [Trait(Matrix.Trait, Matrix.Variants)]
+    public async Task A_refusal_goes_to_another_backend_and_the_refuser_rests_for_its_retry_after(string variant, string refusal)
+    {
+        var answer = refusal == "429+retry-after"
+            ? "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Length: 4\r\n\r\nbusy"
+            : "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy";
+        using var refuser = new ScriptedBackend { HealthyChecks = true, Answer = (Encoding.ASCII.GetBytes(answer), false) };
+        using var good = new ScriptedBackend { HealthyChecks = true, Answer = ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), false) };
+        await using var gateway = await StartAsync(variant, refuser, good);
+
+        var responses = new List<RawResponse>();
+        for (var i = 0; i < 4; i++)
+        {
+            responses.Add(await RawHttp.SendAsync(gateway.Port, $"GET /svc/m/v1/models?i={i} HTTP/1.1\nHost: gw\nAuthorization: Bearer {Key}\nConnection: close"));
+        }
+
+        Assert.All(responses, r => Assert.True(r.Status == 200 && r.BodyText == "ok", r.ToString()));
+        var retried = responses.Where(r => r.Header("X-EdgeProxy-Attempts") is not null).ToList();
+        Assert.NotEmpty(retried);
+        Assert.All(retried, r => Assert.Equal("2", r.Header("X-EdgeProxy-Attempts")));
+        if (refusal == "429+retry-after")
+        {
+            // Refused once, then left alone for its 30 s; a 429 is not a failure.
+            Assert.Equal(1, refuser.Requests);
+            var status = JsonNode.Parse(await gateway.Client.GetStringAsync(gateway.BaseUrl + "/api/health/status"))!["data"]!["svc"]!["m"]!;
+            var backend = status.AsArray().Single(b => b!["id"]!.GetValue<string>() == "refuser")!;
+            Assert.NotNull(backend["held_until"]);
+            Assert.False(backend["ejected"]!.GetValue<bool>());
+        }
+        Assert.Equal(4, good.Requests);
+    }
+
+    public static TheoryData<string, string> Cases => GatewayVariant.With("429+retry-after", "503");
+
+    [Theory]
+    [MemberData(nameof(Kept))]
+    [Trait(Matrix.Trait, Matrix.Variants)]
+    public async Task A_refusal_that_cannot_go_elsewhere_reaches_the_client(string variant, string why)
+    {
+        using var refuser = new ScriptedBackend
+        {
+            HealthyChecks = true,
+            Answer = ("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 4\r\n\r\nbusy"u8.ToArray(), false),
+        };
+        using var good = new ScriptedBackend { HealthyChecks = true, Answer = ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), false) };
+        await using var gateway = why == "alone" ? await StartAsync(variant, refuser)
+            : await StartAsync(variant, refuser, good, why == "max_attempts" ? new() { ["MAX_ATTEMPTS"] = "1" } : null);
+
+        // Round-robin over two backends: one of two requests lands on the refuser first.
+        var body = why == "body" ? "{\"model\":\"m\"}" : null;
+        var responses = new List<RawResponse>();
+        for (var i = 0; i < 2; i++)
+        {
+            var head = body is null
+                ? $"GET /svc/m/v1/models HTTP/1.1\nHost: gw\nAuthorization: Bearer {Key}\nConnection: close"
+                : $"POST /svc/m/v1/chat/completions HTTP/1.1\nHost: gw\nAuthorization: Bearer {Key}\nContent-Type: application/json\nContent-Length: {body.Length}\nConnection: close";
+            responses.Add(await RawHttp.SendAsync(gateway.Port, head, body is null ? null : Encoding.ASCII.GetBytes(body)));
+        }
+
+        var refused = responses.Where(r => r.Status == 429).ToList();
+        Assert.True(refused.Count == (why == "alone" ? 2 : 1), string.Join("\n", responses));
+        Assert.All(refused, r => Assert.Equal("7", r.Header("Retry-After")));
+        Assert.All(responses, r => Assert.Null(r.Header("X-EdgeProxy-Attempts")));
+        Assert.Equal(refused.Count, refuser.Requests);
+    }
+
+    public static TheoryData<string, string> Kept => GatewayVariant.With("body", "alone", "max_attempts");
+
+    private static Task<GatewayProcess> StartAsync(string variant, ScriptedBackend refuser, ScriptedBackend? good = null, Dictionary<string, string>? more = null)
+    {
+        var backends = good is null ? new[] { ("refuser", refuser.Url, 1) } : new[] { ("refuser", refuser.Url, 1), ("good", good.Url, 1) };
+        var json = JsonNode.Parse(BackendsJson.For("svc", "m", backends))!;
+        json["services"]!["svc"]!["models"]!["m"]!["affinity"] = "none";
+        var environment = new Dictionary<string, string>(more ?? []) { ["BACKEND_API_KEY"] = Key, ["HEALTH_CHECK_INTERVAL"] = "3600" };
+        return GatewayProcess.StartAsync(json.ToJsonString(), GatewayVariant.Parse(variant).Apply(environment));
+    }
+}
+
+/// <summary>
+/// A backend that hangs (no first byte within FIRST_BYTE_TIMEOUT): a safe read (GET) without a body
+/// is asked of another backend on a fresh timer, so the client gets an answer instead of a 504; a
+/// POST is not repeated. Both request paths and transports.
+/// </summary>
+public sealed class HungBackendRetryTests
+{
+    private const string Key = "k-hung";
+
+    [Theory]
+    [MemberData(nameof(GatewayVariant.All), MemberType = typeof(GatewayVariant))]
+    [Trait(Matrix.Trait, Matrix.Variants)]
+    public async Task A_get_the_hung_backend_never_answered_is_answered_by_another(string variant)
+    {
+        using var hung = new HoldingBackend();
+        using var good = new ScriptedBackend { HealthyChecks = true, Answer = ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), false) };
+        var json = JsonNode.Parse(BackendsJson.For("svc", "m", ("hung", hung.Url, 1), ("good", good.Url, 1)))!;
+        json["services"]!["svc"]!["models"]!["m"]!["affinity"] = "none";
+        await using var gateway = await GatewayProcess.StartAsync(json.ToJsonString(), GatewayVariant.Parse(variant).Apply(new Dictionary<string, string>
+        {
+            ["BACKEND_API_KEY"] = Key, ["HEALTH_CHECK_INTERVAL"] = "3600", ["FIRST_BYTE_TIMEOUT"] = "0.5", ["PASSIVE_FAILURE_THRESHOLD"] = "100",
+        }));
+
+        var gets = new List<RawResponse>();
+        for (var i = 0; i < 2; i++)
+        {
+            gets.Add(await RawHttp.SendAsync(gateway.Port, $"GET /svc/m/v1/models?i={i} HTTP/1.1\nHost: gw\nAuthorization: Bearer {Key}\nConnection: close", timeout: TimeSpan.FromSeconds(20)));
+        }
+        Assert.All(gets, r => Assert.True(r.Status == 200 && r.BodyText == "ok", r.ToString()));
+        var retried = gets.Where(r => r.Header("X-EdgeProxy-Attempts") is not null).ToList();
+        Assert.NotEmpty(retried);   // round-robin sends at least one of the two to the hung backend first
+        Assert.All(retried, r => Assert.Equal("2", r.Header("X-EdgeProxy-Attempts")));
+        Assert.Equal(2, good.Requests);
+
+        // A POST may have had effects: it is not repeated, the client gets the timeout.
+        const string body = "{\"model\":\"m\"}";
+        var posts = new List<RawResponse>();
+        for (var i = 0; i < 2; i++)
+        {
+            posts.Add(await RawHttp.SendAsync(gateway.Port, $"POST /svc/m/v1/chat/completions HTTP/1.1\nHost: gw\nAuthorization: Bearer {Key}\nContent-Type: application/json\nContent-Length: {body.Length}\nConnection: close",
+                Encoding.ASCII.GetBytes(body), timeout: TimeSpan.FromSeconds(20)));
+        }
+        Assert.Equal([200, 504], posts.Select(r => r.Status).Order());
+        Assert.Equal(3, good.Requests);
+    }
+}
