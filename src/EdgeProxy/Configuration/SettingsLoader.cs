@@ -1,3 +1,4 @@
+using System.Collections;
 using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Logging;
@@ -19,6 +20,17 @@ internal static class SettingsLoader
             throw new ConfigException("environment/.env", errors);
         }
         return settings;
+    }
+
+    /// <summary>The process environment as <see cref="Load"/> takes it (start-up and `--healthcheck` alike).</summary>
+    public static Dictionary<string, string> ProcessEnvironment()
+    {
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
+        {
+            environment[(string)entry.Key] = (string?)entry.Value ?? "";
+        }
+        return environment;
     }
 
     /// <summary>The `.env` file's values, then the environment's on top; `.env` syntax errors go to <paramref name="errors"/>.</summary>

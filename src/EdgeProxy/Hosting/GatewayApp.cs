@@ -1,4 +1,3 @@
-using System.Collections;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -120,7 +119,13 @@ internal static partial class GatewayApp
         var warnings = new List<string>();
         try
         {
-            var settings = SettingsLoader.Load(ReadEnvironment(demo), Directory.GetCurrentDirectory());
+            var environment = SettingsLoader.ProcessEnvironment();
+            if (demo)
+            {
+                // Demo: a known key (when BACKEND_API_KEY is unset) so the printed curl commands work and auth is on, as in production.
+                environment.TryAdd("BACKEND_API_KEY", DemoKey);
+            }
+            var settings = SettingsLoader.Load(environment, Directory.GetCurrentDirectory());
             ApplyIoThreads(settings);
             var configPath = ResolveConfigPath(settings);
             var config = BackendsConfigLoader.LoadFile(configPath, warnings);
@@ -137,22 +142,6 @@ internal static partial class GatewayApp
             Console.Error.WriteLine("edgeproxy: TLS certificate error: " + ex.Message);
             return null;
         }
-    }
-
-    /// <summary>The process environment; in demo mode with <see cref="DemoKey"/> when BACKEND_API_KEY is unset.</summary>
-    private static Dictionary<string, string> ReadEnvironment(bool demo)
-    {
-        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
-        {
-            environment[(string)entry.Key] = (string?)entry.Value ?? "";
-        }
-        if (demo && !environment.ContainsKey("BACKEND_API_KEY"))
-        {
-            // Demo: a known key so the printed curl commands work and auth is on, as in production.
-            environment["BACKEND_API_KEY"] = DemoKey;
-        }
-        return environment;
     }
 
     /// <summary>--check-config's report: the counts, then each warning.</summary>
