@@ -56,27 +56,16 @@ internal static partial class GatewayApp
         }
 
         // 4. Demo mode: mock LLM backends on the config's loopback URLs.
-        MockLlmBackends? mocks = null;
-        if (demo)
+        var mocks = demo ? await StartDemoBackendsAsync(startup.Config).ConfigureAwait(false) : null;
+        if (demo && mocks is null)
         {
-            mocks = await StartDemoBackendsAsync(startup.Config).ConfigureAwait(false);
-            if (mocks is null)
-            {
-                return ExitConfigError;
-            }
+            return ExitConfigError;
         }
 
-        // 5. The gateway.
-        try
+        // 5. The gateway; the mocks stop after it.
+        await using (mocks)
         {
             return await RunGatewayAsync(startup, demo, startedAt).ConfigureAwait(false);
-        }
-        finally
-        {
-            if (mocks is not null)
-            {
-                await mocks.DisposeAsync().ConfigureAwait(false);
-            }
         }
     }
 
