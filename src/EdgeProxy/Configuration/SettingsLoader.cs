@@ -1,6 +1,7 @@
 using System.Collections;
 using System.Globalization;
 using System.Net;
+using System.Numerics;
 using Microsoft.Extensions.Logging;
 
 namespace EdgeProxy.Configuration;
@@ -149,33 +150,21 @@ internal static class SettingsLoader
 
         public string String(string name, string fallback) => values.TryGetValue(name, out var v) ? v.Trim() : fallback;
 
-        public int Int(string name, int fallback, int min, int max)
-        {
-            if (!TryGet(name, out var raw))
-            {
-                return fallback;
-            }
-            if (!int.TryParse(raw, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value))
-            {
-                errors.Add(new ConfigError(name, $"'{raw}' is not an integer"));
-                return fallback;
-            }
-            if (value < min || value > max)
-            {
-                errors.Add(new ConfigError(name, $"{value} is out of range {min}..{max}"));
-            }
-            return value;
-        }
+        public int Int(string name, int fallback, int min, int max) => Number(name, fallback, min, max, NumberStyles.Integer, "an integer");
 
-        public double Double(string name, double fallback, double min, double max)
+        public double Double(string name, double fallback, double min, double max) => Number(name, fallback, min, max, NumberStyles.Float, "a number");
+
+        /// <summary>A finite number in [min, max]; the error echoes the value as it was written.</summary>
+        private T Number<T>(string name, T fallback, T min, T max, NumberStyles style, string kind)
+            where T : INumber<T>
         {
             if (!TryGet(name, out var raw))
             {
                 return fallback;
             }
-            if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value))
+            if (!T.TryParse(raw, style, CultureInfo.InvariantCulture, out var value) || !T.IsFinite(value))
             {
-                errors.Add(new ConfigError(name, $"'{raw}' is not a number"));
+                errors.Add(new ConfigError(name, $"'{raw}' is not {kind}"));
                 return fallback;
             }
             if (value < min || value > max)
