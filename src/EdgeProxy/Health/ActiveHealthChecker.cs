@@ -108,9 +108,7 @@ internal sealed partial class ActiveHealthChecker(
             while (!token.IsCancellationRequested)
             {
                 await CheckOnceAsync(probe.State, token).ConfigureAwait(false);
-                var interval = settings.HealthCheckInterval.TotalMilliseconds;
-                var jittered = interval * (0.9 + Random.Shared.NextDouble() * 0.2);
-                await Task.Delay(TimeSpan.FromMilliseconds(jittered), time, token).ConfigureAwait(false);
+                await Task.Delay(settings.HealthCheckInterval * (0.9 + Random.Shared.NextDouble() * 0.2), time, token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
