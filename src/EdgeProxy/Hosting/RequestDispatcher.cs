@@ -271,15 +271,5 @@ internal sealed partial class RequestDispatcher(
         => HttpMethods.IsOptions(request.Method) && request.Headers.AccessControlRequestMethod.Count > 0;
 
     /// <summary>Echoes a client-supplied name safely (bounded, printable) in an error message.</summary>
-    private static string Printable(string value)
-    {
-        var limited = value.Length > 100 ? value[..100] : value;
-        return string.Create(limited.Length, limited, static (span, s) =>
-        {
-            for (var i = 0; i < s.Length; i++)
-            {
-                span[i] = char.IsControl(s[i]) ? '?' : s[i];
-            }
-        });
-    }
+    private static string Printable(string value) => string.Concat(value.Take(100).Select(c => char.IsControl(c) ? '?' : c));
 }
