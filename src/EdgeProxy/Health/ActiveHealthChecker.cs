@@ -208,12 +208,8 @@ internal sealed partial class ActiveHealthChecker(
 
     public void Dispose() => _stopping?.Dispose();
 
-    private sealed class Probe(BackendState state, CancellationTokenSource cancellation)
+    private sealed record Probe(BackendState State, CancellationTokenSource Cancellation)
     {
-        public BackendState State { get; } = state;
-
-        public CancellationTokenSource Cancellation { get; } = cancellation;
-
         public Task Loop { get; set; } = Task.CompletedTask;
     }
 }
