@@ -12,19 +12,11 @@ namespace EdgeProxy.Auth;
 /// Plain managed code on purpose: no OpenSSL (an HMAC here loaded libssl/libcrypto at start-up,
 /// ~3 MB of RSS and several ms of start time for a byte comparison).
 /// </summary>
-internal sealed class GatewayKeyAuthenticator
+internal sealed class GatewayKeyAuthenticator(string key)
 {
     private const int MaxKeyBytes = 4096;
 
-    private readonly byte[]? _expected;
-
-    public GatewayKeyAuthenticator(string key)
-    {
-        if (key.Length > 0)
-        {
-            _expected = Encoding.UTF8.GetBytes(key);
-        }
-    }
+    private readonly byte[]? _expected = key.Length > 0 ? Encoding.UTF8.GetBytes(key) : null;
 
     /// <summary>False when BACKEND_API_KEY is empty: authentication is off (dev only).</summary>
     public bool Enabled => _expected is not null;
@@ -51,14 +43,9 @@ internal sealed class GatewayKeyAuthenticator
         {
             return true;
         }
-        var authorized = false;
         var value = authorization.Trim();
-        if (value.Length > 7 && value[..7].Equals("Bearer ", StringComparison.OrdinalIgnoreCase))
-        {
-            authorized |= Matches(value[7..].Trim());
-        }
-        authorized |= Matches(apiKey.Trim());
-        return authorized;
+        var bearer = value.Length > 7 && value[..7].Equals("Bearer ", StringComparison.OrdinalIgnoreCase) && Matches(value[7..].Trim());
+        return bearer | Matches(apiKey.Trim());
     }
 
     /// <summary>Constant-time check of one presented key (also used for METRICS_KEY).</summary>

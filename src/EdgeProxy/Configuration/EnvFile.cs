@@ -43,16 +43,7 @@ internal static class EnvFile
     }
 
     private static bool IsValidKey(string key)
-    {
-        foreach (var c in key)
-        {
-            if (!(char.IsAsciiLetterOrDigit(c) || c == '_' || c == '.' || c == '-'))
-            {
-                return false;
-            }
-        }
-        return key.Length > 0;
-    }
+        => key.Length > 0 && key.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '.' or '-');
 
     /// <summary>Returns null on success, else what is wrong with the value.</summary>
     /// <param name="spaced">Whitespace separated the value from '=' (then a leading '#' starts a comment).</param>

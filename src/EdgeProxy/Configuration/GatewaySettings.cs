@@ -140,8 +140,6 @@ internal sealed record GatewaySettings
     /// <summary>Watch backends.json and reload it on change.</summary>
     public bool WatchConfig { get; init; } = true;
 
-    public bool AuthEnabled => BackendApiKey.Length > 0;
-
     /// <summary>TLS_CERT_FILE: PEM certificate, leaf first then its chain; with <see cref="TlsKeyFile"/> it turns TLS on.</summary>
     public string TlsCertFile { get; init; } = "";
 

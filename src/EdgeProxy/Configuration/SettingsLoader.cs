@@ -1,5 +1,7 @@
+using System.Collections;
 using System.Globalization;
 using System.Net;
+using System.Numerics;
 using Microsoft.Extensions.Logging;
 
 namespace EdgeProxy.Configuration;
@@ -19,6 +21,17 @@ internal static class SettingsLoader
             throw new ConfigException("environment/.env", errors);
         }
         return settings;
+    }
+
+    /// <summary>The process environment as <see cref="Load"/> takes it (start-up and `--healthcheck` alike).</summary>
+    public static Dictionary<string, string> ProcessEnvironment()
+    {
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
+        {
+            environment[(string)entry.Key] = (string?)entry.Value ?? "";
+        }
+        return environment;
     }
 
     /// <summary>The `.env` file's values, then the environment's on top; `.env` syntax errors go to <paramref name="errors"/>.</summary>
@@ -53,50 +66,54 @@ internal static class SettingsLoader
     private static GatewaySettings ReadSettings(Dictionary<string, string> merged, List<ConfigError> errors)
     {
         var reader = new Reader(merged, errors);
-        var requestTimeout = reader.Seconds("REQUEST_TIMEOUT", 30, min: 0.001);
+        var d = Defaults;
+        var requestTimeout = reader.Seconds("REQUEST_TIMEOUT", d.RequestTimeout, min: 0.001);
         return new GatewaySettings
         {
-            Port = reader.Int("PORT", 8000, 0, 65535),
-            Host = reader.String("HOST", "0.0.0.0"),
-            LogLevel = reader.LogLevel("LOG_LEVEL", Microsoft.Extensions.Logging.LogLevel.Information),
-            BackendsConfigPath = reader.String("BACKENDS_CONFIG_PATH", "./config/backends.json"),
+            Port = reader.Int("PORT", d.Port, 0, 65535),
+            Host = reader.String("HOST", d.Host),
+            LogLevel = reader.LogLevel("LOG_LEVEL", d.LogLevel),
+            BackendsConfigPath = reader.String("BACKENDS_CONFIG_PATH", d.BackendsConfigPath),
             BackendsConfigPathExplicit = merged.ContainsKey("BACKENDS_CONFIG_PATH"),
-            HealthCheckInterval = reader.Seconds("HEALTH_CHECK_INTERVAL", 30, min: 0.05),
-            HealthCheckTimeout = reader.Seconds("HEALTH_CHECK_TIMEOUT", 5, min: 0.01),
-            UnhealthyThreshold = reader.Int("HEALTH_CHECK_UNHEALTHY_THRESHOLD", 2, 1, 100),
-            HealthyThreshold = reader.Int("HEALTH_CHECK_HEALTHY_THRESHOLD", 1, 1, 100),
+            HealthCheckInterval = reader.Seconds("HEALTH_CHECK_INTERVAL", d.HealthCheckInterval, min: 0.05),
+            HealthCheckTimeout = reader.Seconds("HEALTH_CHECK_TIMEOUT", d.HealthCheckTimeout, min: 0.01),
+            UnhealthyThreshold = reader.Int("HEALTH_CHECK_UNHEALTHY_THRESHOLD", d.UnhealthyThreshold, 1, 100),
+            HealthyThreshold = reader.Int("HEALTH_CHECK_HEALTHY_THRESHOLD", d.HealthyThreshold, 1, 100),
             RequestTimeout = requestTimeout,
-            ConnectTimeout = reader.Seconds("CONNECT_TIMEOUT", Math.Min(5, requestTimeout.TotalSeconds), min: 0.001),
-            FirstByteTimeout = reader.Seconds("FIRST_BYTE_TIMEOUT", requestTimeout.TotalSeconds, min: 0.001),
-            StreamIdleTimeout = reader.Seconds("STREAM_IDLE_TIMEOUT", requestTimeout.TotalSeconds, min: 0.001),
-            ClientBodyTimeout = reader.Seconds("CLIENT_BODY_TIMEOUT", requestTimeout.TotalSeconds, min: 0.001),
-            MaxConnections = reader.Int("MAX_CONNECTIONS", 100, 1, 100_000),
-            MaxAttempts = reader.Int("MAX_ATTEMPTS", 3, 1, 64),
-            MaxKeepAliveConnections = reader.Int("MAX_KEEPALIVE_CONNECTIONS", 20, 0, 100_000),
+            ConnectTimeout = reader.Seconds("CONNECT_TIMEOUT", requestTimeout < d.ConnectTimeout ? requestTimeout : d.ConnectTimeout, min: 0.001),
+            FirstByteTimeout = reader.Seconds("FIRST_BYTE_TIMEOUT", requestTimeout, min: 0.001),
+            StreamIdleTimeout = reader.Seconds("STREAM_IDLE_TIMEOUT", requestTimeout, min: 0.001),
+            ClientBodyTimeout = reader.Seconds("CLIENT_BODY_TIMEOUT", requestTimeout, min: 0.001),
+            MaxConnections = reader.Int("MAX_CONNECTIONS", d.MaxConnections, 1, 100_000),
+            MaxAttempts = reader.Int("MAX_ATTEMPTS", d.MaxAttempts, 1, 64),
+            MaxKeepAliveConnections = reader.Int("MAX_KEEPALIVE_CONNECTIONS", d.MaxKeepAliveConnections, 0, 100_000),
             Http1FastPath = reader.Choice("HTTP1_FAST_PATH", "on", ["on", "off"]) == "on",
-            IoThreads = reader.Int("IO_THREADS", 0, 0, 1024),
+            IoThreads = reader.Int("IO_THREADS", d.IoThreads, 0, 1024),
             EpollTransport = reader.Choice("TRANSPORT", OperatingSystem.IsLinux() ? "epoll" : "sockets", OperatingSystem.IsLinux() ? ["epoll", "sockets"] : ["sockets"]) == "epoll",
-            BackendApiKey = reader.String("BACKEND_API_KEY", ""),
-            BackendAuthMode = reader.AuthMode("BACKEND_AUTH_MODE"),
+            BackendApiKey = reader.String("BACKEND_API_KEY", d.BackendApiKey),
+            BackendAuthMode = reader.AuthMode("BACKEND_AUTH_MODE", d.BackendAuthMode),
             TrustedProxies = reader.Networks("TRUSTED_PROXIES"),
-            CorsAllowOrigins = reader.List("CORS_ALLOW_ORIGINS", ["*"]),
+            CorsAllowOrigins = reader.List("CORS_ALLOW_ORIGINS", d.CorsAllowOrigins),
             FailFastWhenAllUnhealthy = reader.Choice("ON_ALL_UNHEALTHY", "try", ["try", "fail"]) == "fail",
-            PassiveFailureThreshold = reader.Int("PASSIVE_FAILURE_THRESHOLD", 5, 1, 10_000),
-            EjectionBase = reader.Seconds("EJECTION_BASE_SECONDS", 10, min: 0.01),
-            EjectionMax = reader.Seconds("EJECTION_MAX_SECONDS", 300, min: 0.01),
-            MaxEjectionPercent = reader.Double("MAX_EJECTION_PERCENT", 50, 0, 100),
-            SlowStart = reader.Seconds("SLOW_START_SECONDS", 30, min: 0),
-            MaxRequestBodySize = (long)(reader.Double("MAX_REQUEST_BODY_MB", 256, 0.001, 1_000_000) * 1024 * 1024),
-            MetricsKey = reader.String("METRICS_KEY", ""),
-            MetricsPort = reader.Int("METRICS_PORT", 0, 0, 65535),
-            Http2Port = reader.Int("HTTP2_PORT", 0, 0, 65535),
-            ShutdownTimeout = reader.Seconds("SHUTDOWN_TIMEOUT", 25, min: 0),
+            PassiveFailureThreshold = reader.Int("PASSIVE_FAILURE_THRESHOLD", d.PassiveFailureThreshold, 1, 10_000),
+            EjectionBase = reader.Seconds("EJECTION_BASE_SECONDS", d.EjectionBase, min: 0.01),
+            EjectionMax = reader.Seconds("EJECTION_MAX_SECONDS", d.EjectionMax, min: 0.01),
+            MaxEjectionPercent = reader.Double("MAX_EJECTION_PERCENT", d.MaxEjectionPercent, 0, 100),
+            SlowStart = reader.Seconds("SLOW_START_SECONDS", d.SlowStart, min: 0),
+            MaxRequestBodySize = (long)(reader.Double("MAX_REQUEST_BODY_MB", d.MaxRequestBodySize / (1024.0 * 1024), 0.001, 1_000_000) * 1024 * 1024),
+            MetricsKey = reader.String("METRICS_KEY", d.MetricsKey),
+            MetricsPort = reader.Int("METRICS_PORT", d.MetricsPort, 0, 65535),
+            Http2Port = reader.Int("HTTP2_PORT", d.Http2Port, 0, 65535),
+            ShutdownTimeout = reader.Seconds("SHUTDOWN_TIMEOUT", d.ShutdownTimeout, min: 0),
             WatchConfig = reader.Choice("WATCH_CONFIG", "true", ["true", "false", "1", "0"]) is "true" or "1",
-            TlsCertFile = reader.String("TLS_CERT_FILE", ""),
-            TlsKeyFile = reader.String("TLS_KEY_FILE", ""),
-            TlsPort = reader.Int("TLS_PORT", 0, 0, 65535),
+            TlsCertFile = reader.String("TLS_CERT_FILE", d.TlsCertFile),
+            TlsKeyFile = reader.String("TLS_KEY_FILE", d.TlsKeyFile),
+            TlsPort = reader.Int("TLS_PORT", d.TlsPort, 0, 65535),
         };
     }
+
+    /// <summary>The defaults <see cref="GatewaySettings"/> declares, read here rather than restated (the choices keep their spelling).</summary>
+    private static readonly GatewaySettings Defaults = new();
 
     /// <summary>Rules that involve more than one setting, checked after each has been read on its own.</summary>
     private static void CheckCombinations(GatewaySettings settings, List<ConfigError> errors)
@@ -134,33 +151,21 @@ internal static class SettingsLoader
 
         public string String(string name, string fallback) => values.TryGetValue(name, out var v) ? v.Trim() : fallback;
 
-        public int Int(string name, int fallback, int min, int max)
-        {
-            if (!TryGet(name, out var raw))
-            {
-                return fallback;
-            }
-            if (!int.TryParse(raw, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value))
-            {
-                errors.Add(new ConfigError(name, $"'{raw}' is not an integer"));
-                return fallback;
-            }
-            if (value < min || value > max)
-            {
-                errors.Add(new ConfigError(name, $"{value} is out of range {min}..{max}"));
-            }
-            return value;
-        }
+        public int Int(string name, int fallback, int min, int max) => Number(name, fallback, min, max, NumberStyles.Integer, "an integer");
 
-        public double Double(string name, double fallback, double min, double max)
+        public double Double(string name, double fallback, double min, double max) => Number(name, fallback, min, max, NumberStyles.Float, "a number");
+
+        /// <summary>A finite number in [min, max]; the error echoes the value as it was written.</summary>
+        private T Number<T>(string name, T fallback, T min, T max, NumberStyles style, string kind)
+            where T : INumber<T>
         {
             if (!TryGet(name, out var raw))
             {
                 return fallback;
             }
-            if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) || !double.IsFinite(value))
+            if (!T.TryParse(raw, style, CultureInfo.InvariantCulture, out var value) || !T.IsFinite(value))
             {
-                errors.Add(new ConfigError(name, $"'{raw}' is not a number"));
+                errors.Add(new ConfigError(name, $"'{raw}' is not {kind}"));
                 return fallback;
             }
             if (value < min || value > max)
@@ -170,11 +175,7 @@ internal static class SettingsLoader
             return value;
         }
 
-        public TimeSpan Seconds(string name, double fallback, double min)
-        {
-            var value = Double(name, fallback, min, 86_400 * 7);
-            return TimeSpan.FromSeconds(value);
-        }
+        public TimeSpan Seconds(string name, TimeSpan fallback, double min) => TimeSpan.FromSeconds(Double(name, fallback.TotalSeconds, min, 86_400 * 7));
 
         public string Choice(string name, string fallback, string[] allowed)
         {
@@ -191,11 +192,11 @@ internal static class SettingsLoader
             return lower;
         }
 
-        public UpstreamAuthMode AuthMode(string name)
+        public UpstreamAuthMode AuthMode(string name, UpstreamAuthMode fallback)
         {
             if (!TryGet(name, out var raw))
             {
-                return UpstreamAuthMode.Authorization;
+                return fallback;
             }
             if (!UpstreamAuthModes.TryParse(raw, out var mode))
             {
@@ -210,22 +211,22 @@ internal static class SettingsLoader
             {
                 return fallback;
             }
-            switch (raw.ToUpperInvariant())
+            LogLevel? level = raw.ToUpperInvariant() switch
             {
-                case "TRACE": return Microsoft.Extensions.Logging.LogLevel.Trace;
-                case "DEBUG": return Microsoft.Extensions.Logging.LogLevel.Debug;
-                case "INFO":
-                case "INFORMATION": return Microsoft.Extensions.Logging.LogLevel.Information;
-                case "WARN":
-                case "WARNING": return Microsoft.Extensions.Logging.LogLevel.Warning;
-                case "ERROR": return Microsoft.Extensions.Logging.LogLevel.Error;
-                case "CRITICAL":
-                case "FATAL": return Microsoft.Extensions.Logging.LogLevel.Critical;
-                case "NONE": return Microsoft.Extensions.Logging.LogLevel.None;
-                default:
-                    errors.Add(new ConfigError(name, $"unknown log level '{raw}' (DEBUG, INFO, WARNING, ERROR, CRITICAL or a .NET level name)"));
-                    return fallback;
+                "TRACE" => Microsoft.Extensions.Logging.LogLevel.Trace,
+                "DEBUG" => Microsoft.Extensions.Logging.LogLevel.Debug,
+                "INFO" or "INFORMATION" => Microsoft.Extensions.Logging.LogLevel.Information,
+                "WARN" or "WARNING" => Microsoft.Extensions.Logging.LogLevel.Warning,
+                "ERROR" => Microsoft.Extensions.Logging.LogLevel.Error,
+                "CRITICAL" or "FATAL" => Microsoft.Extensions.Logging.LogLevel.Critical,
+                "NONE" => Microsoft.Extensions.Logging.LogLevel.None,
+                _ => null,
+            };
+            if (level is null)
+            {
+                errors.Add(new ConfigError(name, $"unknown log level '{raw}' (DEBUG, INFO, WARNING, ERROR, CRITICAL or a .NET level name)"));
             }
+            return level ?? fallback;
         }
 
         public IReadOnlyList<string> List(string name, IReadOnlyList<string> fallback)

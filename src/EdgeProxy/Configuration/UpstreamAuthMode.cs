@@ -15,21 +15,14 @@ internal static class UpstreamAuthModes
     /// <summary>Parses the contract's spellings, case-insensitively (`Authorization`, `bearer`, `x-api-key`).</summary>
     public static bool TryParse(string? value, out UpstreamAuthMode mode)
     {
-        switch (value?.Trim().ToLowerInvariant())
+        UpstreamAuthMode? parsed = value?.Trim().ToLowerInvariant() switch
         {
-            case "authorization":
-            case "bearer":
-                mode = UpstreamAuthMode.Authorization;
-                return true;
-            case "x-api-key":
-            case "x_api_key":
-            case "apikey":
-                mode = UpstreamAuthMode.XApiKey;
-                return true;
-            default:
-                mode = default;
-                return false;
-        }
+            "authorization" or "bearer" => UpstreamAuthMode.Authorization,
+            "x-api-key" or "x_api_key" or "apikey" => UpstreamAuthMode.XApiKey,
+            _ => null,
+        };
+        mode = parsed ?? default;
+        return parsed.HasValue;
     }
 
     /// <summary>

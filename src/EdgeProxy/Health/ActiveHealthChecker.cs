@@ -108,9 +108,7 @@ internal sealed partial class ActiveHealthChecker(
             while (!token.IsCancellationRequested)
             {
                 await CheckOnceAsync(probe.State, token).ConfigureAwait(false);
-                var interval = settings.HealthCheckInterval.TotalMilliseconds;
-                var jittered = interval * (0.9 + Random.Shared.NextDouble() * 0.2);
-                await Task.Delay(TimeSpan.FromMilliseconds(jittered), time, token).ConfigureAwait(false);
+                await Task.Delay(settings.HealthCheckInterval * (0.9 + Random.Shared.NextDouble() * 0.2), time, token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -210,12 +208,8 @@ internal sealed partial class ActiveHealthChecker(
 
     public void Dispose() => _stopping?.Dispose();
 
-    private sealed class Probe(BackendState state, CancellationTokenSource cancellation)
+    private sealed record Probe(BackendState State, CancellationTokenSource Cancellation)
     {
-        public BackendState State { get; } = state;
-
-        public CancellationTokenSource Cancellation { get; } = cancellation;
-
         public Task Loop { get; set; } = Task.CompletedTask;
     }
 }

@@ -1,4 +1,3 @@
-using System.Collections;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -57,27 +56,16 @@ internal static partial class GatewayApp
         }
 
         // 4. Demo mode: mock LLM backends on the config's loopback URLs.
-        MockLlmBackends? mocks = null;
-        if (demo)
+        var mocks = demo ? await StartDemoBackendsAsync(startup.Config).ConfigureAwait(false) : null;
+        if (demo && mocks is null)
         {
-            mocks = await StartDemoBackendsAsync(startup.Config).ConfigureAwait(false);
-            if (mocks is null)
-            {
-                return ExitConfigError;
-            }
+            return ExitConfigError;
         }
 
-        // 5. The gateway.
-        try
+        // 5. The gateway; the mocks stop after it.
+        await using (mocks)
         {
             return await RunGatewayAsync(startup, demo, startedAt).ConfigureAwait(false);
-        }
-        finally
-        {
-            if (mocks is not null)
-            {
-                await mocks.DisposeAsync().ConfigureAwait(false);
-            }
         }
     }
 
@@ -120,7 +108,13 @@ internal static partial class GatewayApp
         var warnings = new List<string>();
         try
         {
-            var settings = SettingsLoader.Load(ReadEnvironment(demo), Directory.GetCurrentDirectory());
+            var environment = SettingsLoader.ProcessEnvironment();
+            if (demo)
+            {
+                // Demo: a known key (when BACKEND_API_KEY is unset) so the printed curl commands work and auth is on, as in production.
+                environment.TryAdd("BACKEND_API_KEY", DemoKey);
+            }
+            var settings = SettingsLoader.Load(environment, Directory.GetCurrentDirectory());
             ApplyIoThreads(settings);
             var configPath = ResolveConfigPath(settings);
             var config = BackendsConfigLoader.LoadFile(configPath, warnings);
@@ -137,22 +131,6 @@ internal static partial class GatewayApp
             Console.Error.WriteLine("edgeproxy: TLS certificate error: " + ex.Message);
             return null;
         }
-    }
-
-    /// <summary>The process environment; in demo mode with <see cref="DemoKey"/> when BACKEND_API_KEY is unset.</summary>
-    private static Dictionary<string, string> ReadEnvironment(bool demo)
-    {
-        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
-        {
-            environment[(string)entry.Key] = (string?)entry.Value ?? "";
-        }
-        if (demo && !environment.ContainsKey("BACKEND_API_KEY"))
-        {
-            // Demo: a known key so the printed curl commands work and auth is on, as in production.
-            environment["BACKEND_API_KEY"] = DemoKey;
-        }
-        return environment;
     }
 
     /// <summary>--check-config's report: the counts, then each warning.</summary>

@@ -1,4 +1,3 @@
-using System.Collections;
 using System.Net;
 using System.Net.Security;
 using EdgeProxy.Configuration;
@@ -40,7 +39,7 @@ internal static class Healthcheck
         {
             try
             {
-                url = OwnHealthUrl(LoadSettings());
+                url = OwnHealthUrl(SettingsLoader.Load(SettingsLoader.ProcessEnvironment(), Directory.GetCurrentDirectory()));
             }
             catch (ConfigException ex)
             {
@@ -88,15 +87,5 @@ internal static class Healthcheck
             var h => h,
         };
         return new Uri($"{scheme}://{host}:{settings.Port}/health");
-    }
-
-    private static GatewaySettings LoadSettings()
-    {
-        var environment = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
-        {
-            environment[(string)entry.Key] = (string?)entry.Value ?? "";
-        }
-        return SettingsLoader.Load(environment, Directory.GetCurrentDirectory());
     }
 }

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text;
 using EdgeProxy.Auth;
 using EdgeProxy.Configuration;
-using EdgeProxy.Forwarding;
 using EdgeProxy.Health;
 using EdgeProxy.Observability;
 using EdgeProxy.Routing;
@@ -36,24 +35,13 @@ internal sealed class MetricsEndpoint(PrometheusExporter exporter, RouteTablePro
 
     private readonly GatewayKeyAuthenticator? _metricsAuth = settings.MetricsKey.Length > 0 ? new GatewayKeyAuthenticator(settings.MetricsKey) : null;
 
-    public async Task ServeAsync(HttpContext context, bool dedicatedPort = false)
+    public Task ServeAsync(HttpContext context, bool dedicatedPort = false)
     {
         var authorized = _metricsAuth is not null ? _metricsAuth.IsAuthorized(context.Request)
             : dedicatedPort || gatewayAuth.IsAuthorized(context.Request);
-        if (!authorized)
-        {
-            context.Response.Headers.WWWAuthenticate = "Bearer";
-            await ErrorResponses.WriteAsync(context, 401, "invalid_api_key", "Missing or invalid metrics key.").ConfigureAwait(false);
-            return;
-        }
-        var bytes = Encoding.UTF8.GetBytes(Render());
-        context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-        context.Response.Headers.CacheControl = "no-store";
-        context.Response.ContentLength = bytes.Length;
-        if (!HttpMethods.IsHead(context.Request.Method))
-        {
-            await context.Response.Body.WriteAsync(bytes, context.RequestAborted).ConfigureAwait(false);
-        }
+        return authorized
+            ? RequestDispatcher.WriteBodyAsync(context, "text/plain; version=0.0.4; charset=utf-8", Encoding.UTF8.GetBytes(Render()))
+            : RequestDispatcher.UnauthorizedAsync(context, "Missing or invalid metrics key.");
     }
 
     internal string Render() => exporter.Render(RenderBackendGauges);

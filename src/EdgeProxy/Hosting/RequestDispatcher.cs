@@ -119,7 +119,7 @@ internal sealed partial class RequestDispatcher(
             case "/index.html":
                 return dashboard.ServeAsync(context);
             case "/health":
-                return WriteJsonBytesAsync(context, HealthBody);
+                return WriteBodyAsync(context, JsonContentType, HealthBody);
             case "/ready":
                 // From the shutdown signal on, not ready: a load balancer that still reaches this
                 // process (on a connection opened before) takes it out of rotation.
@@ -168,32 +168,22 @@ internal sealed partial class RequestDispatcher(
             await ErrorResponses.WriteAsync(context, 400, "invalid_path", "Dot-segments ('.' or '..') are not allowed in proxied paths.").ConfigureAwait(false);
             return;
         }
+        // Percent-encoded names (e.g. a ':' in a model tag) match their decoded config names.
+        var encoded = target.Service.Contains('%') || target.Model.Contains('%');
+        ReadOnlySpan<char> service = encoded ? Uri.UnescapeDataString(target.Service.ToString()) : target.Service;
+        ReadOnlySpan<char> model = encoded ? Uri.UnescapeDataString(target.Model.ToString()) : target.Model;
         var table = routes.Current;
-        var service = target.Service;
-        var model = target.Model;
-        if (service.Contains('%') || model.Contains('%'))
-        {
-            // Percent-encoded names (e.g. a ':' in a model tag) match their decoded config names.
-            var decodedService = Uri.UnescapeDataString(service.ToString());
-            var decodedModel = Uri.UnescapeDataString(model.ToString());
-            if (table.TryGetModel(decodedService, decodedModel, out var decodedRoute))
-            {
-                await forwarder.ForwardAsync(context, decodedRoute, target.Remainder.ToString(), requestId).ConfigureAwait(false);
-                return;
-            }
-            await NotFoundAsync(context, table.HasService(decodedService), decodedService, decodedModel).ConfigureAwait(false);
-            return;
-        }
         if (!table.TryGetModel(service, model, out var route))
         {
-            await NotFoundAsync(context, table.HasService(service), service.ToString(), model.ToString()).ConfigureAwait(false);
+            await NotFoundAsync(context, service.ToString(), table.HasService(service) ? model.ToString() : null).ConfigureAwait(false);
             return;
         }
         await forwarder.ForwardAsync(context, route, target.Remainder.ToString(), requestId).ConfigureAwait(false);
     }
 
-    private static Task NotFoundAsync(HttpContext context, bool serviceExists, string service, string model)
-        => serviceExists
+    /// <summary>The 404 for a <paramref name="model"/> the service lacks, or (model null) for a service not configured.</summary>
+    private static Task NotFoundAsync(HttpContext context, string service, string? model = null)
+        => model is not null
             ? ErrorResponses.WriteAsync(context, 404, "model_not_found", $"Model '{Printable(model)}' is not configured for service '{Printable(service)}'.")
             : ErrorResponses.WriteAsync(context, 404, "service_not_found", $"Service '{Printable(service)}' is not configured.");
 
@@ -208,17 +198,18 @@ internal sealed partial class RequestDispatcher(
         var table = routes.Current;
         if (!table.HasService(service))
         {
-            await ErrorResponses.WriteAsync(context, 404, "service_not_found", $"Service '{Printable(service)}' is not configured.").ConfigureAwait(false);
+            await NotFoundAsync(context, service).ConfigureAwait(false);
             return;
         }
         await WriteJsonAsync(context, HealthStatusReport.Build(table.States, time, service, table.Queues), GatewayJsonContext.Default.HealthStatusDocument).ConfigureAwait(false);
     }
 
-    private static Task UnauthorizedAsync(HttpContext context)
+    /// <summary>The 401 of every endpoint that takes a key: a Bearer challenge and <paramref name="message"/>.</summary>
+    internal static Task UnauthorizedAsync(HttpContext context,
+        string message = "Missing or invalid API key. Send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.")
     {
         context.Response.Headers.WWWAuthenticate = "Bearer";
-        return ErrorResponses.WriteAsync(context, 401, "invalid_api_key",
-            "Missing or invalid API key. Send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.");
+        return ErrorResponses.WriteAsync(context, 401, "invalid_api_key", message);
     }
 
     /// <summary>
@@ -230,12 +221,15 @@ internal sealed partial class RequestDispatcher(
         "{\"status\":\"ok\",\"service\":\"" + HealthStatusReport.ServiceName + "\",\"version\":\"" + GatewayVersion.Value + "\"}");
 
     private static Task WriteJsonAsync<T>(HttpContext context, T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> typeInfo)
-        => WriteJsonBytesAsync(context, JsonSerializer.SerializeToUtf8Bytes(value, typeInfo));
+        => WriteBodyAsync(context, JsonContentType, JsonSerializer.SerializeToUtf8Bytes(value, typeInfo));
 
-    private static async Task WriteJsonBytesAsync(HttpContext context, byte[] bytes)
+    private const string JsonContentType = "application/json; charset=utf-8";
+
+    /// <summary>A fixed endpoint's whole body, not to be cached; HEAD gets the headers only.</summary>
+    internal static async Task WriteBodyAsync(HttpContext context, string contentType, byte[] bytes)
     {
         var response = context.Response;
-        response.ContentType = "application/json; charset=utf-8";
+        response.ContentType = contentType;
         response.Headers.CacheControl = "no-store";
         response.ContentLength = bytes.Length;
         if (!HttpMethods.IsHead(context.Request.Method))
@@ -277,15 +271,5 @@ internal sealed partial class RequestDispatcher(
         => HttpMethods.IsOptions(request.Method) && request.Headers.AccessControlRequestMethod.Count > 0;
 
     /// <summary>Echoes a client-supplied name safely (bounded, printable) in an error message.</summary>
-    private static string Printable(string value)
-    {
-        var limited = value.Length > 100 ? value[..100] : value;
-        return string.Create(limited.Length, limited, static (span, s) =>
-        {
-            for (var i = 0; i < s.Length; i++)
-            {
-                span[i] = char.IsControl(s[i]) ? '?' : s[i];
-            }
-        });
-    }
+    private static string Printable(string value) => string.Concat(value.Take(100).Select(c => char.IsControl(c) ? '?' : c));
 }

@@ -5,7 +5,7 @@ namespace EdgeProxy.Observability;
 /// and error counts and a latency histogram, plus a time-to-first-byte histogram. Recording is a few
 /// Interlocked increments; a slot is recycled by the first writer that finds it stale.
 /// </summary>
-internal sealed class BackendStats
+internal sealed class BackendStats(TimeProvider time)
 {
     public const int SlotSeconds = 5;
 
@@ -14,19 +14,9 @@ internal sealed class BackendStats
     /// <summary>Rates and percentiles are computed over this many recent slots (60 s).</summary>
     public const int WindowSlots = 12;
 
-    private readonly TimeProvider _time;
-    private readonly Slot[] _slots = new Slot[Slots];
+    private readonly Slot[] _slots = Enumerable.Range(0, Slots).Select(_ => new Slot()).ToArray();
 
-    public BackendStats(TimeProvider time)
-    {
-        _time = time;
-        for (var i = 0; i < Slots; i++)
-        {
-            _slots[i] = new Slot();
-        }
-    }
-
-    private long CurrentEpoch => _time.GetUtcNow().ToUnixTimeSeconds() / SlotSeconds;
+    private long CurrentEpoch => time.GetUtcNow().ToUnixTimeSeconds() / SlotSeconds;
 
     public void Record(double latencyMs, double? firstByteMs, bool error)
     {

@@ -10,7 +10,7 @@ internal static class LatencyBuckets
 
     private const double First = 0.05;
 
-    private static readonly double[] UpperBounds = Build();
+    private static readonly double[] UpperBounds = Enumerable.Range(0, Count).Select(i => First * Math.Pow(Math.Sqrt(2), i)).ToArray();
 
     public static ReadOnlySpan<double> Bounds => UpperBounds;
 
@@ -48,15 +48,5 @@ internal static class LatencyBuckets
             }
         }
         return UpperBounds[^1];
-    }
-
-    private static double[] Build()
-    {
-        var bounds = new double[Count];
-        for (var i = 0; i < Count; i++)
-        {
-            bounds[i] = First * Math.Pow(Math.Sqrt(2), i);
-        }
-        return bounds;
     }
 }

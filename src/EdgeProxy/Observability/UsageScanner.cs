@@ -50,8 +50,6 @@ internal sealed class UsageScanner
         Release();
         _tailLength = 0;
         _state = State.Searching;
-        _objectLength = 0;
-        _depth = 0;
         PromptTokens = null;
         CompletionTokens = null;
     }
@@ -210,14 +208,7 @@ internal sealed class UsageScanner
                     }
                     if ((isPrompt || isCompletion) && reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out var value) && value >= 0)
                     {
-                        if (isPrompt)
-                        {
-                            prompt = value;
-                        }
-                        else
-                        {
-                            completion = value;
-                        }
+                        (isPrompt ? ref prompt : ref completion) = value;
                     }
                     else if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
                     {

@@ -17,44 +17,16 @@ namespace EdgeProxy.Hosting.Demo;
 /// SSE, `/v1/completions`, `/health`) that the dashboard turns green and a streamed completion can be
 /// curled at once. Tokens arrive with a small delay, like a real model.
 /// </summary>
-internal sealed class MockLlmBackends : IAsyncDisposable
+internal sealed class MockLlmBackends(WebApplication app, Dictionary<int, (string Id, string Model)> byPort) : IAsyncDisposable
 {
-    private readonly WebApplication _app;
-    private readonly Dictionary<int, (string Id, string Model)> _byPort;
-
-    private MockLlmBackends(WebApplication app, Dictionary<int, (string, string)> byPort)
-    {
-        _app = app;
-        _byPort = byPort;
-    }
-
-    public IReadOnlyCollection<int> Ports => _byPort.Keys;
-
-    /// <summary>Every backend in <paramref name="config"/> whose URL is http on a loopback address with a port.</summary>
-    public static List<(BackendConfig Backend, string Model, int Port)> Targets(BackendsConfig config)
-    {
-        var targets = new List<(BackendConfig, string, int)>();
-        var seen = new HashSet<int>();
-        foreach (var service in config.Services)
-        {
-            foreach (var model in service.Models)
-            {
-                foreach (var backend in model.Backends)
-                {
-                    var uri = new Uri(backend.Url);
-                    if (uri.Scheme == Uri.UriSchemeHttp && uri.IsLoopback && !uri.IsDefaultPort && seen.Add(uri.Port))
-                    {
-                        targets.Add((backend, model.Name, uri.Port));
-                    }
-                }
-            }
-        }
-        return targets;
-    }
-
     public static async Task<MockLlmBackends> StartAsync(BackendsConfig config)
     {
-        var targets = Targets(config);
+        // Every backend whose URL is http on a loopback address with a port; the first one on a port answers there.
+        var targets = config.Services.SelectMany(service => service.Models)
+            .SelectMany(model => model.Backends.Select(backend => (Backend: backend, Model: model.Name, Uri: new Uri(backend.Url))))
+            .Where(t => t.Uri.Scheme == Uri.UriSchemeHttp && t.Uri.IsLoopback && !t.Uri.IsDefaultPort)
+            .DistinctBy(t => t.Uri.Port)
+            .ToDictionary(t => t.Uri.Port, t => (t.Backend.Id, t.Model));
         if (targets.Count == 0)
         {
             throw new InvalidOperationException("demo mode needs backends with loopback URLs (http://127.0.0.1:PORT) in the config.");
@@ -64,14 +36,13 @@ internal sealed class MockLlmBackends : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(options =>
         {
             options.AddServerHeader = false;
-            foreach (var (_, _, port) in targets)
+            foreach (var port in targets.Keys)
             {
                 options.Listen(IPAddress.Loopback, port);
             }
         });
         var app = builder.Build();
-        var byPort = targets.ToDictionary(t => t.Port, t => (t.Backend.Id, t.Model));
-        var mocks = new MockLlmBackends(app, byPort);
+        var mocks = new MockLlmBackends(app, targets);
         app.Run(mocks.HandleAsync);
         await app.StartAsync().ConfigureAwait(false);
         return mocks;
@@ -79,7 +50,7 @@ internal sealed class MockLlmBackends : IAsyncDisposable
 
     private async Task HandleAsync(HttpContext context)
     {
-        var (id, model) = _byPort.TryGetValue(context.Connection.LocalPort, out var who) ? who : ("mock", "mock-model");
+        var (id, model) = byPort.TryGetValue(context.Connection.LocalPort, out var who) ? who : ("mock", "mock-model");
         context.Response.Headers["X-Backend-Id"] = id;
         var path = context.Request.Path.Value ?? "/";
         switch (path)
@@ -156,33 +127,23 @@ internal sealed class MockLlmBackends : IAsyncDisposable
     /// <summary>The whole answer as one JSON body, sent after 10 ms per word.</summary>
     private static async Task WriteWholeAnswerAsync(HttpContext context, MockAnswer answer, bool chat)
     {
-        var words = answer.Words;
-        await Task.Delay(words.Length * 10, context.RequestAborted).ConfigureAwait(false);
-        await JsonAsync(context, w =>
+        var text = string.Join(' ', answer.Words);
+        await Task.Delay(answer.Words.Length * 10, context.RequestAborted).ConfigureAwait(false);
+        await JsonAsync(context, w => WriteCompletion(w, answer, chat ? "chat.completion" : "text_completion", withUsage: true, choice: w =>
         {
-            w.WriteString("id", answer.Id);
-            w.WriteString("object", chat ? "chat.completion" : "text_completion");
-            w.WriteNumber("created", answer.Created);
-            w.WriteString("model", answer.Model);
-            w.WriteStartArray("choices");
-            w.WriteStartObject();
-            w.WriteNumber("index", 0);
             if (chat)
             {
                 w.WriteStartObject("message");
                 w.WriteString("role", "assistant");
-                w.WriteString("content", string.Join(' ', words));
+                w.WriteString("content", text);
                 w.WriteEndObject();
             }
             else
             {
-                w.WriteString("text", string.Join(' ', words));
+                w.WriteString("text", text);
             }
             w.WriteString("finish_reason", "stop");
-            w.WriteEndObject();
-            w.WriteEndArray();
-            WriteUsage(w, answer.PromptTokens, words.Length);
-        }).ConfigureAwait(false);
+        })).ConfigureAwait(false);
     }
 
     /// <summary>The answer as server-sent events: one chunk per word, a final chunk with the usage, then [DONE].</summary>
@@ -204,17 +165,9 @@ internal sealed class MockLlmBackends : IAsyncDisposable
     /// <summary>Chunk <paramref name="i"/> of the stream: word i as the delta, or, past the last word, the finish reason and usage.</summary>
     private static string StreamChunk(MockAnswer answer, int i)
     {
-        var words = answer.Words;
-        var last = i == words.Length;
-        return Json(w =>
+        var last = i == answer.Words.Length;
+        return Json(w => WriteCompletion(w, answer, "chat.completion.chunk", withUsage: last, choice: w =>
         {
-            w.WriteString("id", answer.Id);
-            w.WriteString("object", "chat.completion.chunk");
-            w.WriteNumber("created", answer.Created);
-            w.WriteString("model", answer.Model);
-            w.WriteStartArray("choices");
-            w.WriteStartObject();
-            w.WriteNumber("index", 0);
             w.WriteStartObject("delta");
             if (!last)
             {
@@ -222,7 +175,7 @@ internal sealed class MockLlmBackends : IAsyncDisposable
                 {
                     w.WriteString("role", "assistant");
                 }
-                w.WriteString("content", (i == 0 ? "" : " ") + words[i]);
+                w.WriteString("content", (i == 0 ? "" : " ") + answer.Words[i]);
             }
             w.WriteEndObject();
             if (last)
@@ -233,22 +186,30 @@ internal sealed class MockLlmBackends : IAsyncDisposable
             {
                 w.WriteNull("finish_reason");
             }
-            w.WriteEndObject();
-            w.WriteEndArray();
-            if (last)
-            {
-                WriteUsage(w, answer.PromptTokens, words.Length);
-            }
-        });
+        }));
     }
 
-    private static void WriteUsage(Utf8JsonWriter w, int prompt, int completion)
+    /// <summary>What an answer and each chunk share: id, object, creation time and model around the one choice, then the usage if asked.</summary>
+    private static void WriteCompletion(Utf8JsonWriter w, MockAnswer answer, string objectName, bool withUsage, Action<Utf8JsonWriter> choice)
     {
-        w.WriteStartObject("usage");
-        w.WriteNumber("prompt_tokens", prompt);
-        w.WriteNumber("completion_tokens", completion);
-        w.WriteNumber("total_tokens", prompt + completion);
+        w.WriteString("id", answer.Id);
+        w.WriteString("object", objectName);
+        w.WriteNumber("created", answer.Created);
+        w.WriteString("model", answer.Model);
+        w.WriteStartArray("choices");
+        w.WriteStartObject();
+        w.WriteNumber("index", 0);
+        choice(w);
         w.WriteEndObject();
+        w.WriteEndArray();
+        if (withUsage)
+        {
+            w.WriteStartObject("usage");
+            w.WriteNumber("prompt_tokens", answer.PromptTokens);
+            w.WriteNumber("completion_tokens", answer.Words.Length);
+            w.WriteNumber("total_tokens", answer.PromptTokens + answer.Words.Length);
+            w.WriteEndObject();
+        }
     }
 
     private static string Json(Action<Utf8JsonWriter> body)
@@ -273,7 +234,7 @@ internal sealed class MockLlmBackends : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _app.StopAsync().ConfigureAwait(false);
-        await _app.DisposeAsync().ConfigureAwait(false);
+        await app.StopAsync().ConfigureAwait(false);
+        await app.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -95,11 +95,7 @@ internal sealed class ServerCertificate
         {
             throw new ServerCertificateException(certPath, $"the certificate is not valid before {leaf.NotBefore.ToUniversalTime():yyyy-MM-dd HH:mm} UTC");
         }
-        var intermediates = new X509Certificate2Collection();
-        for (var i = 1; i < all.Count; i++)
-        {
-            intermediates.Add(all[i]);
-        }
+        var intermediates = new X509Certificate2Collection(all.Skip(1).ToArray());
         SslStreamCertificateContext context;
         try
         {
@@ -113,24 +109,10 @@ internal sealed class ServerCertificate
         return new ServerCertificate(leaf, context, intermediates.Count, certBytes, keyBytes);
     }
 
+    /// <summary>The extended key usage includes server authentication; a certificate without one allows any usage.</summary>
     private static bool AllowsServerAuth(X509Certificate2 certificate)
-    {
-        foreach (var extension in certificate.Extensions)
-        {
-            if (extension is X509EnhancedKeyUsageExtension eku)
-            {
-                foreach (var oid in eku.EnhancedKeyUsages)
-                {
-                    if (oid.Value == ServerAuthOid)
-                    {
-                        return true;
-                    }
-                }
-                return false;
-            }
-        }
-        return true;   // no EKU extension: any usage
-    }
+        => certificate.Extensions.OfType<X509EnhancedKeyUsageExtension>().FirstOrDefault() is not { } eku
+            || eku.EnhancedKeyUsages.Cast<Oid>().Any(oid => oid.Value == ServerAuthOid);
 
     private static byte[] Read(string path)
     {

@@ -11,23 +11,16 @@ namespace EdgeProxy.Hosting.Tls;
 /// open keep their session and new ones get the new certificate. Nothing is swapped when the new
 /// files do not make a working certificate.
 /// </summary>
-internal sealed class TlsCertificateStore
+internal sealed class TlsCertificateStore(string certPath, string keyPath, ServerCertificate initial)
 {
     /// <summary>ALPN in the server's order of preference: HTTP/2, then HTTP/1.1 (RFC 7301 §3.2).</summary>
     private static readonly List<SslApplicationProtocol> Alpn = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11];
 
-    private volatile Published _current;
+    private volatile Published _current = Publish(initial);
 
-    public TlsCertificateStore(string certPath, string keyPath, ServerCertificate initial)
-    {
-        CertPath = certPath;
-        KeyPath = keyPath;
-        _current = Publish(initial);
-    }
+    public string CertPath { get; } = certPath;
 
-    public string CertPath { get; }
-
-    public string KeyPath { get; }
+    public string KeyPath { get; } = keyPath;
 
     public ServerCertificate Current => _current.Certificate;
 
@@ -41,19 +34,19 @@ internal sealed class TlsCertificateStore
     }
 
     /// <summary>
-    /// Reads the files again and, when they changed and make a valid certificate, publishes it.
-    /// Throws <see cref="ServerCertificateException"/> (the current certificate stays) when they do not.
+    /// Reads the files again and, when they changed and make a valid certificate, publishes it (true);
+    /// false when they are unchanged. Throws <see cref="ServerCertificateException"/> (the current
+    /// certificate stays) when they do not make one.
     /// </summary>
-    public TlsReloadResult Reload(TimeProvider time)
+    public bool Reload(TimeProvider time)
     {
         var (cert, key) = ServerCertificate.ReadFiles(CertPath, KeyPath);
         if (_current.Certificate.SameFiles(cert, key))
         {
-            return TlsReloadResult.Unchanged;
+            return false;
         }
-        var next = ServerCertificate.Create(CertPath, cert, KeyPath, key, time.GetUtcNow(), requireValidNow: true);
-        _current = Publish(next);
-        return TlsReloadResult.Replaced;
+        _current = Publish(ServerCertificate.Create(CertPath, cert, KeyPath, key, time.GetUtcNow(), requireValidNow: true));
+        return true;
     }
 
     /// <summary>Kestrel's per-connection TLS callback: the current options, no allocation.</summary>
@@ -79,10 +72,4 @@ internal sealed class TlsCertificateStore
 
     /// <summary>One published generation: shared read-only by every handshake (SslStream copies what it needs).</summary>
     private sealed record Published(ServerCertificate Certificate, SslServerAuthenticationOptions Options);
-}
-
-internal enum TlsReloadResult
-{
-    Unchanged,
-    Replaced,
 }

@@ -61,8 +61,7 @@ internal sealed partial class TlsCertificateWatcher(
         {
             try
             {
-                var result = store.Reload(Time);
-                if (result == TlsReloadResult.Replaced)
+                if (store.Reload(Time))
                 {
                     LogReloaded(logger, trigger, store.Current.Describe());
                 }

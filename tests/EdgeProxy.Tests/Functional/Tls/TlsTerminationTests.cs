@@ -158,6 +158,10 @@ public sealed class TlsTerminationTests(ITestOutputHelper output)
         await tls.Gateway.Output.WaitForLineAsync(l => l.Contains("TLS certificate reloaded (SIGHUP)", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
         // The same signal still reloads backends.json (one registration serves both).
         await tls.Gateway.Output.WaitForLineAsync(l => l.Contains("Configuration reloaded", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
+        // Again with the same files: nothing is swapped, and the log says so.
+        tls.Gateway.SendSighup();
+        await tls.Gateway.Output.WaitForLineAsync(l => l.Contains("TLS certificate unchanged (SIGHUP)", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
+        Assert.Equal(next.SerialNumber, await tls.ServedSerialAsync());
     }
 
     public enum BadPair

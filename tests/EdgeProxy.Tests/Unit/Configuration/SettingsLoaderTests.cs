@@ -79,7 +79,6 @@ public sealed class SettingsLoaderTests
         Assert.Equal(100, s.MaxConnections);
         Assert.Equal(20, s.MaxKeepAliveConnections);
         Assert.Equal("", s.BackendApiKey);
-        Assert.False(s.AuthEnabled);
         Assert.Equal(UpstreamAuthMode.Authorization, s.BackendAuthMode);
         Assert.Empty(s.TrustedProxies);
         Assert.Equal(["*"], s.CorsAllowOrigins);
@@ -93,7 +92,6 @@ public sealed class SettingsLoaderTests
         var s = SettingsLoader.Load(NoEnv, dir.Path);
         Assert.Equal(UpstreamAuthMode.Authorization, s.BackendAuthMode);
         Assert.Equal("your-secret-key-here", s.BackendApiKey);
-        Assert.True(s.AuthEnabled);
     }
 
     [Theory]
