@@ -37,13 +37,14 @@ internal static class HttpAscii
     /// <summary><see cref="TrimOws(ReadOnlySpan{byte})"/>, also telling how many bytes came off the front.</summary>
     public static ReadOnlySpan<byte> TrimOws(ReadOnlySpan<byte> value, out int leading)
     {
+        // A byte above SP is never OWS: one compare settles most bytes (and most values have none at the end).
         var start = 0;
         var end = value.Length;
-        while (start < end && value[start] is (byte)' ' or (byte)'\t')
+        while (start < end && value[start] <= (byte)' ' && value[start] is (byte)' ' or (byte)'\t')
         {
             start++;
         }
-        while (end > start && value[end - 1] is (byte)' ' or (byte)'\t')
+        while (end > start && value[end - 1] <= (byte)' ' && value[end - 1] is (byte)' ' or (byte)'\t')
         {
             end--;
         }
