@@ -1,43 +1,59 @@
 namespace EdgeProxy.Forwarding;
 
 /// <summary>
-/// Field names mapped to a value, matched on raw bytes ASCII case-insensitively and bucketed by
-/// length, as <see cref="AsciiNameSet"/>: a name is compared only with the few names of its own
-/// length. Why: decoding each name to chars for a frozen dictionary's case-insensitive lookup cost
-/// more than the rest of a small head's parse.
+/// Field names mapped to a value, matched on raw bytes ASCII case-insensitively. A name's length,
+/// first and last letters pick one slot of a table built without collisions, and one comparison
+/// settles the lookup. Why: decoding each name to chars for a frozen dictionary's case-insensitive
+/// lookup cost more than the rest of a small head's parse, and walking a bucket of same-length names
+/// still cost twice the comparison.
 /// </summary>
 internal sealed class AsciiNameMap<TValue>
 {
-    private readonly byte[][][] _names;
-    private readonly TValue[][] _values;
+    private readonly byte[]?[] _names;
+    private readonly TValue[] _values;
+    private readonly uint _seed;
+    private readonly int _shift;
 
     public AsciiNameMap(IEnumerable<KeyValuePair<string, TValue>> entries)
     {
         var all = entries.Select(e => (Name: System.Text.Encoding.ASCII.GetBytes(e.Key), e.Value)).ToArray();
-        var lengths = all.Length == 0 ? 1 : all.Max(e => e.Name.Length) + 1;
-        _names = new byte[lengths][][];
-        _values = new TValue[lengths][];
-        for (var length = 0; length < lengths; length++)
+        // The smallest table (and the first seed) under which no two names share a slot.
+        for (var bits = 5; bits <= 12; bits++)
         {
-            _names[length] = all.Where(e => e.Name.Length == length).Select(e => e.Name).ToArray();
-            _values[length] = all.Where(e => e.Name.Length == length).Select(e => e.Value).ToArray();
+            for (var seed = 1u; seed < 64; seed++)
+            {
+                var slots = all.Select(e => Slot(e.Name, seed, 32 - bits)).ToArray();
+                if (slots.Distinct().Count() != slots.Length)
+                {
+                    continue;
+                }
+                (_names, _values, _seed, _shift) = (new byte[]?[1 << bits], new TValue[1 << bits], seed, 32 - bits);
+                for (var i = 0; i < all.Length; i++)
+                {
+                    (_names[slots[i]], _values[slots[i]]) = (all[i].Name, all[i].Value);
+                }
+                return;
+            }
         }
+        throw new InvalidOperationException("The names collide in every table tried.");
     }
 
-    /// <summary>A candidate whose first byte differs other than in case is passed over without a call.</summary>
+    /// <summary>The slot of a name: its length, first and last bytes (case folded), mixed and cut to the table's bits.</summary>
+    private static int Slot(ReadOnlySpan<byte> name, uint seed, int shift)
+    {
+        var key = ((uint)name.Length << 16) | ((uint)(name[0] | 0x20) << 8) | (uint)(name[^1] | 0x20);
+        return (int)((key * (0x9E3779B1u + (seed << 1))) >> shift);
+    }
+
     public bool TryGetValue(ReadOnlySpan<byte> name, out TValue value)
     {
-        if ((uint)name.Length < (uint)_names.Length)
+        if (!name.IsEmpty)
         {
-            var names = _names[name.Length];
-            for (var i = 0; i < names.Length; i++)
+            var slot = Slot(name, _seed, _shift);
+            if (_names[slot] is { } candidate && HttpAscii.EqualsIgnoreCase(name, candidate))
             {
-                var candidate = names[i];
-                if (((name[0] ^ candidate[0]) & ~0x20) == 0 && HttpAscii.EqualsIgnoreCase(name, candidate))
-                {
-                    value = _values[name.Length][i];
-                    return true;
-                }
+                value = _values[slot];
+                return true;
             }
         }
         value = default!;
