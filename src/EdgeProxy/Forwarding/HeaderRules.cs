@@ -45,29 +45,26 @@ internal static class HeaderRules
     /// </summary>
     public static ConnectionTokens ReadConnection(ReadOnlySpan<byte> value)
     {
+        // Element by element: a split enumerator cost more than the whole read of the usual one-token value.
         var tokens = ConnectionTokens.None;
-        foreach (var range in value.Split((byte)','))
+        for (var rest = value; ;)
         {
-            var token = HttpAscii.TrimOws(value[range]);
-            if (token.IsEmpty)
+            var comma = rest.IndexOf((byte)',');
+            tokens |= TokenOf(HttpAscii.TrimOws(comma < 0 ? rest : rest[..comma]));
+            if (comma < 0)
             {
-                continue;
+                return tokens;
             }
-            if (HttpAscii.EqualsIgnoreCase(token, "close"u8))
-            {
-                tokens |= ConnectionTokens.Close;
-            }
-            else if (HttpAscii.EqualsIgnoreCase(token, "keep-alive"u8))
-            {
-                tokens |= ConnectionTokens.KeepAlive;
-            }
-            else if (!HopByHopNames.Contains(token))
-            {
-                tokens |= ConnectionTokens.NamesFields;
-            }
+            rest = rest[(comma + 1)..];
         }
-        return tokens;
     }
+
+    private static ConnectionTokens TokenOf(ReadOnlySpan<byte> token)
+        => token.IsEmpty ? ConnectionTokens.None
+            : HttpAscii.EqualsIgnoreCase(token, "close"u8) ? ConnectionTokens.Close
+            : HttpAscii.EqualsIgnoreCase(token, "keep-alive"u8) ? ConnectionTokens.KeepAlive
+            : HopByHopNames.Contains(token) ? ConnectionTokens.None
+            : ConnectionTokens.NamesFields;
 
     /// <summary>True when the Connection field value names <paramref name="fieldName"/> (then it is hop-by-hop and not relayed).</summary>
     public static bool NamedByConnection(ReadOnlySpan<byte> connectionValue, ReadOnlySpan<byte> fieldName)

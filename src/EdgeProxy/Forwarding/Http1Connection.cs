@@ -69,7 +69,7 @@ internal sealed class Http1Connection : IDisposable
     {
         var window = _buffer.AsSpan(_start, _end - _start);
         var from = Math.Max(0, scanned - 3);
-        var end = window[from..].IndexOf("\r\n\r\n"u8);
+        var end = window.Length - from < 4 ? -1 : window[from..].IndexOf("\r\n\r\n"u8);   // the first look comes before any byte
         if (end >= 0)
         {
             length = from + end + 4;

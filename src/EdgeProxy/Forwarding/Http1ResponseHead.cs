@@ -13,6 +13,8 @@ namespace EdgeProxy.Forwarding;
 /// </summary>
 /// <param name="ClientContentLength">The Content-Length the client gets, recomputed (the backend's own lines are never copied); -1 for none.</param>
 /// <param name="ConnectionNamesFields">A Connection field names fields to drop (rare; <see cref="HeaderRules.ReadConnection"/>).</param>
+/// <param name="FieldLines">How many field lines the head has.</param>
+/// <param name="DroppedLines">Bit i set: field line i (of the first 64) is not relayed (<see cref="Relays"/>), found while parsing so writing the client's head does not look the names up again.</param>
 internal readonly record struct Http1ResponseHead(
     int Status,
     Http1Framing Framing,
@@ -23,7 +25,9 @@ internal readonly record struct Http1ResponseHead(
     bool HasDate,
     long ClientContentLength,
     bool BodyAllowed,
-    bool ConnectionNamesFields)
+    bool ConnectionNamesFields,
+    int FieldLines,
+    ulong DroppedLines)
 {
     private static readonly byte[]?[] StatusLines = new byte[]?[600];
 
@@ -59,18 +63,51 @@ internal readonly record struct Http1ResponseHead(
         Connection,
         ContentType,
         Date,
+
+        /// <summary>Never relayed: hop-by-hop (<see cref="HeaderRules.HopByHop"/>) or set by the gateway (<see cref="HeaderRules.ResponseReplaced"/>).</summary>
+        Dropped,
+
+        /// <summary>Replaced by the gateway's own value on event streams (no buffering anywhere).</summary>
+        StreamReplaced,
     }
 
-    /// <summary>The fields the parser acts on, by length first: one case-insensitive compare per field at most (five in a row showed in the fast path's instruction counts).</summary>
-    private static Field FieldOf(ReadOnlySpan<byte> name) => name.Length switch
+    /// <summary>
+    /// Every response field name the fast path acts on or drops, one case-insensitive lookup per field:
+    /// the parser learns from it both what a field means and whether it is relayed.
+    /// </summary>
+    private static readonly AsciiNameMap<Field> Names = new(BuildNames());
+
+    private static Dictionary<string, Field> BuildNames()
     {
-        4 when HttpAscii.EqualsIgnoreCase(name, "Date"u8) => Field.Date,
-        10 when HttpAscii.EqualsIgnoreCase(name, "Connection"u8) => Field.Connection,
-        12 when HttpAscii.EqualsIgnoreCase(name, "Content-Type"u8) => Field.ContentType,
-        14 when HttpAscii.EqualsIgnoreCase(name, "Content-Length"u8) => Field.ContentLength,
-        17 when HttpAscii.EqualsIgnoreCase(name, "Transfer-Encoding"u8) => Field.TransferEncoding,
-        _ => Field.Other,
-    };
+        var names = new Dictionary<string, Field>(StringComparer.OrdinalIgnoreCase);
+        foreach (var name in HeaderRules.HopByHop.Concat(HeaderRules.ResponseReplaced))
+        {
+            names[name] = Field.Dropped;
+        }
+        names["Content-Length"] = Field.ContentLength;
+        names["Transfer-Encoding"] = Field.TransferEncoding;
+        names["Connection"] = Field.Connection;
+        names["Content-Type"] = Field.ContentType;
+        names["Date"] = Field.Date;
+        names["Cache-Control"] = Field.StreamReplaced;
+        names["X-Accel-Buffering"] = Field.StreamReplaced;
+        return names;
+    }
+
+    private static Field FieldOf(ReadOnlySpan<byte> name) => Names.TryGetValue(name, out var field) ? field : Field.Other;
+
+    /// <summary>
+    /// Hop-by-hop fields, the ones the gateway sets itself and the backend's framing (the client gets
+    /// its own) are never relayed; the buffering fields not on an event stream.
+    /// </summary>
+    private static bool Dropped(Field field) => field is Field.Dropped or Field.Connection or Field.TransferEncoding or Field.ContentLength;
+
+    /// <summary>Whether a field of this (validated) head goes on to the client, by name; fields a Connection field names are the caller's to drop.</summary>
+    public bool Relays(ReadOnlySpan<byte> name)
+    {
+        var field = FieldOf(name);
+        return !Dropped(field) && (field != Field.StreamReplaced || Kind == StreamKind.None);
+    }
 
     /// <param name="head">The whole head including the final empty line.</param>
     /// <param name="headRequest">The request was HEAD: no body follows whatever the fields say (RFC 9110 §9.3.2).</param>
@@ -131,7 +168,9 @@ internal readonly record struct Http1ResponseHead(
             : !hasLength && fields.Chunked ? StreamKind.Chunked
             : StreamKind.None;
         var carriesUsage = kind is StreamKind.Sse or StreamKind.Ndjson || ContainsJson(contentType);
-        return new Http1ResponseHead(status, framing, bodyLength, fields.KeepAlive, kind, carriesUsage, fields.HasDate, clientLength, bodyAllowed, fields.ConnectionNamesFields);
+        var dropped = fields.DroppedLines | (kind == StreamKind.None ? 0 : fields.StreamReplacedLines);
+        return new Http1ResponseHead(status, framing, bodyLength, fields.KeepAlive, kind, carriesUsage, fields.HasDate, clientLength, bodyAllowed,
+            fields.ConnectionNamesFields, fields.Lines, dropped);
     }
 
     /// <summary>What the response's field lines say about framing, the connection and the content.</summary>
@@ -144,6 +183,9 @@ internal readonly record struct Http1ResponseHead(
         public bool HasDate;
         public bool ConnectionNamesFields;
         public ReadOnlySpan<byte> ContentType;
+        public int Lines;
+        public ulong DroppedLines;
+        public ulong StreamReplacedLines;
         private readonly bool _http10 = http10;
 
         public void Read(ReadOnlySpan<byte> fields)
@@ -162,8 +204,22 @@ internal readonly record struct Http1ResponseHead(
                 {
                     throw Invalid("malformed header field");
                 }
-                Apply(FieldOf(name), value);
+                var field = FieldOf(name);
+                Apply(field, value);
+                Note(field);
             }
+        }
+
+        /// <summary>Marks the line just read when it is not relayed (lines past 64 are looked up by name when written).</summary>
+        private void Note(Field field)
+        {
+            if (Lines < 64)
+            {
+                var bit = 1UL << Lines;
+                DroppedLines |= Dropped(field) ? bit : 0;
+                StreamReplacedLines |= field == Field.StreamReplaced ? bit : 0;
+            }
+            Lines++;
         }
 
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]

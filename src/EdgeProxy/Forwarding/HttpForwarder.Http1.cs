@@ -3,6 +3,7 @@ using System.Buffers.Text;
 using System.Collections.Frozen;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Text;
 using EdgeProxy.Balancing;
@@ -25,13 +26,6 @@ internal sealed partial class HttpForwarder
 
     /// <summary>A chunk header with a fixed-width size (RFC 9112 §7.1 allows leading zeros): "0000abcd\r\n".</summary>
     private const int ChunkPrefix = 10;
-
-    /// <summary>
-    /// The response fields never relayed: <see cref="HeaderRules.HopByHop"/>,
-    /// <see cref="HeaderRules.ResponseReplaced"/>, and Content-Length, which the client gets
-    /// recomputed (<see cref="Http1ResponseHead.ClientContentLength"/>), never as the backend wrote it.
-    /// </summary>
-    private static readonly AsciiNameSet ResponseDropped = new(HeaderRules.HopByHop.Concat(HeaderRules.ResponseReplaced).Append("Content-Length"));
 
     /// <summary>The fast path's upstream connections: one pool per backend host and port, for this gateway's lifetime.</summary>
     private readonly ConcurrentPools _pools = new();
@@ -441,22 +435,7 @@ internal sealed partial class HttpForwarder
         {
             w.Bytes(HttpDateLine.Current);
         }
-        var fields = raw[(HttpAscii.IndexOfCrlf(raw) + 2)..^2];
-        for (var rest = fields; !rest.IsEmpty;)
-        {
-            var lineEnd = HttpAscii.IndexOfCrlf(rest);
-            var line = lineEnd < 0 ? rest : rest[..lineEnd];
-            rest = lineEnd < 0 ? default : rest[(lineEnd + 2)..];
-            var name = line[..line.IndexOf((byte)':')];
-            if (ResponseDropped.Contains(name)
-                || (response.Kind != StreamKind.None && (HttpAscii.EqualsIgnoreCase(name, "Cache-Control"u8) || HttpAscii.EqualsIgnoreCase(name, "X-Accel-Buffering"u8)))
-                || (response.ConnectionNamesFields && NamedByConnection(fields, name)))
-            {
-                continue;
-            }
-            w.Bytes(line);
-            w.Bytes("\r\n"u8);
-        }
+        WriteRelayedFields(ref w, raw[(HttpAscii.IndexOfCrlf(raw) + 2)..^2], response);
         w.Bytes("X-Request-ID: "u8);
         w.Ascii(requestId);
         w.Bytes("\r\n"u8);
@@ -487,6 +466,64 @@ internal sealed partial class HttpForwarder
         }
         w.Bytes("\r\n"u8);
         return w.Length;
+    }
+
+    /// <summary>
+    /// The backend's field lines (each with its CRLF, as <see cref="Http1ResponseHead.Parse"/> validated
+    /// them) minus the ones not relayed (<see cref="Http1ResponseHead.Relays"/>). The parse already marked
+    /// those (<see cref="Http1ResponseHead.DroppedLines"/>): the lines between them go out in one copy
+    /// each, and no name is looked up twice.
+    /// </summary>
+    private static void WriteRelayedFields(ref ByteWriter w, ReadOnlySpan<byte> fields, in Http1ResponseHead response)
+    {
+        if (response.FieldLines > 64 || response.ConnectionNamesFields)
+        {
+            WriteRelayedFieldsByName(ref w, fields, response);
+            return;
+        }
+        var (run, at, line) = (0, 0, 0);
+        for (var dropped = response.DroppedLines; dropped != 0; dropped &= dropped - 1)
+        {
+            // Skip to the next dropped line; in a validated head every LF ends a line (after its CR).
+            for (var next = BitOperations.TrailingZeroCount(dropped); line < next; line++)
+            {
+                at = NextLine(fields, at);
+            }
+            if (at > run)
+            {
+                w.Bytes(fields[run..at]);
+            }
+            at = run = NextLine(fields, at);
+            line++;
+        }
+        if (run < fields.Length)
+        {
+            w.Bytes(fields[run..]);
+        }
+    }
+
+    /// <summary>Where the line after the one at <paramref name="at"/> starts (the end when none follows).</summary>
+    private static int NextLine(ReadOnlySpan<byte> fields, int at)
+    {
+        var lf = fields[at..].IndexOf((byte)'\n');
+        return lf < 0 ? fields.Length : at + lf + 1;
+    }
+
+    /// <summary>The rare heads: more lines than <see cref="Http1ResponseHead.DroppedLines"/> holds, or a Connection field naming fields.</summary>
+    private static void WriteRelayedFieldsByName(ref ByteWriter w, ReadOnlySpan<byte> fields, in Http1ResponseHead response)
+    {
+        for (var rest = fields; !rest.IsEmpty;)
+        {
+            var lineEnd = HttpAscii.IndexOfCrlf(rest);
+            var line = lineEnd < 0 ? rest : rest[..lineEnd];
+            rest = lineEnd < 0 ? default : rest[(lineEnd + 2)..];
+            var name = line[..line.IndexOf((byte)':')];
+            if (response.Relays(name) && !(response.ConnectionNamesFields && NamedByConnection(fields, name)))
+            {
+                w.Bytes(line);
+                w.Bytes("\r\n"u8);
+            }
+        }
     }
 
     /// <summary>True when a Connection line of the (validated) response <paramref name="fields"/> names <paramref name="name"/>.</summary>

@@ -107,6 +107,14 @@ internal sealed class UsageScanner
             case State.AfterColon:
                 if (b == (byte)'{')
                 {
+                    var length = UsageObjectReader.TryRead(chunk[position..Math.Min(chunk.Length, position + MaxObjectBytes)], out var prompt, out var completion);
+                    if (length > 0)
+                    {
+                        // The usual case: the whole object in this read, in the plain shape.
+                        Keep(prompt, completion);
+                        _state = State.Searching;
+                        return position + length;
+                    }
                     _object ??= ArrayPool<byte>.Shared.Rent(MaxObjectBytes);
                     _object[0] = b;
                     _objectLength = 1;
@@ -130,7 +138,8 @@ internal sealed class UsageScanner
     private static readonly SearchValues<byte> StringEnd = SearchValues.Create("\"\\"u8);
 
     /// <summary>
-    /// Copies the usage object until its closing brace, a run of ordinary bytes at a time (found
+    /// The general case (an object split across reads, or not in <see cref="UsageObjectReader"/>'s plain shape):
+    /// copies the usage object until its closing brace, a run of ordinary bytes at a time (found
     /// vectorised) rather than byte by byte: quotes and escapes are tracked so braces inside strings
     /// do not count. At <see cref="MaxObjectBytes"/> the object is given up on and searching resumes.
     /// </summary>
@@ -221,6 +230,12 @@ internal sealed class UsageScanner
         {
             return;
         }
+        Keep(prompt, completion);
+    }
+
+    /// <summary>An object that named either count replaces what earlier ones said (the last usage object wins).</summary>
+    private void Keep(long? prompt, long? completion)
+    {
         if (prompt.HasValue || completion.HasValue)
         {
             PromptTokens = prompt;

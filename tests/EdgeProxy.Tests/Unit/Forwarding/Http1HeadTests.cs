@@ -251,6 +251,44 @@ public sealed class Http1HeadTests
         Assert.Contains("\r\nX-B: caf\u00e9\r\n", written, StringComparison.Ordinal);
     }
 
+    /// <summary>Relayed lines come out whole and in order around dropped ones at the start, in between, in a row and at the end.</summary>
+    [Theory]
+    [InlineData("Server: x\r\nA: 1\r\nKeep-Alive: t\r\nTrailer: u\r\nB: 2\r\nC: 3\r\nX-Request-ID: y\r\n", "A: 1\r\nB: 2\r\nC: 3\r\n")]
+    [InlineData("A: 1\r\nB: 2\r\n", "A: 1\r\nB: 2\r\n")]
+    [InlineData("Server: x\r\nConnection: close\r\n", "")]
+    [InlineData("", "")]
+    public void Response_fields_are_relayed_whole_around_dropped_ones(string fields, string relayed)
+    {
+        var head = Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nDate: d\r\n" + fields + "Content-Length: 0\r\n\r\n");
+        var response = Http1ResponseHead.Parse(head, headRequest: false);
+        var buffer = new byte[1024];
+
+        var written = Encoding.ASCII.GetString(buffer, 0, HttpForwarder.WriteResponseHead(buffer, head, response, new RequestId("r1"), close: false));
+
+        Assert.Equal("HTTP/1.1 200 OK\r\nDate: d\r\n" + relayed + "X-Request-ID: r1\r\nContent-Length: 0\r\n\r\n", written);
+    }
+
+    /// <summary>Past the 64 lines the parse marks, fields are dropped by name: the same rules either way.</summary>
+    [Fact]
+    public void Response_heads_of_more_than_64_lines_drop_the_same_fields()
+    {
+        var lines = Enumerable.Range(0, 70).Select(i => i switch
+        {
+            3 or 66 => $"Server: s{i}",
+            10 or 68 => $"Keep-Alive: k{i}",
+            69 => "X-Request-ID: theirs",
+            _ => $"X-F{i}: {i}",
+        }).ToArray();
+        var head = Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nDate: d\r\n" + string.Concat(lines.Select(l => l + "\r\n")) + "Content-Length: 0\r\n\r\n");
+        var response = Http1ResponseHead.Parse(head, headRequest: false);
+        var buffer = new byte[4096];
+
+        var written = Encoding.ASCII.GetString(buffer, 0, HttpForwarder.WriteResponseHead(buffer, head, response, new RequestId("r1"), close: false));
+
+        var relayed = string.Concat(lines.Where(l => l.StartsWith("X-F", StringComparison.Ordinal)).Select(l => l + "\r\n"));
+        Assert.Equal("HTTP/1.1 200 OK\r\nDate: d\r\n" + relayed + "X-Request-ID: r1\r\nContent-Length: 0\r\n\r\n", written);
+    }
+
     [Fact]
     public void Response_fields_that_shape_the_relay_are_noted()
     {

@@ -53,6 +53,27 @@ public sealed class HttpAsciiTests
         Assert.True(HttpAscii.EqualsIgnoreCase("Content-Length"u8, "content-length"u8));
     }
 
+    /// <summary>Names past one eight-byte word: a case difference or a mismatch in any position, either word, or the tail.</summary>
+    [Fact]
+    public void EqualsIgnoreCase_agrees_with_the_library_at_every_position_of_long_names()
+    {
+        var name = "X-Forwarded-Proto-Extra"u8.ToArray();
+        for (var length = 0; length <= name.Length; length++)
+        {
+            for (var at = 0; at < length; at++)
+            {
+                foreach (var flip in new byte[] { 0x20, 0x01, 0x40 })
+                {
+                    var other = name[..length];
+                    other[at] ^= flip;
+                    var expected = System.Text.Ascii.EqualsIgnoreCase(name.AsSpan(0, length), other);
+                    Assert.True(expected == HttpAscii.EqualsIgnoreCase(name.AsSpan(0, length), other), $"length {length}, byte {at} ^ {flip:x2}");
+                }
+            }
+            Assert.True(HttpAscii.EqualsIgnoreCase(name.AsSpan(0, length), name[..length]));
+        }
+    }
+
     [Theory]
     [InlineData("application/json", true)]
     [InlineData("application/JSON; charset=utf-8", true)]

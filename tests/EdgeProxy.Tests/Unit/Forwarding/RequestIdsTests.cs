@@ -101,6 +101,19 @@ public sealed class RequestIdsTests
         }
     }
 
+    [Theory]
+    [InlineData(0x0123456789abcdefUL, 0xfedcba9876543210UL, "0123456789abcdeffedcba9876543210")]
+    [InlineData(0UL, ulong.MaxValue, "0000000000000000ffffffffffffffff")]
+    [InlineData(0x9a9a0f0f10101a1aUL, 0xa0b0c0d0e0f00908UL, "9a9a0f0f10101a1aa0b0c0d0e0f00908")]
+    public void A_fresh_id_is_written_as_its_halves_in_hex(ulong high, ulong low, string expected)
+    {
+        var id = new RequestId(high, low);
+        var bytes = new byte[32];
+        Assert.Equal(32, id.CopyTo(bytes));
+        Assert.Equal(expected, System.Text.Encoding.ASCII.GetString(bytes));
+        Assert.Equal(expected, id.ToString());
+    }
+
     [Fact]
     public void A_client_id_is_written_as_given_and_stays_the_same_string()
     {

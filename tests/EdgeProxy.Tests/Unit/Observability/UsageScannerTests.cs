@@ -158,4 +158,46 @@ public sealed class UsageScannerTests
             Assert.Equal(6, scanner.CompletionTokens);
         }
     }
+
+    /// <summary>
+    /// A usage object whole in one read is read in place; split into one-byte reads it goes through the
+    /// capture and the JSON reader. Both must count the same, for the plain shape and for everything
+    /// the in-place reader declines (escapes, arrays, fractions, signs, bad JSON, deep nesting).
+    /// </summary>
+    [Theory]
+    [InlineData("{\"prompt_tokens\":12,\"completion_tokens\":1,\"total_tokens\":13}")]
+    [InlineData("{ \"prompt_tokens\" : 0 ,\r\n\t\"completion_tokens\":999999999999999999 }")]
+    [InlineData("{\"prompt_tokens\":1234567890123456789,\"completion_tokens\":2}")]
+    [InlineData("{\"prompt_tokens\":17,\"prompt_tokens_details\":{\"cached_tokens\":3,\"audio\":{\"x\":1}},\"completion_tokens\":42}")]
+    [InlineData("{\"input_tokens\":5,\"output_tokens\":6,\"service_tier\":\"standard\",\"cache\":null,\"ok\":true,\"no\":false}")]
+    [InlineData("{\"prompt_tokens\":5,\"prompt_tokens\":7}")]
+    [InlineData("{\"prompt_tokens\":5,\"completion_tokens\":{\"a\":1}}")]
+    [InlineData("{\"details\":{\"prompt_tokens\":5},\"completion_tokens\":3}")]
+    [InlineData("{}")]
+    [InlineData("{\"prompt_tokens\":-1,\"completion_tokens\":2}")]
+    [InlineData("{\"prompt_tokens\":1.5,\"completion_tokens\":2}")]
+    [InlineData("{\"prompt_tokens\":1e3,\"completion_tokens\":2}")]
+    [InlineData("{\"prompt_tokens\":012,\"completion_tokens\":2}")]
+    [InlineData("{\"prompt_tokens\":12,\"completion_tokens\":2,}")]
+    [InlineData("{\"prompt_tokens\":12 \"completion_tokens\":2}")]
+    [InlineData("{\"prompt_tokens\":12,\"completion_tokens\":nul}")]
+    [InlineData("{\"prompt_tokens\":12,\"completion_tokens\":2x}")]
+    [InlineData("{\"prompt\\u005ftokens\":12,\"completion_tokens\":2}")]
+    [InlineData("{\"note\":\"a \\\" b\",\"prompt_tokens\":12}")]
+    [InlineData("{\"list\":[1,2],\"prompt_tokens\":12}")]
+    [InlineData("{\"caf\u00e9\":1,\"prompt_tokens\":12}")]
+    [InlineData("{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":{\"g\":{\"h\":{\"i\":1}}}}}}}},\"prompt_tokens\":4}")]
+    [InlineData("{\"prompt_tokens\":12,\"completion_tokens\":99999999999999999999}")]
+    public void The_in_place_reader_counts_what_the_json_reader_counts(string usage)
+    {
+        var body = Encoding.UTF8.GetBytes("{\"id\":\"x\",\"usage\":" + usage + "}");
+        var whole = new UsageScanner();
+        whole.Observe(body);
+        var bytewise = new UsageScanner();
+        foreach (var b in body)
+        {
+            bytewise.Observe([b]);
+        }
+        Assert.Equal((bytewise.PromptTokens, bytewise.CompletionTokens), (whole.PromptTokens, whole.CompletionTokens));
+    }
 }
