@@ -29,11 +29,17 @@ internal static class BackendSelector
     /// <param name="tried">Bit i set: backend i already failed this request (failover).</param>
     /// <param name="now">TimeProvider timestamp.</param>
     /// <param name="allowPanic">Whether to fall back to unhealthy backends when none is admissible.</param>
-    public static Pick Select(ModelRoute route, ulong? affinityKey, ulong tried, long now, bool allowPanic)
+    /// <param name="opening">
+    /// Set when the key is a conversation's (prefix affinity): the key of its shared opening (system
+    /// prompt), which places it while new; then it is remembered (<see cref="ConversationTable"/>).
+    /// </param>
+    public static Pick Select(ModelRoute route, ulong? affinityKey, ulong tried, long now, bool allowPanic, ulong? opening = null)
     {
         if (affinityKey is ulong key && route.Affinity is { } table)
         {
-            var pinned = SelectPinned(route, table, key, tried, now);
+            var pinned = opening is ulong shared && route.Conversations is { } conversations
+                ? SelectConversation(route, conversations, table, key, shared, tried, now)
+                : SelectPinned(route, table, key, tried, now, route.BalanceFactor);
             if (pinned.Found)
             {
                 return pinned;
@@ -134,21 +140,12 @@ internal static class BackendSelector
     /// the backends that may take this request. Some backend always satisfies the bound, so only
     /// slow start or a lost trial race sends the request on to the balance policy.
     /// </summary>
-    private static Pick SelectPinned(ModelRoute route, AffinityTable table, ulong key, ulong tried, long now)
+    private static Pick SelectPinned(ModelRoute route, AffinityTable table, ulong key, ulong tried, long now, double factor)
     {
         var backends = route.Backends;
 
         // 1. The load the bound is measured against.
-        long total = 0;
-        long totalWeight = 0;
-        for (var i = 0; i < backends.Length; i++)
-        {
-            if ((tried & (1UL << i)) == 0 && backends[i].State.MayAdmit(now))
-            {
-                total += backends[i].State.InFlight;
-                totalWeight += backends[i].Weight;
-            }
-        }
+        var (total, totalWeight) = Load(backends, tried, now);
         if (totalWeight == 0)
         {
             return Pick.None;
@@ -160,7 +157,7 @@ internal static class BackendSelector
         while (order.MoveNext(out var index))
         {
             if ((tried & (1UL << index)) != 0 || !backends[index].State.MayAdmit(now)
-                || !WithinBound(backends[index].State.InFlight, backends[index].Weight, total, totalWeight, route.BalanceFactor))
+                || !WithinBound(backends[index].State.InFlight, backends[index].Weight, total, totalWeight, factor))
             {
                 continue;
             }
@@ -171,6 +168,51 @@ internal static class BackendSelector
             }
         }
         return Pick.None;
+    }
+
+    /// <summary>
+    /// Prefix affinity: a conversation seen before goes back to the backend that served it last (its
+    /// KV cache) while that backend is within the model's bound, else on along its key's order. A
+    /// new one has only its opening (the system prompt it shares with others) possibly cached: it
+    /// walks its opening's order, where conversations with the same system prompt went before, with
+    /// no headroom over the fair share (factor 1: the first backend at or below the average load per
+    /// weight takes it), so new conversations are placed by cache and load together. Either way the
+    /// backend chosen is recorded for the next turn.
+    /// </summary>
+    private static Pick SelectConversation(ModelRoute route, ConversationTable conversations, AffinityTable table, ulong key, ulong opening, ulong tried, long now)
+    {
+        var known = conversations.TryGet(key, out var tag);
+        if (known && Array.IndexOf(route.Tags, tag) is var home and >= 0 && (tried & (1UL << home)) == 0 && route.Backends[home].State.MayAdmit(now))
+        {
+            var (total, totalWeight) = Load(route.Backends, tried, now);
+            if (WithinBound(route.Backends[home].State.InFlight, route.Backends[home].Weight, total, totalWeight, route.BalanceFactor)
+                && Admit(route.Backends, home, tried, now, out var ramping) is var admission and not Admission.Refused && !ramping)
+            {
+                return new Pick(home, admission, false);
+            }
+        }
+        var pick = known ? SelectPinned(route, table, key, tried, now, route.BalanceFactor) : SelectPinned(route, table, opening, tried, now, 1.0);
+        if (pick.Found)
+        {
+            conversations.Record(key, route.Tags[pick.Index]);
+        }
+        return pick;
+    }
+
+    /// <summary>The load a bound is measured against: requests in flight and weight, over the backends that may take this request.</summary>
+    private static (long Total, long TotalWeight) Load(BackendEntry[] backends, ulong tried, long now)
+    {
+        long total = 0;
+        long totalWeight = 0;
+        for (var i = 0; i < backends.Length; i++)
+        {
+            if ((tried & (1UL << i)) == 0 && backends[i].State.MayAdmit(now))
+            {
+                total += backends[i].State.InFlight;
+                totalWeight += backends[i].Weight;
+            }
+        }
+        return (total, totalWeight);
     }
 
     /// <summary>

@@ -33,12 +33,21 @@ internal static class ConversationKey
     /// object, no messages or prompt, or the first user message not within the bytes and the content
     /// cap not reached); the caller then keys by the client as for <c>client_ip</c>.
     /// </summary>
-    public static bool TryCompute(ReadOnlySpan<byte> body, bool complete, out ulong key)
+    public static bool TryCompute(ReadOnlySpan<byte> body, bool complete, out ulong key) => TryCompute(body, complete, out key, out _);
+
+    /// <param name="opening">
+    /// The key of what the conversation shares with others: its leading messages before the first
+    /// user message (the system prompt), or a prompt body's <c>system</c>; the conversation key
+    /// itself when it has none. A new conversation is placed by it, where that prefix is likely cached.
+    /// </param>
+    public static bool TryCompute(ReadOnlySpan<byte> body, bool complete, out ulong key, out ulong opening)
     {
         var hash = new Accumulator();
         var reader = new Utf8JsonReader(body, complete, default);
         var keyed = false;
+        var shared = default(Accumulator);
         key = 0;
+        opening = 0;
         try
         {
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
@@ -49,7 +58,7 @@ internal static class ConversationKey
             {
                 if (reader.ValueTextEquals("messages"u8))
                 {
-                    keyed = reader.Read() && reader.TokenType == JsonTokenType.StartArray && ReadMessages(ref reader, ref hash);
+                    keyed = reader.Read() && reader.TokenType == JsonTokenType.StartArray && ReadMessages(ref reader, ref hash, ref shared);
                     break;
                 }
                 if (reader.ValueTextEquals("prompt"u8) || reader.ValueTextEquals("system"u8))
@@ -61,6 +70,10 @@ internal static class ConversationKey
                     }
                     var text = reader.ValueSpan;
                     hash.Add(prompt ? (byte)'p' : (byte)'s', prompt && text.Length > PromptBlock ? text[..PromptBlock] : text);
+                    if (!prompt)
+                    {
+                        shared = hash;
+                    }
                     keyed = prompt || hash.Full;
                     continue;
                 }
@@ -77,14 +90,19 @@ internal static class ConversationKey
         }
         keyed |= hash.Full;
         key = keyed ? hash.Value : 0;
+        opening = !keyed ? 0 : shared.Length > 0 ? shared.Value : key;
         return keyed;
     }
 
-    /// <summary>Hashes role and content of each message; true once the first user message is in or the cap is reached.</summary>
-    private static bool ReadMessages(ref Utf8JsonReader reader, ref Accumulator hash)
+    /// <summary>
+    /// Hashes role and content of each message; true once the first user message is in or the cap is
+    /// reached. <paramref name="shared"/> is the hash of the messages before the first user message.
+    /// </summary>
+    private static bool ReadMessages(ref Utf8JsonReader reader, ref Accumulator hash, ref Accumulator shared)
     {
         while (!hash.Full && reader.Read() && reader.TokenType == JsonTokenType.StartObject)
         {
+            var before = hash;
             var user = false;
             var ended = false;
             while (!hash.Full && reader.Read())
@@ -117,6 +135,7 @@ internal static class ConversationKey
             }
             if (user && ended)
             {
+                shared = before;
                 return true;
             }
             if (!ended)

@@ -20,7 +20,8 @@ internal sealed class ModelRoute
         double maxEjectionPercent,
         BalancePolicy balance = BalancePolicy.RoundRobin,
         double balanceFactor = ModelConfig.DefaultBalanceFactor,
-        AdmissionQueue? queue = null)
+        AdmissionQueue? queue = null,
+        ConversationTable? conversations = null)
     {
         Queue = queue ?? new AdmissionQueue(ModelConfig.DefaultMaxQueue, ModelConfig.DefaultQueueTimeout, TimeProvider.System);
         Service = service;
@@ -32,6 +33,8 @@ internal sealed class ModelRoute
         var weights = backends.Select(b => b.Weight).ToArray();
         Sequence = SmoothWeightedSequence.Build(weights);
         Affinity = affinity.Kind == AffinityKind.None ? null : AffinityTable.Build(backends.Select(b => b.Id).ToArray(), weights);
+        Conversations = affinity.Kind == AffinityKind.Prefix ? conversations ?? new ConversationTable() : null;
+        Tags = backends.Select(b => ConversationTable.TagOf(b.Id)).ToArray();
         MaxEjected = maxEjectionPercent <= 0 ? 0 : Math.Max(1, (int)Math.Floor(backends.Length * maxEjectionPercent / 100.0));
         RouteLabel = service + "/" + model;
         UnservedSeries = new RequestSeries(service, model, "-");
@@ -55,6 +58,12 @@ internal sealed class ModelRoute
     public int[] Sequence { get; }
 
     public AffinityTable? Affinity { get; }
+
+    /// <summary>Where recent conversations were served ("prefix" affinity only); shared by the model's snapshots.</summary>
+    public ConversationTable? Conversations { get; }
+
+    /// <summary>Each backend's tag in <see cref="Conversations"/>.</summary>
+    public ushort[] Tags { get; }
 
     public AffinityConfig AffinityConfig { get; }
 

@@ -26,6 +26,13 @@ internal interface IExchangeClient
     /// <summary>The key of the request's affinity (client IP, header or conversation); null when the model has none.</summary>
     ulong? AffinityKey { get; }
 
+    /// <summary>
+    /// When the affinity key is a conversation's (prefix affinity read it from the body): the key of
+    /// its shared opening (the system prompt), which places it while it is new; null for a key of
+    /// the client's address or a header.
+    /// </summary>
+    ulong? OpeningKey { get; }
+
     /// <summary>When the request began (<see cref="TimeProvider.GetTimestamp"/>).</summary>
     long Started { get; }
 

@@ -35,7 +35,9 @@ internal sealed partial class HttpForwarder
             if (route.AffinityConfig.Kind == AffinityKind.Prefix)
             {
                 PeekedBody peeked;
-                (conversation, peeked) = await PeekedBody.ReadAsync(body, settings, context.RequestAborted).ConfigureAwait(false);
+                ulong opening;
+                (conversation, opening, peeked) = await PeekedBody.ReadAsync(body, settings, context.RequestAborted).ConfigureAwait(false);
+                exchange.OpeningKey = conversation is null ? null : opening;
                 context.Response.RegisterForDispose(peeked);
                 body = peeked;
             }
@@ -63,6 +65,7 @@ internal sealed partial class HttpForwarder
         public HttpContext Context { get; } = context;
         public ModelRoute Route { get; } = route;
         public ulong? AffinityKey { get; set; }
+        public ulong? OpeningKey { get; set; }
         public long Started { get; init; }
         public string Remainder { get; } = remainder;
         public string RequestId { get; } = requestId;
@@ -125,6 +128,8 @@ internal sealed partial class HttpForwarder
         public ModelRoute Route => x.Route;
 
         public ulong? AffinityKey => x.AffinityKey;
+
+        public ulong? OpeningKey => x.OpeningKey;
 
         public long Started => x.Started;
 

@@ -115,6 +115,9 @@ internal sealed partial class HttpForwarder
 
         public ulong? AffinityKey => x.AffinityKey;
 
+        /// <summary>A body a conversation could be read from takes the general path: here keys are addresses or headers.</summary>
+        public ulong? OpeningKey => null;
+
         public long Started => x.Started;
 
         public string Method => x.Head.Method;

@@ -81,7 +81,7 @@ internal sealed partial class HttpForwarder(
             AdmissionQueue.Waiter? waiter = null;
             while (!attempt.Sent)
             {
-                if (!NextBackend(route, client.AffinityKey, tried, client.RequestId, waiter, ref attempt))
+                if (!NextBackend(route, client.AffinityKey, client.OpeningKey, tried, client.RequestId, waiter, ref attempt))
                 {
                     if (attempt.Error != ForwarderError.Busy
                         || ((attempt.Error, waiter) = await WaitForSlotAsync(route, waiter, tried, client.Timeouts).ConfigureAwait(false)).Error != ForwarderError.None)
@@ -278,14 +278,14 @@ internal sealed partial class HttpForwarder(
     /// healthy, or the last attempt's failure. A request that has not waited yet goes behind those
     /// that wait (<paramref name="waiter"/> null and a line): a freed slot is theirs first.
     /// </summary>
-    private bool NextBackend(ModelRoute route, ulong? affinityKey, ulong tried, RequestId requestId, AdmissionQueue.Waiter? waiter, ref Attempt attempt)
+    private bool NextBackend(ModelRoute route, ulong? affinityKey, ulong? opening, ulong tried, RequestId requestId, AdmissionQueue.Waiter? waiter, ref Attempt attempt)
     {
         var now = time.GetTimestamp();
         var allowPanic = !settings.FailFastWhenAllUnhealthy;
         var full = waiter is null && route.Queue.Depth > 0 ? ulong.MaxValue : 0UL;
         for (var races = 0; ; races++)
         {
-            var pick = full == ulong.MaxValue ? Pick.None : BackendSelector.Select(route, affinityKey, tried | full, now, allowPanic);
+            var pick = full == ulong.MaxValue ? Pick.None : BackendSelector.Select(route, affinityKey, tried | full, now, allowPanic, opening);
             if (!pick.Found)
             {
                 if (full != ulong.MaxValue && races < 4 && !BackendSelector.IsBusy(route, tried, now, allowPanic) && BackendSelector.HasRoom(route, tried, now, allowPanic))

@@ -30,9 +30,10 @@ internal sealed class PeekedBody : Stream
 
     /// <summary>
     /// Reads up to <see cref="ConversationKey.PeekBytes"/> of <paramref name="body"/>; returns the
-    /// conversation key (null when the opening holds none) and the body to send upstream instead.
+    /// conversation key (null when the opening holds none), the key of its shared opening
+    /// (<see cref="ConversationKey.TryCompute(ReadOnlySpan{byte}, bool, out ulong, out ulong)"/>) and the body to send upstream instead.
     /// </summary>
-    public static async ValueTask<(ulong? Key, PeekedBody Body)> ReadAsync(Stream body, GatewaySettings settings, CancellationToken clientAborted)
+    public static async ValueTask<(ulong? Key, ulong Opening, PeekedBody Body)> ReadAsync(Stream body, GatewaySettings settings, CancellationToken clientAborted)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(ConversationKey.PeekBytes);
         var length = 0;
@@ -59,8 +60,9 @@ internal sealed class PeekedBody : Stream
                 failure = ex;
             }
         }
-        var key = failure is null && ConversationKey.TryCompute(buffer.AsSpan(0, length), ended, out var k) ? k : (ulong?)null;
-        return (key, new PeekedBody(buffer, length, ended ? null : body, failure));
+        ulong opening = 0;
+        var key = failure is null && ConversationKey.TryCompute(buffer.AsSpan(0, length), ended, out var k, out opening) ? k : (ulong?)null;
+        return (key, opening, new PeekedBody(buffer, length, ended ? null : body, failure));
     }
 
     public override async ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken = default)

@@ -60,6 +60,7 @@ internal sealed class RouteTable
     {
         var oldStates = new Dictionary<(string, string, string, string), BackendState>();
         var oldQueues = new Dictionary<(string, string), AdmissionQueue>();
+        var oldConversations = new Dictionary<(string, string), ConversationTable>();
         if (previous is not null)
         {
             foreach (var state in previous.States)
@@ -69,6 +70,10 @@ internal sealed class RouteTable
             foreach (var route in previous.Models)
             {
                 oldQueues[(route.Service, route.Model)] = route.Queue;
+                if (route.Conversations is { } conversations)
+                {
+                    oldConversations[(route.Service, route.Model)] = conversations;
+                }
             }
         }
 
@@ -104,7 +109,8 @@ internal sealed class RouteTable
                 {
                     queue = new AdmissionQueue(model.MaxQueue, model.QueueTimeoutOrDefault, time);
                 }
-                var route = new ModelRoute(service.Name, model.Name, entries, model.Affinity, settings.MaxEjectionPercent, model.Balance, model.BalanceFactor, queue);
+                var route = new ModelRoute(service.Name, model.Name, entries, model.Affinity, settings.MaxEjectionPercent, model.Balance, model.BalanceFactor, queue,
+                    oldConversations.GetValueOrDefault((service.Name, model.Name)));
                 byModel[model.Name] = route;
                 models.Add(route);
             }

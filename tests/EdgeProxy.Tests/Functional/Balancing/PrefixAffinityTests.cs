@@ -19,6 +19,9 @@ public sealed class PrefixAffinityTests(ITestOutputHelper output)
     private const int Conversations = 24;
     private const int Turns = 4;
 
+    /// <summary>System prompts the conversations share (a new conversation is placed by its system prompt).</summary>
+    private const int Personas = 8;
+
     private static readonly string SharedSystem = "You are a helpful assistant. " + string.Concat(Enumerable.Repeat("Keep answers short. ", 30));
 
     private static readonly Dictionary<string, string> Environment = new() { ["LOG_LEVEL"] = "WARNING" };
@@ -32,7 +35,7 @@ public sealed class PrefixAffinityTests(ITestOutputHelper output)
     {
         var messages = new JsonArray
         {
-            new JsonObject { ["role"] = "system", ["content"] = SharedSystem },
+            new JsonObject { ["role"] = "system", ["content"] = SharedSystem + $" You are persona {n % Personas}." },
             new JsonObject { ["role"] = "user", ["content"] = $"Conversation {n}: tell me about topic {n * 7919 % 1000}." },
         };
         for (var t = 1; t <= turn; t++)
@@ -60,6 +63,7 @@ public sealed class PrefixAffinityTests(ITestOutputHelper output)
     [Fact]
     public async Task Each_conversation_sticks_to_one_backend_and_conversations_from_one_address_spread()
     {
+        const string affinity = "prefix";
         var backends = new BackendProcess[4];
         for (var i = 0; i < backends.Length; i++)
         {
@@ -67,7 +71,7 @@ public sealed class PrefixAffinityTests(ITestOutputHelper output)
         }
         try
         {
-            await using var gateway = await GatewayProcess.StartAsync(Config(backends, "prefix"), Environment);
+            await using var gateway = await GatewayProcess.StartAsync(Config(backends, affinity), Environment);
             var client = gateway.Client;   // every request from one address, as behind one app server
             var homes = new string[Conversations];
             for (var turn = 0; turn < Turns; turn++)
@@ -85,7 +89,7 @@ public sealed class PrefixAffinityTests(ITestOutputHelper output)
             Assert.True(ChatBody(0, Turns - 1).Length > 16 * 1024, "the long conversations pass the read-ahead");
             var spread = homes.GroupBy(h => h).ToDictionary(g => g.Key, g => g.Count());
             output.WriteLine("conversations per backend: " + string.Join(", ", spread.OrderBy(p => p.Key).Select(p => $"{p.Key}={p.Value}")));
-            Assert.True(spread.Count >= 3, "24 conversations from one address used fewer than 3 of 4 backends");
+            Assert.True(spread.Count >= 3, "24 conversations with 8 system prompts from one address used fewer than 3 of 4 backends");
 
             // A body without a conversation keys by the client, as client_ip affinity does.
             var plain = new HashSet<string>();
@@ -96,7 +100,7 @@ public sealed class PrefixAffinityTests(ITestOutputHelper output)
             Assert.Single(plain);
 
             // A second gateway with the same config agrees on every conversation (no shared state).
-            await using var twin = await GatewayProcess.StartAsync(Config(backends, "prefix"), Environment);
+            await using var twin = await GatewayProcess.StartAsync(Config(backends, affinity), Environment);
             for (var n = 0; n < Conversations; n++)
             {
                 Assert.Equal(homes[n], await PostAsync(twin.Client, twin, ChatBody(n, Turns)));

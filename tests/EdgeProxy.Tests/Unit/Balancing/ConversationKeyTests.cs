@@ -29,6 +29,35 @@ public sealed class ConversationKeyTests
     }
 
     [Fact]
+    public void Conversations_sharing_a_system_prompt_share_an_opening_key_and_no_more()
+    {
+        static (ulong Key, ulong Opening) Of(byte[] body)
+        {
+            Assert.True(ConversationKey.TryCompute(body, true, out var key, out var opening));
+            return (key, opening);
+        }
+        var a = Of(Chat(LongSystem, ["First question?"]));
+        var aLater = Of(Chat(LongSystem, ["First question?", "An answer.", "A follow-up?"]));
+        var b = Of(Chat(LongSystem, ["Another question?"]));
+        var other = Of(Chat("You are terse.", ["First question?"]));
+
+        Assert.Equal(a, aLater);
+        Assert.NotEqual(a.Key, b.Key);
+        Assert.Equal(a.Opening, b.Opening);
+        Assert.NotEqual(a.Opening, other.Opening);
+        Assert.NotEqual(a.Key, a.Opening);
+
+        // Without a system prompt a conversation shares nothing: its opening is its own key.
+        var bare = Of(Encoding.UTF8.GetBytes("""{"messages":[{"role":"user","content":"Hi"}]}"""));
+        Assert.Equal(bare.Key, bare.Opening);
+        // A prompt body with a top-level system field shares that system field.
+        var p1 = Of(Encoding.UTF8.GetBytes("""{"system":"Be kind.","prompt":"one"}"""));
+        var p2 = Of(Encoding.UTF8.GetBytes("""{"system":"Be kind.","prompt":"two"}"""));
+        Assert.Equal(p1.Opening, p2.Opening);
+        Assert.NotEqual(p1.Key, p2.Key);
+    }
+
+    [Fact]
     public void Every_turn_of_one_conversation_has_the_same_key()
     {
         var turns = new List<string> { "What is the capital of France?" };
