@@ -53,7 +53,7 @@ internal enum BalancePolicy
 
 internal enum AffinityKind
 {
-    /// <summary>Pin by client IP (the contract's session affinity; default).</summary>
+    /// <summary>Pin by client IP (the contract's session affinity; the default before conversations were keyed).</summary>
     ClientIp,
 
     /// <summary>No pinning: smooth weighted round-robin only.</summary>
@@ -62,13 +62,16 @@ internal enum AffinityKind
     /// <summary>Pin by a request header (e.g. a session or user id, for KV-cache locality).</summary>
     Header,
 
-    /// <summary>Pin by the conversation's opening read from the JSON body (system prompt and first question), else by client IP.</summary>
+    /// <summary>Pin by the conversation's opening read from the JSON body (system prompt and first question), else by client IP (default).</summary>
     Prefix,
 }
 
 internal sealed record AffinityConfig(AffinityKind Kind, string? HeaderName = null)
 {
     public static readonly AffinityConfig ClientIp = new(AffinityKind.ClientIp);
+
+    /// <summary>The default: a conversation sticks to the backend holding its cache; a request without one sticks by client IP.</summary>
+    public static readonly AffinityConfig Prefix = new(AffinityKind.Prefix);
 
     public override string ToString() => Kind switch
     {

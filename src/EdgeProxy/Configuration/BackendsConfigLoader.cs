@@ -179,7 +179,7 @@ internal static class BackendsConfigLoader
             return null;
         }
         WarnUnknown(model, path, ["backends", "affinity", "balance", "balance_factor", "max_queue", "queue_timeout"], warnings);
-        var affinity = AffinityConfig.ClientIp;
+        var affinity = AffinityConfig.Prefix;
         if (model.TryGetProperty("affinity", out var affinityElement))
         {
             affinity = ReadAffinity(affinityElement, path + ".affinity", errors);

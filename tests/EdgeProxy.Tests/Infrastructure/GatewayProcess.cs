@@ -434,6 +434,24 @@ internal static class BackendsJson
         return backend;
     }
 
+    /// <summary>
+    /// The same config with every model pinned by client address (<c>"affinity": "client_ip"</c>), for
+    /// tests of relaying a body from its first byte: a prefix model (the default) reads a body's
+    /// opening before it picks, and its requests with a body take the general path.
+    /// </summary>
+    public static string ClientIpAffinity(string json)
+    {
+        var root = JsonNode.Parse(json)!;
+        foreach (var (_, service) in root["services"]!.AsObject())
+        {
+            foreach (var (_, model) in service!["models"]!.AsObject())
+            {
+                model!["affinity"] = "client_ip";
+            }
+        }
+        return root.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+    }
+
     /// <summary>One service with several models, each with its backends.</summary>
     public static string Models(string service, params (string Model, JsonObject[] Backends)[] models)
     {

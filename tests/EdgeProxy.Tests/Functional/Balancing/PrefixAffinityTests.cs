@@ -60,10 +60,12 @@ public sealed class PrefixAffinityTests(ITestOutputHelper output)
         return echo.RootElement.GetProperty("id").GetString()!;
     }
 
-    [Fact]
-    public async Task Each_conversation_sticks_to_one_backend_and_conversations_from_one_address_spread()
+    /// <summary>Also with no balancing fields at all: prefix affinity is the default.</summary>
+    [Theory]
+    [InlineData("prefix")]
+    [InlineData(null)]
+    public async Task Each_conversation_sticks_to_one_backend_and_conversations_from_one_address_spread(string? affinity)
     {
-        const string affinity = "prefix";
         var backends = new BackendProcess[4];
         for (var i = 0; i < backends.Length; i++)
         {

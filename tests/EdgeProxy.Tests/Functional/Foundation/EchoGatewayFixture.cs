@@ -37,11 +37,14 @@ public class EchoGatewayFixture : IAsyncLifetime
         AddEnvironment(environment);
         try
         {
+            // The models pin by client address: these tests are about relaying (bodies on the fast
+            // path included), which a prefix model (the default) leaves to the general path for
+            // any request with a body; PrefixAffinityTests covers that default.
             Gateway = await GatewayProcess.StartAsync(
-                BackendsJson.Models("svc",
+                BackendsJson.ClientIpAffinity(BackendsJson.Models("svc",
                     ("m", [BackendsJson.Backend("b1", Backend.Url)]),
                     ("prefixed", [BackendsJson.Backend("b1-echo", Backend.Url + "/echo")]),
-                    ("dead", [BackendsJson.Backend("dead", $"http://127.0.0.1:{DeadPort}")])),
+                    ("dead", [BackendsJson.Backend("dead", $"http://127.0.0.1:{DeadPort}")]))),
                 environment);
             await WaitForFirstHealthChecksAsync();
         }

@@ -265,7 +265,7 @@ public sealed class FastPathOffTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _backend = await BackendProcess.StartAsync("off1");
-        _gateway = await GatewayProcess.StartAsync(BackendsJson.For("svc", "m", ("b1", _backend.Url, 1)),
+        _gateway = await GatewayProcess.StartAsync(BackendsJson.ClientIpAffinity(BackendsJson.For("svc", "m", ("b1", _backend.Url, 1))),
             new Dictionary<string, string> { ["BACKEND_API_KEY"] = "k-off", ["HTTP1_FAST_PATH"] = "off" });
     }
 

@@ -22,7 +22,7 @@ public sealed class SlowClientTests
     public async Task A_slow_body_runs_on_the_clients_timer_and_never_ejects_the_backend(string variant)
     {
         using var backend = new ScriptedBackend { Answer = ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), false) };
-        await using var gateway = await GatewayProcess.StartAsync(BackendsJson.For("svc", "m", ("only", backend.Url, 1)),
+        await using var gateway = await GatewayProcess.StartAsync(BackendsJson.ClientIpAffinity(BackendsJson.For("svc", "m", ("only", backend.Url, 1))),
             GatewayVariant.Parse(variant).Apply(new Dictionary<string, string>
             {
                 ["BACKEND_API_KEY"] = Key, ["HEALTH_CHECK_INTERVAL"] = "3600",

@@ -28,7 +28,7 @@ public sealed class UpstreamReuseTests
     {
         var gatewayVariant = GatewayVariant.Parse(variant);
         using var backend = new PoisoningBackend();
-        await using var gateway = await GatewayProcess.StartAsync(BackendsJson.For("svc", "m", ("poison", backend.Url, 1)),
+        await using var gateway = await GatewayProcess.StartAsync(BackendsJson.ClientIpAffinity(BackendsJson.For("svc", "m", ("poison", backend.Url, 1))),
             gatewayVariant.Apply(new Dictionary<string, string>
             {
                 ["BACKEND_API_KEY"] = Key, ["HEALTH_CHECK_INTERVAL"] = "3600", ["PASSIVE_FAILURE_THRESHOLD"] = "10000",

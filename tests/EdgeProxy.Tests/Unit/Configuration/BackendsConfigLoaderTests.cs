@@ -131,7 +131,7 @@ public sealed class BackendsConfigLoaderTests
         Assert.Equal("google", service.Name);
         var model = Assert.Single(service.Models);
         Assert.Equal("gemma-4-26b-a4b-it", model.Name);
-        Assert.Equal(AffinityKind.ClientIp, model.Affinity.Kind);
+        Assert.Equal(AffinityKind.Prefix, model.Affinity.Kind);
         var backend = Assert.Single(model.Backends);
         Assert.Equal("backend-1", backend.Id);
         Assert.Equal("后端节点1", backend.Name);
