@@ -59,6 +59,9 @@ internal sealed record GatewaySettings
     /// <summary>MAX_ATTEMPTS: backends one request may be sent to (the first and its retries), at most.</summary>
     public int MaxAttempts { get; init; } = 3;
 
+    /// <summary>RETRY_BUFFER_KB in bytes: a request body up to this size is kept while it is sent, so a refused request can go to another backend whole.</summary>
+    public int RetryBufferBytes { get; init; } = 1024 * 1024;
+
     /// <summary>
     /// HTTP1_FAST_PATH: "on" (default) or "off". On, plain HTTP/1.1 proxy requests to models whose
     /// backends are all http:// are relayed on Kestrel's transport without the HTTP object model

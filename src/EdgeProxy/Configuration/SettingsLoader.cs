@@ -86,6 +86,7 @@ internal static class SettingsLoader
             ClientBodyTimeout = reader.Seconds("CLIENT_BODY_TIMEOUT", requestTimeout, min: 0.001),
             MaxConnections = reader.Int("MAX_CONNECTIONS", d.MaxConnections, 1, 100_000),
             MaxAttempts = reader.Int("MAX_ATTEMPTS", d.MaxAttempts, 1, 64),
+            RetryBufferBytes = reader.Int("RETRY_BUFFER_KB", d.RetryBufferBytes / 1024, 0, 1024 * 1024) * 1024,
             MaxKeepAliveConnections = reader.Int("MAX_KEEPALIVE_CONNECTIONS", d.MaxKeepAliveConnections, 0, 100_000),
             Http1FastPath = reader.Choice("HTTP1_FAST_PATH", "on", ["on", "off"]) == "on",
             IoThreads = reader.Int("IO_THREADS", d.IoThreads, 0, 1024),

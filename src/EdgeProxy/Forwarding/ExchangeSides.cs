@@ -74,6 +74,12 @@ internal interface IUpstreamExchange
 {
     bool HasBody { get; }
 
+    /// <summary>
+    /// The request can be sent whole again, to another backend: it has no body, or its body went out
+    /// whole and was kept (RETRY_BUFFER_KB; the fast path keeps a body that came with the head).
+    /// </summary>
+    bool CanResend { get; }
+
     /// <summary>Some of the request body left for a backend: the request can no longer go elsewhere.</summary>
     bool BodyStarted { get; }
 

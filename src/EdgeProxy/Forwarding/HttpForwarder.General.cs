@@ -42,6 +42,7 @@ internal sealed partial class HttpForwarder
                 body = peeked;
             }
             exchange.Content = new StreamingRequestContent(body, context.Request.ContentLength, timeouts, settings);
+            context.Response.RegisterForDispose(exchange.Content);   // its kept body goes back to the pool
         }
         exchange.AffinityKey = conversation ?? AffinityKey(route, context, clientIp);
         try
@@ -155,6 +156,8 @@ internal sealed partial class HttpForwarder
     private readonly struct HandlerUpstream(HttpForwarder forwarder, ContextExchange x) : IUpstreamExchange
     {
         public bool HasBody => x.Content is not null;
+
+        public bool CanResend => x.Content is not { Replayable: false };
 
         public bool BodyStarted => x.Content is { Started: true };
 

@@ -145,6 +145,8 @@ internal sealed partial class HttpForwarder
     {
         public bool HasBody => x.Head.ContentLength > 0;
 
+        public bool CanResend => x.Head.ContentLength <= 0 || (x.InlineBody is not null && x.InlineLength <= forwarder.RetryBufferBytes);
+
         public bool BodyStarted => x.BodyStarted;
 
         public Exception? ClientReadError => x.ClientReadError;

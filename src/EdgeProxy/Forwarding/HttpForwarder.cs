@@ -34,6 +34,9 @@ internal sealed partial class HttpForwarder(
 
     private static readonly TimeSpan AbortGrace = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>RETRY_BUFFER_KB in bytes (for the adapters).</summary>
+    private int RetryBufferBytes => settings.RetryBufferBytes;
+
     /// <summary>The response header that says how many backends a request was sent to, when more than one.</summary>
     internal const string AttemptsHeader = "X-EdgeProxy-Attempts";
 
@@ -355,8 +358,8 @@ internal sealed partial class HttpForwarder(
 
     /// <summary>
     /// (1c) The backend refused the request without doing anything with it — 429, or 503 (overloaded,
-    /// starting up) — and nothing has reached the client: when the request can be sent again (no
-    /// body), another backend may take it and MAX_ATTEMPTS allows, skip this backend for the
+    /// starting up) — and nothing has reached the client: when the request can be sent again whole
+    /// (no body, or a body kept within RETRY_BUFFER_KB), another backend may take it and MAX_ATTEMPTS allows, skip this backend for the
     /// Retry-After it gave (at most EJECTION_MAX) and try another. A 503 still counts for passive
     /// health. True when the request goes elsewhere.
     /// </summary>
@@ -364,7 +367,7 @@ internal sealed partial class HttpForwarder(
         where TUpstream : struct, IUpstreamExchange
     {
         var status = upstream.Status;
-        if (status is not (429 or 503) || upstream.HasBody || attempt.Count >= settings.MaxAttempts)
+        if (status is not (429 or 503) || !upstream.CanResend || attempt.Count >= settings.MaxAttempts)
         {
             return false;
         }

@@ -26,6 +26,12 @@ internal sealed class ScriptedBackend : LoopbackServer
     /// <summary>Active checks (`GET /health`) get 200 and are not counted, so a backend that refuses every request stays healthy.</summary>
     public bool HealthyChecks { get; init; }
 
+    /// <summary>Keep each answered request's body (<see cref="Bodies"/>).</summary>
+    public bool KeepBodies { get; set; }
+
+    /// <summary>The bodies of the requests answered while <see cref="KeepBodies"/> was on, in order.</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<string> Bodies { get; } = new();
+
 
     protected override async Task ServeAsync(TcpClient client)
     {
@@ -52,6 +58,10 @@ internal sealed class ScriptedBackend : LoopbackServer
                     }
                     var check = HealthyChecks && buffer.AsSpan(0, end).StartsWith("GET /health "u8);
                     var consumed = end + 4 + length;
+                    if (KeepBodies && !check)
+                    {
+                        Bodies.Enqueue(Encoding.UTF8.GetString(buffer, end + 4, length));
+                    }
                     buffer.AsSpan(consumed, filled - consumed).CopyTo(buffer);
                     filled -= consumed;
                     if (check)

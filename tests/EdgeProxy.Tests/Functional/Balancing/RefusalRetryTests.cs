@@ -6,9 +6,9 @@ namespace EdgeProxy.Tests.Functional.Balancing;
 
 /// <summary>
 /// Retry what was never answered: a backend's 429 or 503, before any byte reached the client, sends
-/// a request that can be sent again (no body) to another backend, honouring the refusing backend's
+/// a request that can be sent again whole (no body, or one within RETRY_BUFFER_KB) to another backend, honouring the refusing backend's
 /// Retry-After (it takes nothing until then); the response says how many backends were tried. A
-/// request with a body, a model with no other backend and MAX_ATTEMPTS=1 get the backend's own answer.
+/// body over RETRY_BUFFER_KB, a model with no other backend and MAX_ATTEMPTS=1 get the backend's own answer.
 /// Every case runs on both request paths and transports.
 /// </summary>
 public sealed class RefusalRetryTests
@@ -26,11 +26,17 @@ public sealed class RefusalRetryTests
         using var refuser = new ScriptedBackend { HealthyChecks = true, Answer = (Encoding.ASCII.GetBytes(answer), false) };
         using var good = new ScriptedBackend { HealthyChecks = true, Answer = ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), false) };
         await using var gateway = await StartAsync(variant, refuser, good);
+        good.KeepBodies = true;
 
+        // Two GETs, then two chat requests: a body within RETRY_BUFFER_KB is sent to the next backend whole.
         var responses = new List<RawResponse>();
         for (var i = 0; i < 4; i++)
         {
-            responses.Add(await RawHttp.SendAsync(gateway.Port, $"GET /svc/m/v1/models?i={i} HTTP/1.1\nHost: gw\nAuthorization: Bearer {Key}\nConnection: close"));
+            var body = i < 2 ? null : Encoding.ASCII.GetBytes($"{{\"model\":\"m\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi {i}\"}}]}}");
+            var head = body is null
+                ? $"GET /svc/m/v1/models?i={i} HTTP/1.1\nHost: gw\nAuthorization: Bearer {Key}\nConnection: close"
+                : $"POST /svc/m/v1/chat/completions HTTP/1.1\nHost: gw\nAuthorization: Bearer {Key}\nContent-Type: application/json\nContent-Length: {body.Length}\nConnection: close";
+            responses.Add(await SendWholeAsync(gateway.Port, head, body));
         }
 
         Assert.All(responses, r => Assert.True(r.Status == 200 && r.BodyText == "ok", r.ToString()));
@@ -47,9 +53,23 @@ public sealed class RefusalRetryTests
             Assert.False(backend["ejected"]!.GetValue<bool>());
         }
         Assert.Equal(4, good.Requests);
+        // The replayed bodies arrived whole and unchanged.
+        Assert.Equal(["{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi 2\"}]}", "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi 3\"}]}"],
+            good.Bodies.Where(b => b.Length > 0));
     }
 
     public static TheoryData<string, string> Cases => GatewayVariant.With("429+retry-after", "503");
+
+    /// <summary>
+    /// Head and body in one write: the fast path keeps a body for a replay when it arrived with the
+    /// head (one it streams as it comes is not kept; the general path keeps any within RETRY_BUFFER_KB).
+    /// </summary>
+    private static async Task<RawResponse> SendWholeAsync(int port, string head, byte[]? body)
+    {
+        await using var connection = await RawConnection.OpenAsync(port);
+        await connection.WriteAsync([.. RawHttp.Head(head), .. body ?? []]);
+        return await connection.ReadResponseAsync();
+    }
 
     [Theory]
     [MemberData(nameof(Kept))]
@@ -63,10 +83,11 @@ public sealed class RefusalRetryTests
         };
         using var good = new ScriptedBackend { HealthyChecks = true, Answer = ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), false) };
         await using var gateway = why == "alone" ? await StartAsync(variant, refuser)
-            : await StartAsync(variant, refuser, good, why == "max_attempts" ? new() { ["MAX_ATTEMPTS"] = "1" } : null);
+            : await StartAsync(variant, refuser, good, why == "max_attempts" ? new() { ["MAX_ATTEMPTS"] = "1" } : new() { ["RETRY_BUFFER_KB"] = "1" });
 
         // Round-robin over two backends: one of two requests lands on the refuser first.
-        var body = why == "body" ? "{\"model\":\"m\"}" : null;
+        // Over RETRY_BUFFER_KB (1 KiB here): the body is not kept, so it is not sent again.
+        var body = why == "big_body" ? "{\"model\":\"m\",\"pad\":\"" + new string('x', 2048) + "\"}" : null;
         var responses = new List<RawResponse>();
         for (var i = 0; i < 2; i++)
         {
@@ -83,7 +104,7 @@ public sealed class RefusalRetryTests
         Assert.Equal(refused.Count, refuser.Requests);
     }
 
-    public static TheoryData<string, string> Kept => GatewayVariant.With("body", "alone", "max_attempts");
+    public static TheoryData<string, string> Kept => GatewayVariant.With("big_body", "alone", "max_attempts");
 
     private static Task<GatewayProcess> StartAsync(string variant, ScriptedBackend refuser, ScriptedBackend? good = null, Dictionary<string, string>? more = null)
     {
