@@ -16,6 +16,8 @@
 #   edge-ip         EdgeProxy, "affinity": "client_ip" (default balance_factor)
 #   edge-prefix     EdgeProxy, "affinity": "prefix"
 #   edge-custom     EdgeProxy with the model fields in EDGE_CUSTOM_FIELDS (e.g. '"balance_factor":1.1,')
+#                   and, for every EdgeProxy policy, the backend fields in EDGE_BACKEND_FIELDS
+#                   (e.g. '"max_concurrency":8,' to queue in the gateway instead of in the engines)
 #                   (an EdgeProxy policy whose config `edgeproxy --check-config` rejects is reported n/a)
 #   nginx-rr        nginx round robin          nginx-lc     nginx least_conn
 #   nginx-hash      nginx hash $remote_addr consistent
@@ -154,7 +156,7 @@ start_edge() {  # policy
   mkdir -p "$dir"
   [[ -x $EDGEPROXY_BIN ]] || { NA_REASON="no binary at $EDGEPROXY_BIN (./build.sh)"; return 1; }
   for ((i = 0; i < BACKENDS; i++)); do
-    b+="${b:+,}{\"id\":\"${BACKEND_IDS[i]}\",\"name\":\"${BACKEND_IDS[i]}\",\"url\":\"http://127.0.0.1:${BACKEND_PORTS[i]}\"}"
+    b+="${b:+,}{${EDGE_BACKEND_FIELDS:-}\"id\":\"${BACKEND_IDS[i]}\",\"name\":\"${BACKEND_IDS[i]}\",\"url\":\"http://127.0.0.1:${BACKEND_PORTS[i]}\"}"
   done
   printf '{"services":{"fleet":{"models":{"m":{%s"backends":[%s]}}}}}\n' "$(EDGE_FIELDS "$1")" "$b" >"$dir/backends.json"
   if ! (cd "$dir" && BACKENDS_CONFIG_PATH="$dir/backends.json" BACKEND_API_KEY='' "$EDGEPROXY_BIN" --check-config >"$dir/check.log" 2>&1); then
@@ -359,7 +361,7 @@ PY
   echo "# EdgeProxy fleet benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
   echo "host: $(nproc) cpus, $(uname -r); nginx $("$NGINX" -v 2>&1 | sed 's/^nginx version: //' || true); haproxy $("$HAPROXY" -v 2>/dev/null | awk 'NR==1 {print $3}' || true); edgeproxy $EDGEPROXY_BIN ($( [[ -x $EDGEPROXY_BIN ]] && date -u -r "$EDGEPROXY_BIN" +%Y-%m-%dT%H:%M:%SZ || echo missing))"
-  echo "knobs: BACKENDS=$BACKENDS SLOTS=$SLOTS SESSIONS=$SESSIONS DURATION=$DURATION SEED=$SEED KILL=$KILL BACKEND_ARGS='$BACKEND_ARGS' LOAD_ARGS='$LOAD_ARGS' IO_THREADS=$IO_THREADS"
+  echo "knobs: BACKENDS=$BACKENDS SLOTS=$SLOTS SESSIONS=$SESSIONS DURATION=$DURATION SEED=$SEED KILL=$KILL BACKEND_ARGS='$BACKEND_ARGS' LOAD_ARGS='$LOAD_ARGS' IO_THREADS=$IO_THREADS EDGE_BACKEND_FIELDS='${EDGE_BACKEND_FIELDS:-}'"
   echo
 } >"$OUT_MD"
 
