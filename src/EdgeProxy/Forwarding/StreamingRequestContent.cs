@@ -19,10 +19,14 @@ internal sealed class StreamingRequestContent(Stream body, long? contentLength, 
     private byte[]? _kept;
     private int _keptLength;
     private bool _overflowed;
-    private bool _whole;
+    private bool _ended;
 
-    /// <summary>The whole body was sent once and is kept: another backend can be sent it again.</summary>
-    public bool Replayable => _whole && !_overflowed;
+    /// <summary>
+    /// The whole body was read from the client and is kept: it can be sent again, to another backend
+    /// or on a fresh connection when SocketsHttpHandler finds its pooled one closed (even when
+    /// writing it upstream failed, nothing of it was lost).
+    /// </summary>
+    public bool Replayable => Volatile.Read(ref _ended) && !_overflowed;
 
     /// <summary>True once the upstream connection asked for the body (the body may be partly sent).</summary>
     public bool Started => Volatile.Read(ref _started) != 0;
@@ -64,7 +68,6 @@ internal sealed class StreamingRequestContent(Stream body, long? contentLength, 
         switch (result.Outcome)
         {
             case StreamCopyOutcome.Completed:
-                _whole = true;
                 ExchangeTimers.AwaitUpstream(timer, settings);
                 break;
             case StreamCopyOutcome.ReadFailed:
@@ -134,6 +137,10 @@ internal sealed class StreamingRequestContent(Stream body, long? contentLength, 
         {
             var read = await inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
             content.Keep(buffer.Span[..read]);
+            if (read == 0 && buffer.Length > 0)
+            {
+                Volatile.Write(ref content._ended, true);
+            }
             return read;
         }
 
