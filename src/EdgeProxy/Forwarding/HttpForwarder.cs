@@ -188,9 +188,7 @@ internal sealed partial class HttpForwarder(
         {
             upstream.End();
             usage?.Release();   // on the fast path the counts stay readable until the next request resets the scanner
-            route.Backends[attempt.Index].State.OnRequestEnd(error: BlamesBackend(status, outcome));
-            route.Queue.Signal();
-            metrics.UpstreamEnded();
+            EndAttempt(route, route.Backends[attempt.Index].State, error: BlamesBackend(status, outcome));
         }
         var firstByteMs = relay.FirstChunkAt == 0 ? (double?)null : time.GetElapsedTime(client.Started, relay.FirstChunkAt).TotalMilliseconds;
         CompleteResponse(client.Method, route, route.Backends[attempt.Index], status, attempt.Count, outcome, usage, client.RequestId, client.Started, firstByteMs);
@@ -291,14 +289,14 @@ internal sealed partial class HttpForwarder(
             var pick = full == ulong.MaxValue ? Pick.None : BackendSelector.Select(route, affinityKey, tried | full, now, allowPanic, opening);
             if (!pick.Found)
             {
-                if (full != ulong.MaxValue && races < 4 && !BackendSelector.IsBusy(route, tried, now, allowPanic) && BackendSelector.HasRoom(route, tried, now, allowPanic))
+                var busy = full == ulong.MaxValue || BackendSelector.IsBusy(route, tried, now, allowPanic);
+                var room = !busy && BackendSelector.HasRoom(route, tried, now, allowPanic);
+                if (room && races < 4)
                 {
                     full = 0;   // the pick saw a backend full that has freed a slot since: pick again
                     continue;
                 }
-                attempt.Error = full == ulong.MaxValue || BackendSelector.IsBusy(route, tried, now, allowPanic) || BackendSelector.HasRoom(route, tried, now, allowPanic)
-                    ? ForwarderError.Busy
-                    : attempt.Count == 0 ? ForwarderError.NoHealthyBackend : attempt.Error;
+                attempt.Error = busy || room ? ForwarderError.Busy : attempt.Count == 0 ? ForwarderError.NoHealthyBackend : attempt.Error;
                 return false;
             }
             var state = route.Backends[pick.Index].State;
@@ -384,15 +382,28 @@ internal sealed partial class HttpForwarder(
         }
         upstream.Abandon();
         ReportResponseStatus(route, backend, attempt.Admission, status);
-        backend.State.OnRequestEnd(error: status >= 500);
-        route.Queue.Signal();
-        metrics.UpstreamEnded();
-        metrics.Retries.Add(1, new KeyValuePair<string, object?>("service", route.Service), new KeyValuePair<string, object?>("model", route.Model));
+        EndAttempt(route, backend.State, error: status >= 500);
+        CountRetry(route);
         LogRefusedRetry(logger, requestId.ToString(), route.RouteLabel, backend.Id, status, retryAfter?.TotalSeconds ?? 0);
         attempt.Error = ForwarderError.NoHealthyBackend;   // should no other backend take it after all
         tried |= 1UL << attempt.Index;
         return true;
     }
+
+    /// <summary>
+    /// An attempt is over (answered, failed or refused): its backend's in-flight count and error
+    /// count, a slot for the model's line, the gateway's in-flight count. The pair of
+    /// <see cref="NextBackend"/>'s start.
+    /// </summary>
+    private void EndAttempt(ModelRoute route, BackendState backend, bool error)
+    {
+        backend.OnRequestEnd(error);
+        route.Queue.Signal();
+        metrics.UpstreamEnded();
+    }
+
+    private void CountRetry(ModelRoute route)
+        => metrics.Retries.Add(1, new KeyValuePair<string, object?>("service", route.Service), new KeyValuePair<string, object?>("model", route.Model));
 
     /// <summary>An attempt failed before its response: why, and whether another backend is tried (its bit set in <paramref name="tried"/>).</summary>
     private bool FailAttempt<TClient, TUpstream>(TClient client, TUpstream upstream, ModelRoute route, Exception ex, ref Attempt attempt, ref ulong tried)
@@ -421,9 +432,7 @@ internal sealed partial class HttpForwarder(
     {
         ref readonly var backend = ref route.Backends[attempt.Index];
         var error = attempt.Error;
-        backend.State.OnRequestEnd(error: ForwarderErrors.BlamesBackend(error));
-        route.Queue.Signal();
-        metrics.UpstreamEnded();
+        EndAttempt(route, backend.State, error: ForwarderErrors.BlamesBackend(error));
         ReportPassive(route, backend, attempt.Admission, error);
         var mayRetry = attempt.Count < settings.MaxAttempts;
         var retryable = mayRetry && error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout && !bodyStarted;
@@ -445,7 +454,7 @@ internal sealed partial class HttpForwarder(
         }
         if (retryable || dropped || hung)
         {
-            metrics.Retries.Add(1, new KeyValuePair<string, object?>("service", route.Service), new KeyValuePair<string, object?>("model", route.Model));
+            CountRetry(route);
             return true;
         }
         if (error == ForwarderError.ClientGone)
