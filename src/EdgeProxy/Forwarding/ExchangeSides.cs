@@ -38,6 +38,9 @@ internal interface IExchangeClient
 
     string Method { get; }
 
+    /// <summary>A POST to an inference endpoint (<see cref="InferenceCalls"/>); asked only after a failed attempt.</summary>
+    bool IsInferenceCall { get; }
+
     RequestId RequestId { get; }
 
     /// <summary>The exchange's one timer (<see cref="ExchangeTimers"/>), also cancelled by the client leaving and the end of a shutdown's drain.</summary>

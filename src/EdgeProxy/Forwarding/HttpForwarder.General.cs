@@ -136,6 +136,8 @@ internal sealed partial class HttpForwarder
 
         public string Method => x.Context.Request.Method;
 
+        public bool IsInferenceCall => InferenceCalls.Is(x.Context.Request.Method, x.Remainder);
+
         public RequestId RequestId => x.RequestId;
 
         public CancellationTokenSource Timeouts => x.Timeouts;

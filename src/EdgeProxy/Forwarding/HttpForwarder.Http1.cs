@@ -122,6 +122,8 @@ internal sealed partial class HttpForwarder
 
         public string Method => x.Head.Method;
 
+        public bool IsInferenceCall => InferenceCalls.Is(x.Head.Method, System.Text.Encoding.Latin1.GetString(x.Head.Target));
+
         public RequestId RequestId => x.RequestId;
 
         public CancellationTokenSource Timeouts => x.Timeouts;

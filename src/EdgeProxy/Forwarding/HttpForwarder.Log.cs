@@ -11,7 +11,7 @@ internal sealed partial class HttpForwarder
     [ZLoggerMessage(LogLevel.Warning, "request {requestId} {route}: backend {backendId} failed before the request was delivered ({reason}: {detail}); failing over")]
     private static partial void LogFailover(ILogger logger, string requestId, string route, string backendId, string reason, string detail);
 
-    [ZLoggerMessage(LogLevel.Warning, "request {requestId} {route}: backend {backendId} dropped the connection before answering ({detail}); retrying the idempotent {method} request on another backend")]
+    [ZLoggerMessage(LogLevel.Warning, "request {requestId} {route}: backend {backendId} dropped the connection before answering ({detail}); sending the {method} request to another backend")]
     private static partial void LogDroppedRetry(ILogger logger, string requestId, string route, string backendId, string method, string detail);
 
     [ZLoggerMessage(LogLevel.Warning, "request {requestId} {route}: backend {backendId} failed ({reason}, {exceptionType}: {detail})")]

@@ -203,6 +203,9 @@ internal sealed partial class HttpForwarder(
         public Admission Admission;
         public ForwarderError Error;
         public bool Sent;
+
+        /// <summary>A request with a body was already sent again after a backend dropped it (once only: it may be what killed the backend).</summary>
+        public bool Resent;
     }
 
     /// <summary>
@@ -413,7 +416,7 @@ internal sealed partial class HttpForwarder(
         upstream.Abandon();
         var failure = Wrap(ex);
         attempt.Error = Classify(failure, client.Gone, upstream.ClientReadError);
-        if (!RetryAfterFailedAttempt(route, attempt, failure, upstream.BodyStarted, upstream.HasBody, client.Method, client.RequestId)
+        if (!RetryAfterFailedAttempt(route, ref attempt, failure, upstream, client)
             || (attempt.Error == ForwarderError.FirstByteTimeout && !client.RenewTimeouts()))
         {
             return false;
@@ -425,18 +428,24 @@ internal sealed partial class HttpForwarder(
     /// <summary>
     /// Bookkeeping for an attempt that failed before a response: the backend's in-flight count and
     /// passive health, then the retry rule — fail over after a connect failure while no body byte
-    /// was sent, or re-send an idempotent body-less request the backend dropped unanswered — with
-    /// its log line. True when the caller should try another backend.
+    /// was sent, or re-send a request the backend dropped unanswered: an idempotent one without a
+    /// body, or once an inference call with its kept body (<see cref="InferenceCalls"/>) — with its
+    /// log line. True when the caller should try another backend.
     /// </summary>
-    private bool RetryAfterFailedAttempt(ModelRoute route, in Attempt attempt, Exception ex, bool bodyStarted, bool hasBody, string method, RequestId requestId)
+    private bool RetryAfterFailedAttempt<TClient, TUpstream>(ModelRoute route, ref Attempt attempt, Exception ex, TUpstream upstream, TClient client)
+        where TClient : struct, IExchangeClient
+        where TUpstream : struct, IUpstreamExchange
     {
+        var (hasBody, method, requestId) = (upstream.HasBody, client.Method, client.RequestId);
         ref readonly var backend = ref route.Backends[attempt.Index];
         var error = attempt.Error;
         EndAttempt(route, backend.State, error: ForwarderErrors.BlamesBackend(error));
         ReportPassive(route, backend, attempt.Admission, error);
         var mayRetry = attempt.Count < settings.MaxAttempts;
-        var retryable = mayRetry && error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout && !bodyStarted;
-        var dropped = mayRetry && !retryable && error == ForwarderError.UpstreamRequestFailed && !hasBody && IsIdempotent(method) && ConnectionDropped(ex);
+        var retryable = mayRetry && error is ForwarderError.ConnectFailed or ForwarderError.ConnectTimeout && !upstream.BodyStarted;
+        var dropped = mayRetry && !retryable && error == ForwarderError.UpstreamRequestFailed && ConnectionDropped(ex)
+            && (!hasBody ? IsIdempotent(method) : !attempt.Resent && upstream.CanResend && client.IsInferenceCall);
+        attempt.Resent |= dropped && hasBody;
         // A backend that hangs: a safe read (GET, HEAD, OPTIONS) without a body is asked elsewhere.
         var hung = mayRetry && error == ForwarderError.FirstByteTimeout && !hasBody && IsSafeRead(method)
             && BackendSelector.AnyOther(route, 1UL << attempt.Index, time.GetTimestamp());

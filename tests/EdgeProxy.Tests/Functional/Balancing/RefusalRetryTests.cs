@@ -162,3 +162,75 @@ public sealed class HungBackendRetryTests
         Assert.Equal(3, good.Requests);
     }
 }
+
+/// <summary>
+/// A backend that closes the connection without answering (killed, restarted) after a request with a
+/// body reached it: a POST to an inference endpoint changes nothing on the backend, so its kept body
+/// goes to another backend once; any other POST gets the 502 (it may have had effects). Both request
+/// paths and transports.
+/// </summary>
+public sealed class DroppedRequestRetryTests
+{
+    private const string Key = "k-dropped";
+
+    [Theory]
+    [MemberData(nameof(GatewayVariant.All), MemberType = typeof(GatewayVariant))]
+    [Trait(Matrix.Trait, Matrix.Variants)]
+    public async Task An_inference_call_the_backend_dropped_is_answered_by_another_once(string variant)
+    {
+        using var dropper = new ScriptedBackend { HealthyChecks = true, Answer = ([], true) };
+        using var good = new ScriptedBackend { HealthyChecks = true, Answer = ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), false), KeepBodies = true };
+        await using (var gateway = await StartAsync(variant, dropper, good))
+        {
+            var chats = new List<RawResponse>();
+            for (var i = 0; i < 3; i++)
+            {
+                chats.Add(await PostAsync(gateway.Port, "/svc/m/v1/chat/completions?i=" + i, $"{{\"model\":\"m\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi {i}\"}}]}}"));
+            }
+            Assert.All(chats, r => Assert.True(r.Status == 200 && r.BodyText == "ok", r.ToString()));
+            var retried = chats.Where(r => r.Header("X-EdgeProxy-Attempts") is not null).ToList();
+            Assert.NotEmpty(retried);   // round-robin sends at least one of three to the dropper first
+            Assert.All(retried, r => Assert.Equal("2", r.Header("X-EdgeProxy-Attempts")));
+            Assert.Equal(retried.Count, dropper.Requests);
+            // Every body arrived whole, once each, at the backend that answered.
+            Assert.Equal(Enumerable.Range(0, 3).Select(i => $"{{\"model\":\"m\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi {i}\"}}]}}"), good.Bodies);
+
+            // Not an inference endpoint: the request may have done something, so the client gets the failure.
+            var dropsBefore = dropper.Requests;
+            var uploads = new List<RawResponse>();
+            for (var i = 0; i < 3; i++)
+            {
+                uploads.Add(await PostAsync(gateway.Port, "/svc/m/v1/files", "{\"purpose\":\"batch\"}"));
+            }
+            Assert.Equal(dropper.Requests - dropsBefore, uploads.Count(r => r.Status == 502));
+            Assert.Contains(uploads, r => r.Status == 502);
+            Assert.All(uploads, r => Assert.Null(r.Header("X-EdgeProxy-Attempts")));
+        }
+
+        // Two backends that both drop it: sent again once, not until MAX_ATTEMPTS (the request may be what kills them).
+        using var second = new ScriptedBackend { HealthyChecks = true, Answer = ([], true) };
+        await using var both = await StartAsync(variant, dropper, second);
+        var before = dropper.Requests;
+        var response = await PostAsync(both.Port, "/svc/m/v1/chat/completions", "{\"model\":\"m\",\"messages\":[]}");
+        Assert.Equal(502, response.Status);
+        Assert.Equal(2, dropper.Requests - before + second.Requests);
+    }
+
+    private static async Task<RawResponse> PostAsync(int port, string target, string body)
+    {
+        var bytes = Encoding.ASCII.GetBytes(body);
+        await using var connection = await RawConnection.OpenAsync(port);
+        await connection.WriteAsync([.. RawHttp.Head($"POST {target} HTTP/1.1\nHost: gw\nAuthorization: Bearer {Key}\nContent-Type: application/json\nContent-Length: {bytes.Length}\nConnection: close"), .. bytes]);
+        return await connection.ReadResponseAsync();
+    }
+
+    private static Task<GatewayProcess> StartAsync(string variant, ScriptedBackend first, ScriptedBackend second)
+    {
+        var json = JsonNode.Parse(BackendsJson.For("svc", "m", ("first", first.Url, 1), ("second", second.Url, 1)))!;
+        json["services"]!["svc"]!["models"]!["m"]!["affinity"] = "none";
+        return GatewayProcess.StartAsync(json.ToJsonString(), GatewayVariant.Parse(variant).Apply(new Dictionary<string, string>
+        {
+            ["BACKEND_API_KEY"] = Key, ["HEALTH_CHECK_INTERVAL"] = "3600", ["PASSIVE_FAILURE_THRESHOLD"] = "100",
+        }));
+    }
+}
