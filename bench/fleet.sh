@@ -37,6 +37,8 @@
 #   KILL=0             1: SIGKILL the last backend KILL_AT s into every policy's run (restarted after it);
 #                      the table then shows what clients saw (5xx, connect errors, streams cut mid-answer)
 #   KILL_AT=DURATION/2
+#   TURNS=0            1: also write every turn (session, turn, backend, TTFT, prompt and cached tokens)
+#                      to RESULTS_DIR/fleet-<timestamp>-turns-<mode>-<policy>.csv, to look into a tail
 #   SEED=1             workload seed (the same prompts, lengths and think times for every policy)
 #   BACKEND_ARGS=""    extra `fleet backend` knobs, e.g. "--cache-blocks 4096 --decode-ms 8"
 #   LOAD_ARGS=""       extra `fleet load` knobs, e.g. "--think-max 3 --max-turns 12"
@@ -62,6 +64,7 @@ SLOTS=${SLOTS:-8}
 MODES=${MODES:-many,one}
 POLICIES=${POLICIES:-edge-default,edge-lor,edge-lor-none,edge-ip,edge-prefix,nginx-rr,nginx-lc,nginx-hash,haproxy-lc,haproxy-source}
 KILL=${KILL:-0}
+TURNS=${TURNS:-0}
 KILL_AT=${KILL_AT:-$(( DURATION / 2 ))}
 SEED=${SEED:-1}
 BACKEND_ARGS=${BACKEND_ARGS:-}
@@ -307,16 +310,22 @@ run_policy() {  # mode policy rows_file
     stop_proxy; FAILED=1; return 0
   fi
   if [[ $KILL == 1 ]]; then kill_args=(--kill-pid "${BACKEND_PIDS[VICTIM]}" --kill-at "$KILL_AT"); fi
+  local turns_args=()
+  if [[ $TURNS == 1 ]]; then turns_args=(--turns "$RESULTS_DIR/fleet-$TS-turns-$mode-$p.csv"); fi
   # shellcheck disable=SC2086  # LOAD_ARGS is a list of knobs
   if ! "$FLEET" load --url "http://127.0.0.1:$PROXY_PORT/fleet/m/v1/chat/completions" --backends "$BACKEND_LIST" \
       --sessions "$SESSIONS" --ips "$mode" --duration "$DURATION" --seed "$SEED" --label "$label" \
-      --row "$rows" --json "$OUT_JSON.tmp" "${kill_args[@]}" $LOAD_ARGS >"$TMP/load.out" 2>"$TMP/load.err"; then
+      --row "$rows" --json "$OUT_JSON.tmp" "${turns_args[@]}" "${kill_args[@]}" $LOAD_ARGS >"$TMP/load.out" 2>"$TMP/load.err"; then
     log "== $mode / $p: load generator failed:"; cat "$TMP/load.err" >&2
     printf '| %s | n/a | | | | | | | | | load generator failed |\n' "$label" >>"$rows"; FAILED=1
   else
     log "   $(cat "$TMP/load.out")"
     if [[ -s $TMP/load.err ]]; then sed 's/^/   /' "$TMP/load.err" >&2; fi
     sed "s/^{/{\"mode\":\"$mode\",\"policy\":\"$p\",/" "$OUT_JSON.tmp" >>"$OUT_JSON"; rm -f "$OUT_JSON.tmp"
+  fi
+  if [[ $kind == edge ]]; then  # the caps EdgeProxy learnt from the engines' metrics (none: it never saw them queue)
+    curl -s "http://127.0.0.1:$PROXY_PORT/api/health/status" >"$TMP/$p/status-$mode.json" 2>/dev/null || true
+    log "   learnt caps: $(grep -o '"id":"[^"]*"\|"learned_concurrency":[0-9]*' "$TMP/$p/status-$mode.json" | tr '\n' ' ')"
   fi
   stop_proxy
   if [[ $KILL == 1 ]] && ! kill -0 "${BACKEND_PIDS[VICTIM]}" 2>/dev/null; then

@@ -294,7 +294,11 @@ public sealed class LoadGenerator
             var user = Vocab.Text(rng, (int)LogUniform(rng, _userMin, _userMax));
             var maxTokens = (int)LogUniform(rng, _answerMin, _answerMax);
             var body = BuildBody(system, history, user, maxTokens);
+            var sent = _clock.Elapsed.TotalMilliseconds;
             var rec = await TurnAsync(http, body);
+            rec.SentMs = sent;
+            rec.Turn = turns;
+            rec.Session = session;
             lock (_recLock)
             {
                 _records.Add(rec);
@@ -398,6 +402,8 @@ public sealed class LoadGenerator
                         answer.Append(rest[..end]);
                     }
                 }
+                rec.PromptTokens = Math.Max(rec.PromptTokens, IntAfter(data, "\"prompt_tokens\":"));
+                rec.CachedTokens = Math.Max(rec.CachedTokens, IntAfter(data, "\"cached_tokens\":"));
                 var u = data.IndexOf("\"completion_tokens\":");
                 if (u >= 0)
                 {
@@ -451,8 +457,25 @@ public sealed class LoadGenerator
         return rec;
     }
 
+    private static int IntAfter(ReadOnlySpan<char> data, string name)
+    {
+        var at = data.IndexOf(name);
+        if (at < 0)
+        {
+            return 0;
+        }
+        var rest = data[(at + name.Length)..];
+        var end = rest.IndexOfAny(',', '}');
+        return end > 0 && int.TryParse(rest[..end], NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n : 0;
+    }
+
     private sealed class TurnRec
     {
+        public double SentMs;
+        public int Session;
+        public int Turn;
+        public int PromptTokens;
+        public int CachedTokens;
         public double TtftMs = -1;
         public double E2eMs;
         public int Status;
@@ -503,6 +526,13 @@ public sealed class LoadGenerator
                   $"{tps.ToString("0", CultureInfo.InvariantCulture)} | {(double.IsNaN(hit) ? "-" : hit.ToString("0.0", CultureInfo.InvariantCulture))} | " +
                   $"{share} | {peak.ToString("0", CultureInfo.InvariantCulture)} | {(errors.Count == 0 ? "0" : string.Join(" ", errors))}{killNote} |";
         Console.WriteLine(row);
+        if (o.StrOrNull("turns") is { } turnsFile)
+        {
+            // One line per turn, for looking into a tail: when sent, which turn of its chat, where, what it cost.
+            File.WriteAllLines(turnsFile, recs.OrderBy(r => r.SentMs).Select(r => string.Join(',',
+                r.SentMs.ToString("0", CultureInfo.InvariantCulture), r.Session, r.Turn, r.Backend ?? "-", r.Status, r.Error ?? "",
+                r.TtftMs.ToString("0", CultureInfo.InvariantCulture), r.E2eMs.ToString("0", CultureInfo.InvariantCulture), r.PromptTokens, r.CachedTokens)).Prepend("sent_ms,session,turn,backend,status,error,ttft_ms,e2e_ms,prompt_tokens,cached_tokens"));
+        }
         if (o.StrOrNull("row") is { } rowFile)
         {
             File.AppendAllText(rowFile, row + "\n");

@@ -15,7 +15,7 @@ public static class Program
             Console.Error.WriteLine("usage: fleet backend --port P --id ID [--slots 8 --queue-cap 0 --block 16 --cache-blocks 2048 " +
                 "--prefill-us 200 --prefill-base-ms 5 --decode-ms 6 --decode-slowdown 0.12 --chunk-tokens 2]\n" +
                 "       fleet load --url URL --backends id=url,... [--sessions 32 --ips many|one --duration 30 --seed 1 " +
-                "--think-min 0.1 --think-max 0.5 --max-turns 8 --system-prompts 4 --label L --row FILE --json FILE " +
+                "--think-min 0.1 --think-max 0.5 --max-turns 8 --system-prompts 4 --label L --row FILE --json FILE --turns FILE.csv " +
                 "--kill-pid PID --kill-at S]");
             return 2;
         }

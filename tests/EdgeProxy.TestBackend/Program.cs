@@ -70,7 +70,8 @@ app.Use(async (HttpContext ctx, RequestDelegate next) =>
     ctx.Response.Headers["X-Backend-Id"] = id;
 
     PathString path = ctx.Request.Path;
-    bool counted = !path.StartsWithSegments("/control") && !path.StartsWithSegments("/health");
+    // The gateway's own probes (health checks, engine metrics while busy) are not requests to count.
+bool counted = !path.StartsWithSegments("/control") && !path.StartsWithSegments("/health") && !path.StartsWithSegments("/metrics");
     if (counted)
     {
         state.RequestStarted(path.Value ?? "/");

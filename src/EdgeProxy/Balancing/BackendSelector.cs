@@ -4,7 +4,7 @@ using EdgeProxy.Health;
 namespace EdgeProxy.Balancing;
 
 /// <summary>The outcome of one pick.</summary>
-internal readonly record struct Pick(int Index, Admission Admission, bool Panic)
+internal readonly record struct Pick(int Index, Admission Admission, bool Panic, bool Home = false)
 {
     public static readonly Pick None = new(-1, Admission.Refused, false);
 
@@ -172,7 +172,9 @@ internal static class BackendSelector
 
     /// <summary>
     /// Prefix affinity: a conversation seen before goes back to the backend that served it last (its
-    /// KV cache) while that backend is within the model's bound, else on along its key's order. A
+    /// KV cache) while that backend is within the model's bound (and, over a learnt batch, within its
+    /// <see cref="BackendState.HomeCapacity"/>: a short wait there beats computing the conversation
+    /// again elsewhere), else on along its key's order. A
     /// new one has only its opening (the system prompt it shares with others) possibly cached: it
     /// walks its opening's order, where conversations with the same system prompt went before, with
     /// no headroom over the fair share (factor 1: the first backend at or below the average load per
@@ -182,13 +184,13 @@ internal static class BackendSelector
     private static Pick SelectConversation(ModelRoute route, ConversationTable conversations, AffinityTable table, ulong key, ulong opening, ulong tried, long now)
     {
         var known = conversations.TryGet(key, out var tag);
-        if (known && Array.IndexOf(route.Tags, tag) is var home and >= 0 && (tried & (1UL << home)) == 0 && route.Backends[home].State.MayAdmit(now))
+        if (known && Array.IndexOf(route.Tags, tag) is var home and >= 0 && (tried & (1UL << home)) == 0 && route.Backends[home].State.MayAdmit(now, home: true))
         {
             var (total, totalWeight) = Load(route.Backends, tried, now);
             if (WithinBound(route.Backends[home].State.InFlight, route.Backends[home].Weight, total, totalWeight, route.BalanceFactor)
-                && Admit(route.Backends, home, tried, now, out var ramping) is var admission and not Admission.Refused && !ramping)
+                && Admit(route.Backends, home, tried, now, out var ramping, home: true) is var admission and not Admission.Refused && !ramping)
             {
-                return new Pick(home, admission, false);
+                return new Pick(home, admission, false, Home: true);
             }
         }
         var pick = known ? SelectPinned(route, table, key, tried, now, route.BalanceFactor) : SelectPinned(route, table, opening, tried, now, 1.0);
@@ -199,14 +201,19 @@ internal static class BackendSelector
         return pick;
     }
 
-    /// <summary>The load a bound is measured against: requests in flight and weight, over the backends that may take this request.</summary>
+    /// <summary>
+    /// The load a bound is measured against: requests in flight and weight, over the backends health
+    /// lets take this request — full ones included: the busiest backends are part of the average a
+    /// key's backend is compared with, or a fleet near its capacity would move keys off their caches
+    /// for being merely as busy as everyone else.
+    /// </summary>
     private static (long Total, long TotalWeight) Load(BackendEntry[] backends, ulong tried, long now)
     {
         long total = 0;
         long totalWeight = 0;
         for (var i = 0; i < backends.Length; i++)
         {
-            if ((tried & (1UL << i)) == 0 && backends[i].State.MayAdmit(now))
+            if ((tried & (1UL << i)) == 0 && backends[i].State.HealthAdmits(now))
             {
                 total += backends[i].State.InFlight;
                 totalWeight += backends[i].Weight;
@@ -350,14 +357,14 @@ internal static class BackendSelector
     /// its health state. <paramref name="ramping"/> is set when it is admitted but in slow start and
     /// lost the draw for this turn (callers skip it or keep it as a last resort).
     /// </summary>
-    private static Admission Admit(BackendEntry[] backends, int index, ulong tried, long now, out bool ramping)
+    private static Admission Admit(BackendEntry[] backends, int index, ulong tried, long now, out bool ramping, bool home = false)
     {
         ramping = false;
         if ((tried & (1UL << index)) != 0)
         {
             return Admission.Refused;
         }
-        var admission = backends[index].State.TryAdmit(now);
+        var admission = backends[index].State.TryAdmit(now, home);
         ramping = admission == Admission.Admitted && !PassesSlowStart(backends[index].State, now);
         return admission;
     }

@@ -104,6 +104,12 @@ internal sealed record BackendConfig
     /// <summary>Path probed by active health checks (contract: `/health`).</summary>
     public string HealthPath { get; init; } = "/health";
 
+    /// <summary>
+    /// Path of the engine's Prometheus metrics (`metrics_path`, "/metrics"), read while the backend is
+    /// busy to learn its batch size (<see cref="Health.BackendState.ObserveEngine"/>); null: not read.
+    /// </summary>
+    public string? MetricsPath { get; init; } = "/metrics";
+
     /// <summary>https only: verify the backend against this private CA (PEM) instead of the system CAs.</summary>
     public string? CaFile { get; init; }
 

@@ -355,7 +355,7 @@ internal static class BackendsConfigLoader
             errors.Add(new ConfigError(path, $"expected a backend object, found {Describe(backend)}"));
             return null;
         }
-        WarnUnknown(backend, path, ["id", "name", "url", "weight", "max_concurrency", "api_key", "auth_mode", "health_path", "ca_file", "tls_skip_verify"], warnings);
+        WarnUnknown(backend, path, ["id", "name", "url", "weight", "max_concurrency", "api_key", "auth_mode", "health_path", "metrics_path", "ca_file", "tls_skip_verify"], warnings);
         var before = errors.Count;
 
         var id = RequiredString(backend, "id", path, errors);
@@ -371,7 +371,8 @@ internal static class BackendsConfigLoader
 
         var apiKey = ReadApiKey(backend, path, errors);
         var authMode = ReadAuthMode(backend, path, errors);
-        var healthPath = ReadHealthPath(backend, path, errors);
+        var healthPath = ReadPath(backend, "health_path", "/health", path, errors)!;
+        var metricsPath = ReadPath(backend, "metrics_path", "/metrics", path, errors, offWhenEmpty: true);
 
         var (caFile, caCertificates, skipVerify) = ReadUpstreamTls(backend, path, url, errors, warnings);
 
@@ -392,6 +393,7 @@ internal static class BackendsConfigLoader
             ApiKey = apiKey,
             AuthMode = authMode,
             HealthPath = healthPath,
+            MetricsPath = metricsPath,
         };
     }
 
@@ -440,23 +442,27 @@ internal static class BackendsConfigLoader
         return authMode;
     }
 
-    /// <summary>`health_path`: the active check's path, "/health" by default.</summary>
-    private static string ReadHealthPath(JsonElement backend, string path, List<ConfigError> errors)
+    /// <summary>
+    /// `health_path` (the active check's, "/health" by default) or `metrics_path` (the engine's
+    /// metrics, "/metrics"; "" turns reading them off: null).
+    /// </summary>
+    private static string? ReadPath(JsonElement backend, string name, string fallback, string path, List<ConfigError> errors, bool offWhenEmpty = false)
     {
-        var healthPath = "/health";
-        if (backend.TryGetProperty("health_path", out var healthElement) && healthElement.ValueKind != JsonValueKind.Null)
+        if (!backend.TryGetProperty(name, out var element) || element.ValueKind == JsonValueKind.Null)
         {
-            var value = healthElement.ValueKind == JsonValueKind.String ? healthElement.GetString()! : null;
-            if (value is null || !value.StartsWith('/') || value.Any(c => c <= 32 || c >= 127 || c == '#'))
-            {
-                errors.Add(new ConfigError(path + ".health_path", $"expected a path starting with '/', found {Describe(healthElement)}"));
-            }
-            else
-            {
-                healthPath = value;
-            }
+            return fallback;
         }
-        return healthPath;
+        var value = element.ValueKind == JsonValueKind.String ? element.GetString()! : null;
+        if (offWhenEmpty && value == "")
+        {
+            return null;
+        }
+        if (value is null || !value.StartsWith('/') || value.Any(c => c <= 32 || c >= 127 || c == '#'))
+        {
+            errors.Add(new ConfigError(path + "." + name, $"expected a path starting with '/'{(offWhenEmpty ? " or \"\" (off)" : "")}, found {Describe(element)}"));
+            return fallback;
+        }
+        return value;
     }
 
     /// <summary>

@@ -303,7 +303,7 @@ internal sealed partial class HttpForwarder(
                 return false;
             }
             var state = route.Backends[pick.Index].State;
-            if (!state.TryStart())
+            if (!state.TryStart(pick.Home))
             {
                 // A racing pick took its last slot: choose again without it.
                 if (pick.Admission == Admission.Trial)

@@ -46,7 +46,7 @@ internal sealed partial class ActiveHealthChecker(
         lock (_gate)
         {
             _stopping?.Cancel();
-            loops = _probes.Values.Select(p => p.Loop).ToArray();
+            loops = _probes.Values.SelectMany(p => new[] { p.Loop, p.EngineLoop }).ToArray();
             _probes.Clear();
         }
         await Task.WhenAll(loops).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
@@ -71,6 +71,7 @@ internal sealed partial class ActiveHealthChecker(
                 var probe = new Probe(state, CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token));
                 state.StatusChanged += OnStatusChanged;
                 probe.Loop = RunAsync(probe);
+                probe.EngineLoop = WatchEngineAsync(state, probe.Cancellation.Token);
                 _probes[state] = probe;
             }
             foreach (var (state, probe) in _probes.ToArray())
@@ -175,6 +176,109 @@ internal sealed partial class ActiveHealthChecker(
         state.ReportCheck(passed, Math.Round(elapsed, 2), detail);
     }
 
+    /// <summary>How often a busy backend's engine metrics are read.</summary>
+    internal static readonly TimeSpan EngineReadInterval = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>After an engine had no metrics to read (none published, an error), they are asked for again this much later.</summary>
+    internal static readonly TimeSpan EngineRetryInterval = TimeSpan.FromSeconds(60);
+
+    private const int EngineMetricsMaxBytes = 1 << 20;
+
+    /// <summary>
+    /// Reads the engine's batch (<see cref="EngineMetrics"/>) every <see cref="EngineReadInterval"/>
+    /// while the backend holds two or more requests (an idle engine has nothing to teach) and tells
+    /// the backend's state (<see cref="BackendState.ObserveEngine"/>). Not with <c>max_concurrency</c>
+    /// set or <c>metrics_path</c> off.
+    /// </summary>
+    private async Task WatchEngineAsync(BackendState state, CancellationToken token)
+    {
+        var quietUntil = 0L;
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(EngineReadInterval, time, token).ConfigureAwait(false);
+                if (state.Config is not { MaxConcurrency: null, MetricsPath: { } path } config || state.InFlight < 2 || time.GetTimestamp() < quietUntil)
+                {
+                    continue;
+                }
+                if (await ReadEngineAsync(config, path, token).ConfigureAwait(false) is var (running, waiting))
+                {
+                    var before = state.LearnedConcurrency;
+                    state.ObserveEngine(running, waiting);
+                    if (state.LearnedConcurrency is int learned && learned != before)
+                    {
+                        if (before is null)
+                        {
+                            LogEngineBatch(logger, state.Service, state.Model, config.Id, learned, running, waiting);
+                        }
+                        else
+                        {
+                            LogEngineBatchChanged(logger, state.Service, state.Model, config.Id, learned, running, waiting);
+                        }
+                    }
+                }
+                else
+                {
+                    quietUntil = time.GetTimestamp() + (long)(EngineRetryInterval.TotalSeconds * time.TimestampFrequency);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>The engine's (running, waiting) from `GET {url}{metrics_path}`; null when it has none to give.</summary>
+    internal async Task<(int Running, int Waiting)?> ReadEngineAsync(BackendConfig config, string path, CancellationToken stopping)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        timeout.CancelAfter(settings.HealthCheckTimeout);
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, config.Url + path);
+            request.Headers.TryAddWithoutValidation("User-Agent", "EdgeProxy-HealthCheck/1.0");
+            if (UpstreamAuthModes.Header(config, settings) is (string name, var value))
+            {
+                request.Headers.TryAddWithoutValidation(name, value);
+            }
+            using var response = await healthClient.SendAsync(request, timeout.Token).ConfigureAwait(false);
+            if ((int)response.StatusCode is < 200 or >= 300)
+            {
+                return null;
+            }
+            var body = await response.Content.ReadAsStreamAsync(timeout.Token).ConfigureAwait(false);
+            var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(64 * 1024);
+            try
+            {
+                var text = new System.Text.StringBuilder();
+                for (var total = 0; total < EngineMetricsMaxBytes;)
+                {
+                    var read = await body.ReadAsync(buffer, timeout.Token).ConfigureAwait(false);
+                    if (read == 0)
+                    {
+                        break;
+                    }
+                    text.Append(System.Text.Encoding.Latin1.GetString(buffer, 0, read));
+                    total += read;
+                }
+                return EngineMetrics.Read(text.ToString());
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or IOException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>A short, address-free reason for the status page ("connection refused", "timeout").</summary>
     private static string Describe(Exception ex)
     {
@@ -211,5 +315,7 @@ internal sealed partial class ActiveHealthChecker(
     private sealed record Probe(BackendState State, CancellationTokenSource Cancellation)
     {
         public Task Loop { get; set; } = Task.CompletedTask;
+
+        public Task EngineLoop { get; set; } = Task.CompletedTask;
     }
 }

@@ -33,6 +33,9 @@ internal sealed class BackendState
 
     private int _inFlight;
     private int _capacity;
+    private int _limit;
+    private int _learned;
+    private int _homeCapacity;
     private long _requests;
     private long _errors;
 
@@ -43,7 +46,7 @@ internal sealed class BackendState
         Model = model;
         Config = config;
         _policy = policy;
-        _capacity = capacity;
+        _capacity = _limit = _homeCapacity = capacity;
         _time = time;
         Stats = new BackendStats(time);
         Series = new RequestSeries(service, model, config.Id, Stats);
@@ -95,14 +98,66 @@ internal sealed class BackendState
     {
         Config = config;
         _policy = policy;
-        Volatile.Write(ref _capacity, capacity);
+        Volatile.Write(ref _limit, capacity);
+        ApplyCapacity();
     }
 
-    /// <summary>Requests this backend may hold at once (see <see cref="TryStart"/>).</summary>
+    /// <summary>Requests this backend may hold at once (see <see cref="TryStart"/>): its configured limit, or the batch size its engine showed, the smaller.</summary>
     public int Capacity => Volatile.Read(ref _capacity);
+
+    /// <summary>The batch size learnt from the engine's own metrics (<see cref="ObserveEngine"/>); null until the engine has queued a request, or with <c>max_concurrency</c> set.</summary>
+    public int? LearnedConcurrency => Config.MaxConcurrency is null && Volatile.Read(ref _learned) is > 0 and var learned ? learned : null;
+
+    /// <summary>
+    /// What the engine reported of its batch: sequences running and requests waiting in its own queue.
+    /// An engine that queues while running N serves N at once, so the gateway sends it at most N and
+    /// lets the rest wait in the model's line, where the first backend with a free slot takes them;
+    /// an engine that runs everything it was sent while the gateway holds it at that limit gets one
+    /// more. <c>max_concurrency</c>, when set, is the operator's word and is not learnt over.
+    /// </summary>
+    public void ObserveEngine(int running, int waiting)
+    {
+        if (Config.MaxConcurrency is not null)
+        {
+            return;
+        }
+        var learned = Volatile.Read(ref _learned);
+        if (waiting > 0 && running > 0)
+        {
+            learned = running;
+        }
+        else if (waiting == 0 && learned > 0 && Volatile.Read(ref _inFlight) >= learned)
+        {
+            learned++;
+        }
+        else
+        {
+            return;
+        }
+        Volatile.Write(ref _learned, learned);
+        ApplyCapacity();
+    }
+
+    private void ApplyCapacity()
+    {
+        var learned = Config.MaxConcurrency is null ? Volatile.Read(ref _learned) : 0;
+        var limit = Volatile.Read(ref _limit);
+        Volatile.Write(ref _capacity, learned > 0 ? Math.Min(limit, learned) : limit);
+        Volatile.Write(ref _homeCapacity, learned > 0 ? Math.Min(limit, learned + Math.Max(1, learned / 4)) : Math.Min(limit, Volatile.Read(ref _capacity)));
+    }
+
+    /// <summary>
+    /// Requests this backend may hold when the request is a conversation coming home to the KV cache
+    /// it left here: a learnt batch plus a quarter (at least one), waiting in the engine's own queue
+    /// for a slot, because elsewhere the whole conversation would be computed again. A configured
+    /// limit is hard: then it is <see cref="Capacity"/>.
+    /// </summary>
+    public int HomeCapacity => Volatile.Read(ref _homeCapacity);
 
     /// <summary>Below its capacity: a pick may choose it (<see cref="TryStart"/> still decides a race).</summary>
     public bool HasRoom => Volatile.Read(ref _inFlight) < Volatile.Read(ref _capacity);
+
+    private bool HasRoomFor(bool home) => Volatile.Read(ref _inFlight) < (home ? Volatile.Read(ref _homeCapacity) : Volatile.Read(ref _capacity));
 
     /// <summary>True while passive health keeps this backend out (until its back-off ends and a trial succeeds).</summary>
     public bool IsEjected => Volatile.Read(ref _ejectedUntil) != 0;
@@ -127,9 +182,9 @@ internal sealed class BackendState
     /// capacity and past a Retry-After it asked for; unhealthy ones may not; an ejected one may take exactly one half-open trial once its
     /// back-off has passed.
     /// </summary>
-    public Admission TryAdmit(long now)
+    public Admission TryAdmit(long now, bool home = false)
     {
-        if (Volatile.Read(ref _status) == (int)HealthStatus.Unhealthy || !HasRoom || now < Volatile.Read(ref _heldUntil))
+        if (Volatile.Read(ref _status) == (int)HealthStatus.Unhealthy || !HasRoomFor(home) || now < Volatile.Read(ref _heldUntil))
         {
             return Admission.Refused;
         }
@@ -150,7 +205,7 @@ internal sealed class BackendState
     /// load-aware picks look at every candidate but admit only the one they choose, so an ejected
     /// backend's one trial is not used up by a backend that was merely compared.
     /// </summary>
-    public bool MayAdmit(long now) => HasRoom && HealthAdmits(now);
+    public bool MayAdmit(long now, bool home = false) => HasRoomFor(home) && HealthAdmits(now);
 
     /// <summary>Whether health alone would admit now (<see cref="MayAdmit"/> without the capacity).</summary>
     public bool HealthAdmits(long now)
@@ -231,12 +286,12 @@ internal sealed class BackendState
     /// Counts a request in flight unless the backend is at its capacity (false: a racing pick took
     /// the last slot). Lock-free: a compare-and-swap on the in-flight count.
     /// </summary>
-    public bool TryStart()
+    public bool TryStart(bool home = false)
     {
         var seen = Volatile.Read(ref _inFlight);
         while (true)
         {
-            if (seen >= Volatile.Read(ref _capacity))
+            if (seen >= (home ? Volatile.Read(ref _homeCapacity) : Volatile.Read(ref _capacity)))
             {
                 return false;
             }

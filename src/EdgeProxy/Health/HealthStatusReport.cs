@@ -49,6 +49,7 @@ internal static class HealthStatusReport
                 Url = state.Config.Url,
                 Weight = state.Config.Weight,
                 MaxConcurrency = state.Config.MaxConcurrency,
+                LearnedConcurrency = state.LearnedConcurrency,
                 TlsSkipVerify = state.Config.TlsSkipVerify,
                 Status = status switch { HealthStatus.Healthy => "healthy", HealthStatus.Unhealthy => "unhealthy", _ => "unknown" },
                 Ejected = state.IsEjected,
@@ -164,6 +165,10 @@ internal sealed record BackendStatus
     /// <summary>`max_concurrency` from backends.json; absent when not set.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public int? MaxConcurrency { get; init; }
+
+    /// <summary>The batch size learnt from the engine's metrics when `max_concurrency` is not set; absent until learnt.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? LearnedConcurrency { get; init; }
 
     /// <summary>The backend's certificate is not verified (`tls_skip_verify`); only present when true.</summary>
     [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]

@@ -27,6 +27,17 @@ internal sealed class HoldingBackend : LoopbackServer
 
     public int Served => Volatile.Read(ref _served);
 
+    /// <summary>
+    /// When set, `GET /metrics` answers as a vLLM engine with this many slots would: the requests it
+    /// holds up to this many are running, the rest waiting.
+    /// </summary>
+    public int? EngineSlots { get; init; }
+
+    /// <summary>`GET /metrics` requests answered.</summary>
+    public int MetricsReads => Volatile.Read(ref _metricsReads);
+
+    private int _metricsReads;
+
     /// <summary>Answers the held requests and every later one at once.</summary>
     public void Release() => _released.TrySetResult();
 
@@ -52,9 +63,24 @@ internal sealed class HoldingBackend : LoopbackServer
                         filled += read;
                         continue;
                     }
-                    var isHealth = Encoding.ASCII.GetString(buffer, 0, end).StartsWith("GET /health", StringComparison.Ordinal);
+                    var head = Encoding.ASCII.GetString(buffer, 0, end);
+                    var isHealth = head.StartsWith("GET /health", StringComparison.Ordinal);
                     buffer.AsSpan(end + 4, filled - end - 4).CopyTo(buffer);
                     filled -= end + 4;
+                    if (head.StartsWith("GET /metrics ", StringComparison.Ordinal) && !head.Contains("X-Forwarded-For", StringComparison.Ordinal))
+                    {
+                        if (EngineSlots is not int slots)
+                        {
+                            await stream.WriteAsync("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"u8.ToArray(), Stopping);
+                            continue;
+                        }
+                        Interlocked.Increment(ref _metricsReads);
+                        var held = InFlight;
+                        var text = $"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{model_name=\"m\"}} {Math.Min(held, slots)}.0\n"
+                            + $"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{{model_name=\"m\"}} {Math.Max(0, held - slots)}.0\n";
+                        await stream.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {text.Length}\r\n\r\n{text}"), Stopping);
+                        continue;
+                    }
                     if (!isHealth)
                     {
                         await HoldAsync();

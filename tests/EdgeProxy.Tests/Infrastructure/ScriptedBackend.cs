@@ -57,13 +57,20 @@ internal sealed class ScriptedBackend : LoopbackServer
                         continue;
                     }
                     var check = HealthyChecks && buffer.AsSpan(0, end).StartsWith("GET /health "u8);
+                    // The gateway reads a busy backend's engine metrics: this backend has none (not a request to count).
+                    var metrics = buffer.AsSpan(0, end).StartsWith("GET /metrics "u8) && buffer.AsSpan(0, end).IndexOf("X-Forwarded-For"u8) < 0;
                     var consumed = end + 4 + length;
-                    if (KeepBodies && !check)
+                    if (KeepBodies && !check && !metrics)
                     {
                         Bodies.Enqueue(Encoding.UTF8.GetString(buffer, end + 4, length));
                     }
                     buffer.AsSpan(consumed, filled - consumed).CopyTo(buffer);
                     filled -= consumed;
+                    if (metrics)
+                    {
+                        await stream.WriteAsync("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"u8.ToArray(), Stopping);
+                        continue;
+                    }
                     if (check)
                     {
                         await stream.WriteAsync("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray(), Stopping);

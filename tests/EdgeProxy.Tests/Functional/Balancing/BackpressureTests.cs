@@ -108,6 +108,38 @@ public sealed class BackpressureTests
         Assert.Equal(2, backend.Served);
     }
 
+    /// <summary>
+    /// No max_concurrency: the gateway reads the engine's metrics while it is busy, and once the
+    /// engine queues it sends it no more than it batches; later requests wait in the gateway's line
+    /// (where any backend's free slot could take them) and are all answered.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(GatewayVariant.All), MemberType = typeof(GatewayVariant))]
+    [Trait(Matrix.Trait, Matrix.Variants)]
+    public async Task An_engine_that_queues_is_sent_no_more_than_it_batches(string variant)
+    {
+        using var backend = new HoldingBackend { EngineSlots = 2 };
+        await using var gateway = await StartAsync(variant, backend, maxConcurrency: null, maxQueue: 16, queueTimeout: 30);
+
+        var first = Enumerable.Range(0, 5).Select(i => SendAsync(gateway, $"first-{i}")).ToArray();
+        await Poll.UntilAsync(() => backend.InFlight == 5, Deadline, "five requests at the engine (nothing learnt yet)");
+        await Poll.UntilAsync(async () => (await BackendAsync(gateway))["learned_concurrency"]?.GetValue<int>() == 2, Deadline, "the engine's batch of 2 learnt");
+        await Poll.UntilAsync(() => gateway.Output.Lines.Any(l => l.Contains("engine batches 2 requests at once", StringComparison.Ordinal)), Deadline, "the log saying so");
+
+        var later = Enumerable.Range(0, 3).Select(i => SendAsync(gateway, $"later-{i}")).ToArray();
+        await Poll.UntilAsync(async () => (await QueueAsync(gateway))["waiting"]!.GetValue<int>() == 3, Deadline, "three later requests in the gateway's line");
+        Assert.Equal(5, backend.InFlight);
+
+        backend.Release();
+        Assert.All(await Task.WhenAll(first.Concat(later)), r => Assert.True(r.Status == 200, r.ToString()));
+        Assert.Equal(8, backend.Served);
+        Assert.True(backend.MetricsReads > 0);
+        await AssertBackendBlamelessAsync(gateway);
+    }
+
+    private static async Task<JsonNode> BackendAsync(GatewayProcess gateway)
+        => JsonNode.Parse(await gateway.Client.GetStringAsync(gateway.BaseUrl + "/api/health/status"))!["data"]!["svc"]!["m"]![0]!;
+
     private static async Task<GatewayProcess> StartAsync(string variant, HoldingBackend backend, int? maxConcurrency, int maxQueue, double queueTimeout, int? maxConnections = null)
     {
         var json = JsonNode.Parse(BackendsJson.For("svc", "m", ("busy", backend.Url, 1)))!;

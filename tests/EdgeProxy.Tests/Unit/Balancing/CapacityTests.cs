@@ -29,6 +29,59 @@ public sealed class CapacityTests
     }
 
     [Fact]
+    public void An_engine_that_queues_sets_the_capacity_to_its_batch_and_one_that_keeps_up_gets_more()
+    {
+        var route = Route([null, 4], maxConnections: 100);
+        var (learner, fixedOne) = (route.Backends[0].State, route.Backends[1].State);
+
+        // Nothing waiting in the engine: nothing learnt, the capacity stays MAX_CONNECTIONS.
+        learner.ObserveEngine(running: 3, waiting: 0);
+        Assert.Null(learner.LearnedConcurrency);
+        Assert.Equal(100, learner.Capacity);
+
+        // Queueing while running 8: the engine batches 8.
+        learner.ObserveEngine(running: 8, waiting: 2);
+        Assert.Equal(8, learner.LearnedConcurrency);
+        Assert.Equal(8, learner.Capacity);
+        for (var i = 0; i < 8; i++)
+        {
+            Assert.True(learner.TryStart());
+        }
+        Assert.False(learner.TryStart());
+        // A conversation coming home to its KV cache may wait in the engine's queue: up to 8 + 8/4.
+        Assert.Equal(10, learner.HomeCapacity);
+        Assert.True(learner.TryStart(home: true));
+        Assert.True(learner.TryStart(home: true));
+        Assert.False(learner.TryStart(home: true));
+        learner.OnRequestEnd(error: false);
+        learner.OnRequestEnd(error: false);
+
+        // At its limit and the engine runs all of it with none waiting: one more.
+        learner.ObserveEngine(running: 8, waiting: 0);
+        Assert.Equal(9, learner.Capacity);
+        Assert.True(learner.TryStart());
+        // Below the limit, an empty engine queue says nothing new.
+        learner.OnRequestEnd(error: false);
+        learner.OnRequestEnd(error: false);
+        learner.ObserveEngine(running: 7, waiting: 0);
+        Assert.Equal(9, learner.Capacity);
+        // Queueing again with fewer running (its KV cache is fuller): the limit follows it down.
+        learner.ObserveEngine(running: 6, waiting: 1);
+        Assert.Equal(6, learner.Capacity);
+        // An engine that reports waiting but runs nothing (starting up) teaches nothing.
+        learner.ObserveEngine(running: 0, waiting: 5);
+        Assert.Equal(6, learner.Capacity);
+
+        // max_concurrency is the operator's word: never learnt over, and MAX_CONNECTIONS still bounds a learnt limit.
+        fixedOne.ObserveEngine(running: 2, waiting: 3);
+        Assert.Null(fixedOne.LearnedConcurrency);
+        Assert.Equal(4, fixedOne.Capacity);
+        Assert.Equal(4, fixedOne.HomeCapacity);
+        learner.ObserveEngine(running: 500, waiting: 1);
+        Assert.Equal(100, learner.Capacity);
+    }
+
+    [Fact]
     public void Starts_never_exceed_capacity_even_when_racing()
     {
         var state = Route([8]).Backends[0].State;

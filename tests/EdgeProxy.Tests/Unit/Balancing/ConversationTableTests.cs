@@ -86,6 +86,37 @@ public sealed class ConversationTableTests
     }
 
     [Fact]
+    public void A_conversation_comes_home_over_a_learnt_batch_but_a_new_one_waits_for_room()
+    {
+        var route = BalancingFixtures.Route(_time, new AffinityConfig(AffinityKind.Prefix), BalancePolicy.RoundRobin, [1, 1]);
+        var now = _time.GetTimestamp();
+        var key = BalancingFixtures.IpKey(7);
+        var home = BackendSelector.Select(route, key, 0, now, allowPanic: true, opening: key).Index;
+        var other = 1 - home;
+
+        // Both engines batch 4 and both are full (the model's bound is not what stops anyone here).
+        foreach (var entry in route.Backends)
+        {
+            entry.State.ObserveEngine(running: 4, waiting: 1);
+        }
+        BalancingFixtures.SetLoad(route, 4, 4);
+        Assert.All(route.Backends, b => Assert.Equal(4, b.State.Capacity));
+
+        // The conversation goes back to its cache and waits there (4 + 1 in the engine's queue).
+        var pick = BackendSelector.Select(route, key, 0, now, allowPanic: true, opening: key);
+        Assert.Equal(home, pick.Index);
+        Assert.True(pick.Home);
+        Assert.True(route.Backends[home].State.TryStart(pick.Home));
+        // Not further: its home at 4 + 1 is full for it too; it would go on along its order, but that one is full.
+        Assert.False(BackendSelector.Select(route, key, 0, now, allowPanic: true, opening: key).Found);
+        Assert.True(BackendSelector.IsBusy(route, 0, now, allowPanic: true));
+        // A new conversation has no cache to come home to: it waits in the gateway's line for a slot anywhere.
+        Assert.False(BackendSelector.Select(route, BalancingFixtures.IpKey(8), 0, now, allowPanic: true, opening: BalancingFixtures.IpKey(8)).Found);
+        route.Backends[other].State.OnRequestEnd(error: false);
+        Assert.Equal(other, BackendSelector.Select(route, BalancingFixtures.IpKey(8), 0, now, allowPanic: true, opening: BalancingFixtures.IpKey(8)).Index);
+    }
+
+    [Fact]
     public void A_conversation_that_failed_over_stays_where_its_cache_now_is()
     {
         var route = BalancingFixtures.Route(_time, new AffinityConfig(AffinityKind.Prefix), BalancePolicy.RoundRobin, [1, 1, 1]);

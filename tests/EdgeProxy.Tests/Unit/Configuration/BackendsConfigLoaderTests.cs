@@ -288,6 +288,8 @@ public sealed class BackendsConfigLoaderTests
         { "health_path relative", WithBackends(Backend("\"health_path\": \"health\"")), B + "[0].health_path", "starting with '/'" },
         { "health_path with space", WithBackends(Backend("\"health_path\": \"/he alth\"")), B + "[0].health_path", "starting with '/'" },
         { "health_path not a string", WithBackends(Backend("\"health_path\": 200")), B + "[0].health_path", "starting with '/'" },
+        { "metrics_path relative", WithBackends(Backend("\"metrics_path\": \"metrics\"")), B + "[0].metrics_path", "starting with '/' or \"\" (off)" },
+        { "metrics_path false", WithBackends(Backend("\"metrics_path\": false")), B + "[0].metrics_path", "found false" },
         { "backends not an array", """{"services": {"svc": {"models": {"m": {"backends": {}}}}}}""", B, "expected an array" },
         { "backends missing", """{"services": {"svc": {"models": {"m": {}}}}}""", B, "is required" },
         { "model not an object", """{"services": {"svc": {"models": {"m": []}}}}""", "services.svc.models.m", "expected an object" },
@@ -569,6 +571,17 @@ public sealed class BackendsConfigLoaderTests
     {
         var backend = Parse(WithBackends(Backend("\"health_path\": \"/v1/models?probe=1\""))).Services[0].Models[0].Backends[0];
         Assert.Equal("/v1/models?probe=1", backend.HealthPath);
+    }
+
+    [Theory]
+    [InlineData("", "/metrics")]
+    [InlineData("\"metrics_path\": null", "/metrics")]
+    [InlineData("\"metrics_path\": \"/prometheus\"", "/prometheus")]
+    [InlineData("\"metrics_path\": \"\"", null)]
+    public void Metrics_path_defaults_to_metrics_and_empty_turns_it_off(string field, string? expected)
+    {
+        var backend = Parse(WithBackends(field.Length == 0 ? Backend() : Backend(field))).Services[0].Models[0].Backends[0];
+        Assert.Equal(expected, backend.MetricsPath);
     }
 
     // ---- LoadFile --------------------------------------------------------------------------------
