@@ -132,12 +132,7 @@ internal sealed partial class ActiveHealthChecker(
         try
         {
             var config = state.Config;
-            using var request = new HttpRequestMessage(HttpMethod.Get, config.Url + config.HealthPath);
-            request.Headers.TryAddWithoutValidation("User-Agent", "EdgeProxy-HealthCheck/1.0");
-            if (UpstreamAuthModes.Header(config, settings) is (string name, var value))
-            {
-                request.Headers.TryAddWithoutValidation(name, value);
-            }
+            using var request = ProbeRequest(config, config.HealthPath);
             using var response = await healthClient.SendAsync(request, timeout.Token).ConfigureAwait(false);
             // Drain a bounded amount so the connection can be reused.
             var body = await response.Content.ReadAsStreamAsync(timeout.Token).ConfigureAwait(false);
@@ -174,6 +169,18 @@ internal sealed partial class ActiveHealthChecker(
             LogCheckFailed(logger, state.Service, state.Model, state.Config.Id, detail, elapsed);
         }
         state.ReportCheck(passed, Math.Round(elapsed, 2), detail);
+    }
+
+    /// <summary>The gateway's own GET of <paramref name="path"/> on a backend (a check or its metrics), with the backend's upstream key.</summary>
+    private HttpRequestMessage ProbeRequest(BackendConfig config, string path)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, config.Url + path);
+        request.Headers.TryAddWithoutValidation("User-Agent", "EdgeProxy-HealthCheck/1.0");
+        if (UpstreamAuthModes.Header(config, settings) is (string name, var value))
+        {
+            request.Headers.TryAddWithoutValidation(name, value);
+        }
+        return request;
     }
 
     /// <summary>How often a busy backend's engine metrics are read.</summary>
@@ -236,12 +243,7 @@ internal sealed partial class ActiveHealthChecker(
         timeout.CancelAfter(settings.HealthCheckTimeout);
         try
         {
-            using var request = new HttpRequestMessage(HttpMethod.Get, config.Url + path);
-            request.Headers.TryAddWithoutValidation("User-Agent", "EdgeProxy-HealthCheck/1.0");
-            if (UpstreamAuthModes.Header(config, settings) is (string name, var value))
-            {
-                request.Headers.TryAddWithoutValidation(name, value);
-            }
+            using var request = ProbeRequest(config, path);
             using var response = await healthClient.SendAsync(request, timeout.Token).ConfigureAwait(false);
             if ((int)response.StatusCode is < 200 or >= 300)
             {

@@ -64,7 +64,7 @@ public sealed class RefusalRetryTests
     /// Head and body in one write: the fast path keeps a body for a replay when it arrived with the
     /// head (one it streams as it comes is not kept; the general path keeps any within RETRY_BUFFER_KB).
     /// </summary>
-    private static async Task<RawResponse> SendWholeAsync(int port, string head, byte[]? body)
+    internal static async Task<RawResponse> SendWholeAsync(int port, string head, byte[]? body)
     {
         await using var connection = await RawConnection.OpenAsync(port);
         await connection.WriteAsync([.. RawHttp.Head(head), .. body ?? []]);
@@ -216,13 +216,10 @@ public sealed class DroppedRequestRetryTests
         Assert.Equal(2, dropper.Requests - before + second.Requests);
     }
 
-    private static async Task<RawResponse> PostAsync(int port, string target, string body)
-    {
-        var bytes = Encoding.ASCII.GetBytes(body);
-        await using var connection = await RawConnection.OpenAsync(port);
-        await connection.WriteAsync([.. RawHttp.Head($"POST {target} HTTP/1.1\nHost: gw\nAuthorization: Bearer {Key}\nContent-Type: application/json\nContent-Length: {bytes.Length}\nConnection: close"), .. bytes]);
-        return await connection.ReadResponseAsync();
-    }
+    private static Task<RawResponse> PostAsync(int port, string target, string body)
+        => RefusalRetryTests.SendWholeAsync(port,
+            $"POST {target} HTTP/1.1\nHost: gw\nAuthorization: Bearer {Key}\nContent-Type: application/json\nContent-Length: {body.Length}\nConnection: close",
+            Encoding.ASCII.GetBytes(body));
 
     private static Task<GatewayProcess> StartAsync(string variant, ScriptedBackend first, ScriptedBackend second)
     {
