@@ -197,7 +197,7 @@ internal sealed class Http1Connection : IDisposable
         {
             return;   // already back (each exchange frees its pool slot exactly once)
         }
-        if (keepAlive && _start == _end && !_notReusable && _socket.LooksAlive())
+        if (keepAlive && _start == _end && !_notReusable && _socket.SeemsAlive())
         {
             _start = _end = 0;
             _pool.Return(this);

@@ -21,6 +21,13 @@ internal abstract class UpstreamSocket : IDisposable
     public abstract bool LooksAlive();
 
     /// <summary>
+    /// <see cref="LooksAlive"/> as far as the socket's readiness is known without asking the kernel
+    /// (the epoll socket asks only after an edge since its last drain). It can miss bytes that just
+    /// arrived, so it only answers early: the connection is checked with <see cref="LooksAlive"/> again before reuse.
+    /// </summary>
+    public virtual bool SeemsAlive() => LooksAlive();
+
+    /// <summary>
     /// While the connection idles in its pool: calls <paramref name="onReadable"/> (at most once, on
     /// any thread) when bytes, a FIN or an error arrive. It may also be called after the connection
     /// was taken again, when the next response arrives; the callee tells the two apart.
@@ -265,6 +272,22 @@ internal sealed class EpollUpstreamSocket : UpstreamSocket
         try
         {
             return !_socket.PeekKernel();   // not the readiness memory: bytes the loop has not seen yet count
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    public override bool SeemsAlive()
+    {
+        if (_socket.PeerShutdown || _socket.IsClosed)
+        {
+            return false;
+        }
+        try
+        {
+            return !_socket.TryPeek();
         }
         catch (SocketException)
         {

@@ -94,6 +94,9 @@ internal sealed class EpollConnection : ConnectionContext,
         return this;
     }
 
+    /// <summary>The socket as a stream, for a layer that takes over the connection's bytes instead of its pipes (TLS).</summary>
+    internal Stream OpenStream() => new SocketStream(this, _socket);
+
     public override void Abort(ConnectionAbortedException abortReason)
     {
         _abortReason ??= abortReason;

@@ -1,5 +1,6 @@
 using System.Net.Security;
 using System.Security.Authentication;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 
@@ -56,7 +57,13 @@ internal sealed class TlsCertificateStore(string certPath, string keyPath, Serve
     public void Configure(ListenOptions listen)
     {
         listen.Protocols = HttpProtocols.Http1AndHttp2;
-        listen.UseHttps(new TlsHandshakeCallbackOptions { OnConnection = OnConnection });
+        var kestrel = new TlsHandshakeCallbackOptions { OnConnection = OnConnection };
+        // Epoll connections take TLS straight on the socket (SocketTls) and continue after Kestrel's
+        // middleware, which serves every other transport; UseHttps also marks the endpoint as TLS for Kestrel.
+        ConnectionDelegate? afterTls = null;
+        listen.Use(SocketTls.Middleware(() => _current.Options, kestrel.HandshakeTimeout, () => afterTls));
+        listen.UseHttps(kestrel);
+        listen.Use(next => afterTls = next);
     }
 
     private static Published Publish(ServerCertificate certificate) => new(certificate, new SslServerAuthenticationOptions

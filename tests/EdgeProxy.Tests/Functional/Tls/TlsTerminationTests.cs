@@ -60,12 +60,34 @@ public sealed class TlsTerminationTests(ITestOutputHelper output)
         Assert.Equal(tls.Leaf.SerialNumber, await tls.ServedSerialAsync());
     }
 
-    [Fact]
-    public async Task Cleartext_on_the_tls_port_is_not_served()
+    [Theory]
+    [MemberData(nameof(GatewayVariant.All), MemberType = typeof(GatewayVariant))]
+    public async Task Cleartext_on_the_tls_port_is_not_served_and_the_connection_is_closed(string variantName)
     {
-        await using var tls = await TlsGateway.StartAsync(BackendsJson.For("svc", "m", ("b1", "http://127.0.0.1:9", 1)));
+        var variant = GatewayVariant.Parse(variantName);
+        await using var tls = await TlsGateway.StartAsync(BackendsJson.For("svc", "m", ("b1", "http://127.0.0.1:9", 1)), variant.Apply());
         using var plain = TestHttp.Create(timeout: TimeSpan.FromSeconds(10));
         await Assert.ThrowsAnyAsync<HttpRequestException>(() => plain.GetAsync($"http://127.0.0.1:{tls.Gateway.Port}/health"));
+
+        // A failed handshake closes the connection without an answer, and the port goes on serving TLS.
+        using var raw = new System.Net.Sockets.TcpClient();
+        await raw.ConnectAsync(IPAddress.Loopback, tls.Gateway.Port);
+        var stream = raw.GetStream();
+        await stream.WriteAsync("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray());
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var answer = new byte[256];
+        int read;
+        try
+        {
+            read = await stream.ReadAsync(answer, deadline.Token);
+        }
+        catch (IOException)
+        {
+            read = 0;   // reset
+        }
+        Assert.Equal(0, read);
+        using var client = tls.Pki.CreateClient();
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(tls.BaseUrl + "/health")).StatusCode);
     }
 
     [Fact]

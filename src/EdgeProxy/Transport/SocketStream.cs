@@ -1,0 +1,170 @@
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+
+namespace EdgeProxy.Transport;
+
+/// <summary>
+/// The connection's socket as a <see cref="Stream"/>, for a layer that wants a stream under it
+/// (TLS: <see cref="System.Net.Security.SslStream"/>): each read is one receive into the caller's
+/// buffer and each write goes straight to the kernel, so no pipe and no copy sit between the
+/// socket and the TLS records. A zero-byte read waits for readability without taking a buffer (an
+/// idle connection holds none). Failures map as on the connection's pipes: the abort reason, a
+/// reset as <see cref="ConnectionResetException"/>, the rest as <see cref="ConnectionAbortedException"/>.
+/// </summary>
+internal sealed class SocketStream(EpollConnection connection, EpollSocket socket) : Stream
+{
+    private PendingReceive? _receive;
+    private PendingSend? _send;
+
+    private EpollSocket Socket => socket;
+
+    public override bool CanRead => true;
+
+    public override bool CanWrite => true;
+
+    public override bool CanSeek => false;
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<int>(cancellationToken);
+        }
+        if (TryReceive(buffer.Span, out var received))
+        {
+            return new ValueTask<int>(received);
+        }
+        var pending = _receive ??= new PendingReceive(this);
+        pending.Buffer = buffer;
+        return pending.RunAsync(cancellationToken);
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+        var sent = TrySend(buffer.Span);
+        if (sent == buffer.Length)
+        {
+            return ValueTask.CompletedTask;
+        }
+        var pending = _send ??= new PendingSend(this);
+        pending.Rest = buffer[sent..];
+        return new ValueTask(pending.RunAsync(cancellationToken).AsTask());
+    }
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        => WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public override void Flush()
+    {
+    }
+
+    /// <summary>One receive: true with the count (0: the peer's FIN, or a zero-byte read that found the socket readable), false when nothing is there yet.</summary>
+    private bool TryReceive(Span<byte> buffer, out int received)
+    {
+        received = 0;
+        if (connection.AbortReason is { } aborted)
+        {
+            throw aborted;
+        }
+        if (buffer.IsEmpty)
+        {
+            return socket.MaybeReadable;
+        }
+        try
+        {
+            received = socket.TryReceive(buffer);
+        }
+        catch (SocketException ex)
+        {
+            connection.OnPeerClosed();
+            throw Failure(ex);
+        }
+        if (received == 0)
+        {
+            connection.OnPeerClosed();
+        }
+        return received >= 0;
+    }
+
+    /// <summary>Sends as much as the kernel takes: the count (less than asked when it is full).</summary>
+    private int TrySend(ReadOnlySpan<byte> data)
+    {
+        var total = 0;
+        while (total < data.Length)
+        {
+            if (connection.AbortReason is { } aborted)
+            {
+                throw aborted;
+            }
+            int sent;
+            try
+            {
+                sent = socket.TrySend(data[total..]);
+            }
+            catch (SocketException ex)
+            {
+                connection.OnPeerClosed();
+                throw Failure(ex);
+            }
+            if (sent < 0)
+            {
+                break;
+            }
+            total += sent;
+        }
+        return total;
+    }
+
+    private Exception Failure(SocketException ex) => connection.AbortReason
+        ?? (ex.SocketErrorCode is SocketError.ConnectionReset ? new ConnectionResetException(ex.Message, ex) : (Exception)new ConnectionAbortedException(ex.Message, ex));
+
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position
+    {
+        get => throw new NotSupportedException();
+        set => throw new NotSupportedException();
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    /// <summary>The stream's one pending read, retried on each read edge.</summary>
+    private sealed class PendingReceive(SocketStream stream) : ReadinessOperation<int>
+    {
+        public Memory<byte> Buffer { get; set; }
+
+        protected override ValueTask WaitAsync(CancellationToken cancellationToken) => stream.Socket.WaitReadableAsync(cancellationToken);
+
+        protected override bool TryComplete(out int result) => stream.TryReceive(Buffer.Span, out result);
+    }
+
+    /// <summary>The stream's one pending write: the rest goes on each write edge.</summary>
+    private sealed class PendingSend(SocketStream stream) : ReadinessOperation<bool>
+    {
+        public ReadOnlyMemory<byte> Rest { get; set; }
+
+        protected override ValueTask WaitAsync(CancellationToken cancellationToken) => stream.Socket.WaitWritableAsync(cancellationToken);
+
+        protected override bool TryComplete(out bool result)
+        {
+            Rest = Rest[stream.TrySend(Rest.Span)..];
+            result = Rest.IsEmpty;
+            return result;
+        }
+    }
+}
