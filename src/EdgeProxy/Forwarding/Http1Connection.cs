@@ -117,6 +117,7 @@ internal sealed class Http1Connection : IDisposable
             var state = Volatile.Read(ref _state);
             if (state == Idle && Interlocked.CompareExchange(ref _state, InUse, Idle) == Idle)
             {
+                _socket.UnwatchIdle();   // the exchange's own response is not an idle connection's surprise
                 return true;
             }
             if (state == Closed)

@@ -34,6 +34,11 @@ internal abstract class UpstreamSocket : IDisposable
     /// </summary>
     public abstract void WatchIdle(Action<object?> onReadable, object state);
 
+    /// <summary>Stops the idle watch where the socket can (the epoll socket); elsewhere the callee ignores a late call.</summary>
+    public virtual void UnwatchIdle()
+    {
+    }
+
     public abstract void Dispose();
 }
 
@@ -294,6 +299,8 @@ internal sealed class EpollUpstreamSocket : UpstreamSocket
             return false;
         }
     }
+
+    public override void UnwatchIdle() => _socket.WatchReadable(null);
 
     public override void WatchIdle(Action<object?> onReadable, object state)
     {

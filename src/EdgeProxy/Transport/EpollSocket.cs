@@ -76,7 +76,12 @@ internal sealed unsafe class EpollSocket : IDisposable
         {
             _peerShutdown = true;
         }
-        if ((events & (Libc.EPOLLIN | Libc.EPOLLRDHUP | Libc.EPOLLHUP | Libc.EPOLLERR)) != 0)
+        var readSide = (events & (Libc.EPOLLIN | Libc.EPOLLRDHUP | Libc.EPOLLHUP | Libc.EPOLLERR)) != 0;
+        // The watcher this edge is for was registered before it: one that the woken reader registers
+        // while it runs (a connection going back to its pool after reading the response this edge
+        // announced) waits for the next edge.
+        var watcher = readSide && _readableWatcher is not null ? Interlocked.Exchange(ref _readableWatcher, null) : null;
+        if (readSide)
         {
             _read.Signal();
         }
@@ -88,10 +93,7 @@ internal sealed unsafe class EpollSocket : IDisposable
         {
             Listener?.OnPeerClosed();
         }
-        if ((events & (Libc.EPOLLIN | Libc.EPOLLRDHUP | Libc.EPOLLHUP | Libc.EPOLLERR)) != 0 && _readableWatcher is not null)
-        {
-            Interlocked.Exchange(ref _readableWatcher, null)?.OnReadable();
-        }
+        watcher?.OnReadable();
     }
 
     private IReadableWatcher? _readableWatcher;

@@ -13,6 +13,15 @@ internal static class AbortBounds
 
     public const double ColdMs = 500;
 
+    /// <summary>Milliseconds from <paramref name="closedAt"/> (Stopwatch ticks) to the backend's record of the abort of <paramref name="tag"/>.</summary>
+    public static async Task<double> DelayAsync(BackendProcess backend, string tag, long closedAt)
+    {
+        long? abortTicks = null;
+        await Poll.UntilAsync(async () => (abortTicks = (await backend.StatsAsync()).LastAbortTicks(tag)) is not null,
+            TimeSpan.FromSeconds(10), $"the backend to record the abort of {tag}", TimeSpan.FromMilliseconds(20));
+        return (abortTicks!.Value - closedAt) * 1000.0 / System.Diagnostics.Stopwatch.Frequency;
+    }
+
     /// <summary>Asserts <paramref name="delaysMs"/> (client close → backend abort, in order) against the bounds.</summary>
     public static void Check(IReadOnlyList<double> delaysMs, string what)
     {

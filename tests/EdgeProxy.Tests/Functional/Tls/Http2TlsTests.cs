@@ -110,10 +110,7 @@ public sealed class Http2TlsTests(ITestOutputHelper output)
             // Disposing an unfinished HTTP/2 response sends RST_STREAM(CANCEL); the connection stays open.
             var closedAt = Stopwatch.GetTimestamp();
             response.Dispose();
-            long? abortTicks = null;
-            await Poll.UntilAsync(async () => (abortTicks = (await backend.StatsAsync()).LastAbortTicks(tag)) is not null,
-                TimeSpan.FromSeconds(10), $"the backend to record the abort of {tag}", TimeSpan.FromMilliseconds(20));
-            delays.Add((abortTicks!.Value - closedAt) * 1000.0 / Stopwatch.Frequency);
+            delays.Add(await AbortBounds.DelayAsync(backend, tag, closedAt));
 
             // Another stream on the same connection still works.
             using var ok = await client.GetAsync($"{tls.BaseUrl}/svc/m/v1/models", deadline.Token);

@@ -36,10 +36,7 @@ public sealed class TlsClientDisconnectTests(ITestOutputHelper output)
             var closedAt = Stopwatch.GetTimestamp();
             response.Dispose();
             client.Dispose();
-            long? abortTicks = null;
-            await Poll.UntilAsync(async () => (abortTicks = (await backend.StatsAsync()).LastAbortTicks(tag)) is not null,
-                TimeSpan.FromSeconds(10), $"the backend to record the abort of {tag}", TimeSpan.FromMilliseconds(20));
-            delays.Add((abortTicks!.Value - closedAt) * 1000.0 / Stopwatch.Frequency);
+            delays.Add(await AbortBounds.DelayAsync(backend, tag, closedAt));
         }
         output.WriteLine($"{variant}: client close over TLS -> upstream abort: {string.Join(", ", delays.Select(d => d.ToString("0.0")))} ms");
         AbortBounds.Check(delays, "the TLS client closed");
