@@ -90,6 +90,44 @@ public sealed class TlsTerminationTests(ITestOutputHelper output)
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(tls.BaseUrl + "/health")).StatusCode);
     }
 
+    [Theory]
+    [MemberData(nameof(GatewayVariant.All), MemberType = typeof(GatewayVariant))]
+    public async Task Large_bodies_cross_tls_intact_both_ways_with_a_reader_that_pauses(string variantName)
+    {
+        const long download = 32L << 20;
+        const long upload = 8L << 20;
+        var variant = GatewayVariant.Parse(variantName);
+        await using var backend = await BackendProcess.StartAsync("b1");
+        await using var tls = await TlsGateway.StartAsync(BackendsJson.For("svc", "m", ("b1", backend.Url, 1)), variant.Apply());
+        using var client = tls.Pki.CreateClient(HttpVersion.Version11);
+        client.Timeout = TimeSpan.FromSeconds(60);
+
+        // The client stops reading after the first bytes, so the gateway's sends fill the socket and wait for room.
+        using (var response = await client.GetAsync($"{tls.BaseUrl}/svc/m/download?bytes={download}", HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var body = await response.Content.ReadAsStreamAsync();
+            var first = new byte[1];
+            Assert.Equal(1, await body.ReadAsync(first));
+            await Task.Delay(500);
+            var (rest, _) = await Bodies.HashAsync(body);
+            Assert.Equal(download, 1 + rest);
+        }
+        using (var response = await client.GetAsync($"{tls.BaseUrl}/svc/m/download?bytes={download}&chunked=1", HttpCompletionOption.ResponseHeadersRead))
+        {
+            var (length, sha) = await Bodies.HashAsync(await response.Content.ReadAsStreamAsync());
+            Assert.Equal(download, length);
+            Assert.Equal(Bodies.DownloadPatternSha256(download), sha);
+        }
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"{tls.BaseUrl}/svc/m/echo/upload") { Content = new PatternContent(upload, announceLength: true) };
+        using var echoed = await client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, echoed.StatusCode);
+        var echo = await EchoBody.ReadAsync(echoed);
+        Assert.Equal(upload, echo.BodyLength);
+        Assert.Equal(Bodies.DownloadPatternSha256(upload), echo.BodySha256);
+    }
+
     [Fact]
     public async Task Tls_port_adds_a_tls_listener_and_port_stays_cleartext()
     {
