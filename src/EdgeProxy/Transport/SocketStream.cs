@@ -8,7 +8,8 @@ namespace EdgeProxy.Transport;
 /// (TLS: <see cref="System.Net.Security.SslStream"/>): each read is one receive into the caller's
 /// buffer and each write goes straight to the kernel, so no pipe and no copy sit between the
 /// socket and the TLS records. A zero-byte read waits for readability without taking a buffer (an
-/// idle connection holds none). Failures map as on the connection's pipes: the abort reason, a
+/// idle connection holds none); like the pipe reader's wait, it trusts the readiness memory, so on
+/// a socket not yet found empty it returns at once and the read that follows finds out. Failures map as on the connection's pipes: the abort reason, a
 /// reset as <see cref="ConnectionResetException"/>, the rest as <see cref="ConnectionAbortedException"/>.
 /// </summary>
 internal sealed class SocketStream(EpollConnection connection, EpollSocket socket) : Stream
@@ -129,7 +130,20 @@ internal sealed class SocketStream(EpollConnection connection, EpollSocket socke
 
     public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    /// <summary>
+    /// A synchronous write, which only a pipe writer completing with bytes it had not flushed makes
+    /// (Kestrel flushes before it completes): what the kernel takes at once. Waiting for room here
+    /// could block the loop thread, so the rest fails as a send to a peer that stopped reading does.
+    /// </summary>
+    public override void Write(ReadOnlySpan<byte> buffer)
+    {
+        if (TrySend(buffer) < buffer.Length)
+        {
+            throw new IOException("The peer is not taking the connection's last bytes.");
+        }
+    }
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
     public override long Length => throw new NotSupportedException();
 
