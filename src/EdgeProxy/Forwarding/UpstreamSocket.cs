@@ -268,23 +268,12 @@ internal sealed class EpollUpstreamSocket : UpstreamSocket
         }
     }
 
-    public override bool LooksAlive()
-    {
-        if (_socket.PeerShutdown || _socket.IsClosed)
-        {
-            return false;
-        }
-        try
-        {
-            return !_socket.PeekKernel();   // not the readiness memory: bytes the loop has not seen yet count
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
-    }
+    // Not the readiness memory: bytes the loop has not seen yet count.
+    public override bool LooksAlive() => Alive(askKernel: true);
 
-    public override bool SeemsAlive()
+    public override bool SeemsAlive() => Alive(askKernel: false);
+
+    private bool Alive(bool askKernel)
     {
         if (_socket.PeerShutdown || _socket.IsClosed)
         {
@@ -292,7 +281,7 @@ internal sealed class EpollUpstreamSocket : UpstreamSocket
         }
         try
         {
-            return !_socket.TryPeek();
+            return !(askKernel ? _socket.PeekKernel() : _socket.TryPeek());
         }
         catch (SocketException)
         {

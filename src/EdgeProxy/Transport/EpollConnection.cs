@@ -94,6 +94,10 @@ internal sealed class EpollConnection : ConnectionContext,
         return this;
     }
 
+    /// <summary>What a failed receive or send surfaces as, as in Kestrel's socket transport: the abort reason, a reset as <see cref="ConnectionResetException"/>, the rest as <see cref="ConnectionAbortedException"/>.</summary>
+    internal Exception Failure(System.Net.Sockets.SocketException ex) => _abortReason
+        ?? (ex.SocketErrorCode is System.Net.Sockets.SocketError.ConnectionReset ? new ConnectionResetException(ex.Message, ex) : (Exception)new ConnectionAbortedException(ex.Message, ex));
+
     /// <summary>The socket as a stream, for a layer that takes over the connection's bytes instead of its pipes (TLS).</summary>
     internal Stream OpenStream() => new SocketStream(this, _socket);
 

@@ -121,9 +121,7 @@ internal sealed class SocketPipeReader(EpollConnection connection, EpollSocket s
         }
         catch (SocketException ex)
         {
-            Exception error = connection.AbortReason
-                ?? (ex.SocketErrorCode is SocketError.ConnectionReset ? new ConnectionResetException(ex.Message, ex) : (Exception)new ConnectionAbortedException(ex.Message, ex));
-            throw Fail(error);
+            throw Fail(connection.Failure(ex));
         }
         if (received < 0)
         {

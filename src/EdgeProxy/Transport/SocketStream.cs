@@ -9,15 +9,13 @@ namespace EdgeProxy.Transport;
 /// buffer and each write goes straight to the kernel, so no pipe and no copy sit between the
 /// socket and the TLS records. A zero-byte read waits for readability without taking a buffer (an
 /// idle connection holds none); like the pipe reader's wait, it trusts the readiness memory, so on
-/// a socket not yet found empty it returns at once and the read that follows finds out. Failures map as on the connection's pipes: the abort reason, a
-/// reset as <see cref="ConnectionResetException"/>, the rest as <see cref="ConnectionAbortedException"/>.
+/// a socket not yet found empty it returns at once and the read that follows finds out. Failures
+/// surface as on the connection's pipes (<see cref="EpollConnection.Failure"/>).
 /// </summary>
 internal sealed class SocketStream(EpollConnection connection, EpollSocket socket) : Stream
 {
     private PendingReceive? _receive;
     private PendingSend? _send;
-
-    private EpollSocket Socket => socket;
 
     public override bool CanRead => true;
 
@@ -35,7 +33,7 @@ internal sealed class SocketStream(EpollConnection connection, EpollSocket socke
         {
             return new ValueTask<int>(received);
         }
-        var pending = _receive ??= new PendingReceive(this);
+        var pending = _receive ??= new PendingReceive(this, socket);
         pending.Buffer = buffer;
         return pending.RunAsync(cancellationToken);
     }
@@ -54,9 +52,9 @@ internal sealed class SocketStream(EpollConnection connection, EpollSocket socke
         {
             return ValueTask.CompletedTask;
         }
-        var pending = _send ??= new PendingSend(this);
+        var pending = _send ??= new PendingSend(this, socket);
         pending.Rest = buffer[sent..];
-        return new ValueTask(pending.RunAsync(cancellationToken).AsTask());
+        return pending.RunUntypedAsync(cancellationToken);
     }
 
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
@@ -87,7 +85,7 @@ internal sealed class SocketStream(EpollConnection connection, EpollSocket socke
         catch (SocketException ex)
         {
             connection.OnPeerClosed();
-            throw Failure(ex);
+            throw connection.Failure(ex);
         }
         if (received == 0)
         {
@@ -114,7 +112,7 @@ internal sealed class SocketStream(EpollConnection connection, EpollSocket socke
             catch (SocketException ex)
             {
                 connection.OnPeerClosed();
-                throw Failure(ex);
+                throw connection.Failure(ex);
             }
             if (sent < 0)
             {
@@ -124,9 +122,6 @@ internal sealed class SocketStream(EpollConnection connection, EpollSocket socke
         }
         return total;
     }
-
-    private Exception Failure(SocketException ex) => connection.AbortReason
-        ?? (ex.SocketErrorCode is SocketError.ConnectionReset ? new ConnectionResetException(ex.Message, ex) : (Exception)new ConnectionAbortedException(ex.Message, ex));
 
     public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
@@ -158,21 +153,21 @@ internal sealed class SocketStream(EpollConnection connection, EpollSocket socke
     public override void SetLength(long value) => throw new NotSupportedException();
 
     /// <summary>The stream's one pending read, retried on each read edge.</summary>
-    private sealed class PendingReceive(SocketStream stream) : ReadinessOperation<int>
+    private sealed class PendingReceive(SocketStream stream, EpollSocket socket) : ReadinessOperation<int>
     {
         public Memory<byte> Buffer { get; set; }
 
-        protected override ValueTask WaitAsync(CancellationToken cancellationToken) => stream.Socket.WaitReadableAsync(cancellationToken);
+        protected override ValueTask WaitAsync(CancellationToken cancellationToken) => socket.WaitReadableAsync(cancellationToken);
 
         protected override bool TryComplete(out int result) => stream.TryReceive(Buffer.Span, out result);
     }
 
     /// <summary>The stream's one pending write: the rest goes on each write edge.</summary>
-    private sealed class PendingSend(SocketStream stream) : ReadinessOperation<bool>
+    private sealed class PendingSend(SocketStream stream, EpollSocket socket) : ReadinessOperation<bool>
     {
         public ReadOnlyMemory<byte> Rest { get; set; }
 
-        protected override ValueTask WaitAsync(CancellationToken cancellationToken) => stream.Socket.WaitWritableAsync(cancellationToken);
+        protected override ValueTask WaitAsync(CancellationToken cancellationToken) => socket.WaitWritableAsync(cancellationToken);
 
         protected override bool TryComplete(out bool result)
         {
