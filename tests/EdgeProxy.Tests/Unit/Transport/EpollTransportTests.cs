@@ -12,7 +12,8 @@ namespace EdgeProxy.Tests.Unit.Transport;
 /// <summary>
 /// The epoll transport's pipe semantics, on real loopback sockets: what Kestrel's HTTP stack and the
 /// fast path rely on from a transport (Pipe's read/examine/consume rules, cancellation, the end of
-/// the stream, back-pressure, FIN/reset/abort and ConnectionClosed).
+/// the stream, back-pressure, FIN/reset/abort and ConnectionClosed), and the connection's socket as
+/// a stream for TLS (zero-byte reads, FIN, a write larger than the kernel takes, synchronous writes, abort).
 /// </summary>
 public sealed class EpollTransportTests : IAsyncLifetime
 {
@@ -355,5 +356,96 @@ public sealed class EpollTransportTests : IAsyncLifetime
         peer.Shutdown(SocketShutdown.Send);
         Assert.Equal(0, await upstream.ReceiveAsync(buffer, CancellationToken.None).AsTask().WaitAsync(Patience));
         Assert.False(upstream.LooksAlive());
+    }
+
+    // ---- the connection's socket as a stream (SocketStream: what SslStream runs on with TLS) ----
+
+    private async Task<(Socket Client, EpollConnection Server, Stream Stream)> ConnectStreamAsync()
+    {
+        var (client, server) = await ConnectAsync();
+        var epoll = (EpollConnection)server;
+        return (client, epoll, epoll.OpenStream());
+    }
+
+    [Fact]
+    public async Task A_zero_byte_read_waits_for_data_and_leaves_it_for_the_next_read()
+    {
+        var (client, server, stream) = await ConnectStreamAsync();
+        await using var _ = server;
+        using var __ = client;
+
+        var buffer = new byte[16];
+        await client.SendAsync("ping"u8.ToArray());
+        Assert.Equal(4, await stream.ReadAsync(buffer).AsTask().WaitAsync(Patience));
+        Assert.Equal("ping"u8.ToArray(), buffer[..4]);
+
+        // The socket is known empty now: a zero-byte read waits for the next bytes without taking them.
+        var zero = stream.ReadAsync(Memory<byte>.Empty);
+        await Task.Delay(50);
+        Assert.False(zero.IsCompleted);
+        await client.SendAsync("pong"u8.ToArray());
+        Assert.Equal(0, await zero.AsTask().WaitAsync(Patience));
+        Assert.Equal(4, await stream.ReadAsync(buffer).AsTask().WaitAsync(Patience));
+        Assert.Equal("pong"u8.ToArray(), buffer[..4]);
+
+        client.Shutdown(SocketShutdown.Send);
+        Assert.Equal(0, await stream.ReadAsync(buffer).AsTask().WaitAsync(Patience));   // the FIN
+    }
+
+    [Fact]
+    public async Task A_write_larger_than_the_kernel_takes_completes_as_the_peer_reads()
+    {
+        var (client, server, stream) = await ConnectStreamAsync();
+        await using var _ = server;
+        using var __ = client;
+        var data = new byte[32 << 20];
+        for (var i = 0; i < data.Length; i++)
+        {
+            data[i] = (byte)(i * 31 + 7);
+        }
+
+        var write = stream.WriteAsync(data).AsTask();
+        await Task.Delay(100);
+        Assert.False(write.IsCompleted);   // the peer has read nothing: the rest waits for room
+
+        var received = new byte[data.Length];
+        var total = 0;
+        while (total < received.Length)
+        {
+            var n = await client.ReceiveAsync(received.AsMemory(total)).AsTask().WaitAsync(Patience);
+            Assert.True(n > 0, "the stream's bytes ended early");
+            total += n;
+        }
+        await write.WaitAsync(Patience);
+        Assert.Equal(data, received);
+    }
+
+    [Fact]
+    public async Task A_synchronous_write_sends_what_the_kernel_takes_and_fails_rather_than_wait()
+    {
+        var (client, server, stream) = await ConnectStreamAsync();
+        await using var _ = server;
+        using var __ = client;
+
+        stream.Write("last bytes"u8);
+        var buffer = new byte[16];
+        var n = await client.ReceiveAsync(buffer.AsMemory()).AsTask().WaitAsync(Patience);
+        Assert.Equal("last bytes"u8.ToArray(), buffer[..n]);
+
+        // The peer reads nothing more: a synchronous write of more than the kernel holds fails instead of blocking.
+        Assert.Throws<IOException>(() => stream.Write(new byte[64 << 20]));
+    }
+
+    [Fact]
+    public async Task An_aborted_connection_fails_its_reads_and_writes()
+    {
+        var (client, server, stream) = await ConnectStreamAsync();
+        await using var _ = server;
+        using var __ = client;
+
+        var read = stream.ReadAsync(new byte[16]).AsTask();
+        server.Abort(new ConnectionAbortedException("test abort"));
+        await Assert.ThrowsAsync<ConnectionAbortedException>(() => read.WaitAsync(Patience));
+        await Assert.ThrowsAsync<ConnectionAbortedException>(() => stream.WriteAsync(new byte[8]).AsTask().WaitAsync(Patience));
     }
 }
