@@ -98,8 +98,37 @@ internal sealed class EpollConnection : ConnectionContext,
     internal Exception Failure(System.Net.Sockets.SocketException ex) => _abortReason
         ?? (ex.SocketErrorCode is System.Net.Sockets.SocketError.ConnectionReset ? new ConnectionResetException(ex.Message, ex) : (Exception)new ConnectionAbortedException(ex.Message, ex));
 
-    /// <summary>The socket as a stream, for a layer that takes over the connection's bytes instead of its pipes (TLS).</summary>
-    internal Stream OpenStream() => new SocketStream(this, _socket);
+    /// <summary>TLS on this connection once <see cref="StartTls"/> ran: the pipes then carry its plaintext.</summary>
+    private TlsSession? _tls;
+
+    /// <summary>
+    /// Runs the TLS server handshake on the socket; from then on the connection's pipes read and
+    /// write plaintext through the session, which the connection frees when it is disposed.
+    /// </summary>
+    internal async Task<TlsSessionInfo> StartTlsAsync(TlsContext context, CancellationToken cancellationToken)
+    {
+        var session = TlsSession.Create(context, _socket);
+        try
+        {
+            await session.HandshakeAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+        _tls = session;
+        return session.Info;
+    }
+
+    /// <summary>What a receive may find: bytes in the socket, or decrypted bytes TLS holds.</summary>
+    internal bool MaybeReadable => _socket.MaybeReadable || (_tls?.HasBuffered ?? false);
+
+    /// <summary>One receive into <paramref name="buffer"/> (plaintext under TLS): the count, 0 at the peer's close, -1 when nothing is there yet.</summary>
+    internal int Receive(Span<byte> buffer) => _tls is { } tls ? tls.Receive(buffer) : _socket.TryReceive(buffer);
+
+    /// <summary>One send (plaintext under TLS): the bytes taken, -1 when the socket is full.</summary>
+    internal int Send(ReadOnlySpan<byte> data) => _tls is { } tls ? tls.Send(data) : _socket.TrySend(data);
 
     public override void Abort(ConnectionAbortedException abortReason)
     {
@@ -175,6 +204,7 @@ internal sealed class EpollConnection : ConnectionContext,
         }
         Finish();
         _output.Release();
+        _tls?.Dispose();
         _socket.Dispose();
         _closed.Dispose();
     }

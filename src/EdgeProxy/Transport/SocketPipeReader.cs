@@ -96,7 +96,7 @@ internal sealed class SocketPipeReader(EpollConnection connection, EpollSocket s
         {
             throw Fail(aborted);
         }
-        if (!socket.MaybeReadable)
+        if (!connection.MaybeReadable)
         {
             return false;   // nothing there: wait for the edge without taking a buffer (idle connections hold none)
         }
@@ -117,11 +117,15 @@ internal sealed class SocketPipeReader(EpollConnection connection, EpollSocket s
         int received;
         try
         {
-            received = socket.TryReceive(_tail.Array.AsSpan(_tail.End));
+            received = connection.Receive(_tail.Array.AsSpan(_tail.End));
         }
         catch (SocketException ex)
         {
             throw Fail(connection.Failure(ex));
+        }
+        catch (ConnectionAbortedException ex)
+        {
+            throw Fail(ex);   // a TLS failure
         }
         if (received < 0)
         {

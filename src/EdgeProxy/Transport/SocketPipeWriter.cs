@@ -121,9 +121,9 @@ internal sealed class SocketPipeWriter(EpollConnection connection, EpollSocket s
                 int sent;
                 try
                 {
-                    sent = socket.TrySend(segment.Array.AsSpan(segment.Start, pending));
+                    sent = connection.Send(segment.Array.AsSpan(segment.Start, pending));
                 }
-                catch (SocketException)
+                catch (Exception ex) when (ex is SocketException or Microsoft.AspNetCore.Connections.ConnectionAbortedException)
                 {
                     _failed = true;
                     connection.OnPeerClosed();

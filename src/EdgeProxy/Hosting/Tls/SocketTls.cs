@@ -1,5 +1,5 @@
-using System.IO.Pipelines;
 using System.Net.Security;
+using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using EdgeProxy.Transport;
@@ -11,77 +11,48 @@ using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 namespace EdgeProxy.Hosting.Tls;
 
 /// <summary>
-/// TLS on an epoll connection with the socket straight under <see cref="SslStream"/>. Kestrel's
-/// HTTPS middleware puts the transport's pipes and a stream adapter below the TLS layer, so every
-/// record crossed two more buffers and async hops; here the records are received into SslStream's
-/// own buffer and written to the kernel as SslStream produces them. The handshake, its timeout,
-/// the certificate generation and the connection features the HTTP layers read are those of
-/// Kestrel's middleware, which still serves connections from any other transport.
+/// TLS on an epoll connection with OpenSSL on the socket (<see cref="TlsSession"/>), as nginx
+/// terminates it: the connection's own pipes carry the plaintext, so TLS adds no stream, pipe or
+/// async hop. The handshake timeout, the certificate generation and the connection features the
+/// HTTP layers read are those of Kestrel's HTTPS middleware, which still serves connections from
+/// any other transport, and epoll connections too when the machine has no OpenSSL 3.
 /// </summary>
 internal static class SocketTls
 {
     /// <summary>
     /// The same TLS as <paramref name="kestrelTls"/> (registered right after this) for epoll
-    /// connections: the handshake runs here and the connection continues at <paramref name="afterTls"/>,
-    /// the middleware that follows Kestrel's; other connections go through Kestrel's.
+    /// connections: the handshake runs here on <paramref name="context"/>'s current generation and
+    /// the connection continues at <paramref name="afterTls"/>, the middleware that follows Kestrel's.
     /// </summary>
-    public static Func<ConnectionDelegate, ConnectionDelegate> Middleware(Func<SslServerAuthenticationOptions> options, TimeSpan handshakeTimeout, Func<ConnectionDelegate?> afterTls)
-        => kestrelTls => connection => connection is EpollConnection epoll && afterTls() is { } next
-            ? ServeAsync(epoll, options(), handshakeTimeout, next)
+    public static Func<ConnectionDelegate, ConnectionDelegate> Middleware(Func<TlsContext?> context, TimeSpan handshakeTimeout, Func<ConnectionDelegate?> afterTls)
+        => kestrelTls => connection => connection is EpollConnection epoll && afterTls() is { } next && context() is { } tls
+            ? ServeAsync(epoll, tls, handshakeTimeout, next)
             : kestrelTls(connection);
 
-    private static async Task ServeAsync(EpollConnection connection, SslServerAuthenticationOptions options, TimeSpan handshakeTimeout, ConnectionDelegate next)
+    private static async Task ServeAsync(EpollConnection connection, TlsContext context, TimeSpan handshakeTimeout, ConnectionDelegate next)
     {
-        var ssl = new SslStream(connection.OpenStream(), leaveInnerStreamOpen: false);
+        TlsSessionInfo session;
         try
         {
-            using (var handshake = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed))
-            {
-                handshake.CancelAfter(handshakeTimeout);
-                await ssl.AuthenticateAsServerAsync(options, handshake.Token).ConfigureAwait(false);
-            }
+            using var handshake = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed);
+            handshake.CancelAfter(handshakeTimeout);
+            session = await connection.StartTlsAsync(context, handshake.Token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is IOException or AuthenticationException or OperationCanceledException or ConnectionAbortedException)
+        catch (Exception ex) when (ex is AuthenticationException or OperationCanceledException or ConnectionAbortedException or SocketException or TlsException)
         {
             // As Kestrel: a failed or timed-out handshake closes the connection; nothing is answered.
-            await ssl.DisposeAsync().ConfigureAwait(false);
             return;
         }
-        var features = new Features(ssl);
+        var features = new Features(session);
         connection.Features.Set<ITlsConnectionFeature>(features);
         connection.Features.Set<ITlsApplicationProtocolFeature>(features);
         connection.Features.Set<ITlsHandshakeFeature>(features);
-        connection.Features.Set<ISslStreamFeature>(features);
-        var transport = connection.Transport;
-        // Zero-byte reads, as Kestrel's middleware: an idle connection holds no decrypted-data buffer.
-        var input = PipeReader.Create(ssl, new StreamPipeReaderOptions(bufferSize: 4096, minimumReadSize: 1024, leaveOpen: true, useZeroByteReads: true));
-        var output = PipeWriter.Create(ssl, new StreamPipeWriterOptions(minimumBufferSize: 4096, leaveOpen: true));
-        connection.Transport = new DuplexPipe(input, output);
-        try
-        {
-            await next(connection).ConfigureAwait(false);
-        }
-        finally
-        {
-            await input.CompleteAsync().ConfigureAwait(false);
-            await output.CompleteAsync().ConfigureAwait(false);
-            connection.Transport = transport;
-            await ssl.DisposeAsync().ConfigureAwait(false);
-        }
-    }
-
-    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input { get; } = input;
-
-        public PipeWriter Output { get; } = output;
+        await next(connection).ConfigureAwait(false);
     }
 
     /// <summary>What Kestrel's HTTP/1.1 and HTTP/2 read off a TLS connection: the scheme, ALPN, and the protocol HTTP/2 requires (RFC 9113 §9.2).</summary>
-    private sealed class Features(SslStream ssl) : ITlsConnectionFeature, ITlsApplicationProtocolFeature, ITlsHandshakeFeature, ISslStreamFeature
+    private sealed class Features(TlsSessionInfo session) : ITlsConnectionFeature, ITlsApplicationProtocolFeature, ITlsHandshakeFeature
     {
-        public SslStream SslStream => ssl;
-
         public X509Certificate2? ClientCertificate
         {
             get => null;
@@ -90,26 +61,26 @@ internal static class SocketTls
 
         public Task<X509Certificate2?> GetClientCertificateAsync(CancellationToken cancellationToken) => Task.FromResult<X509Certificate2?>(null);
 
-        public ReadOnlyMemory<byte> ApplicationProtocol => ssl.NegotiatedApplicationProtocol.Protocol;
+        public ReadOnlyMemory<byte> ApplicationProtocol => session.ApplicationProtocol;
 
-        public SslProtocols Protocol => ssl.SslProtocol;
+        public SslProtocols Protocol => session.Protocol;
 
-        public TlsCipherSuite? NegotiatedCipherSuite => ssl.NegotiatedCipherSuite;
+        public TlsCipherSuite? NegotiatedCipherSuite => session.CipherSuite;
 
-        public string HostName => ssl.TargetHostName;
+        public string HostName => session.HostName ?? "";
 
-#pragma warning disable SYSLIB0058 // the legacy members of the interface, answered as Kestrel's feature does
-        public CipherAlgorithmType CipherAlgorithm => ssl.CipherAlgorithm;
+#pragma warning disable SYSLIB0058 // the legacy members of the interface, which OpenSSL does not break down; Kestrel's HTTP layers do not read them
+        public CipherAlgorithmType CipherAlgorithm => CipherAlgorithmType.None;
 
-        public int CipherStrength => ssl.CipherStrength;
+        public int CipherStrength => 0;
 
-        public HashAlgorithmType HashAlgorithm => ssl.HashAlgorithm;
+        public HashAlgorithmType HashAlgorithm => HashAlgorithmType.None;
 
-        public int HashStrength => ssl.HashStrength;
+        public int HashStrength => 0;
 
-        public ExchangeAlgorithmType KeyExchangeAlgorithm => ssl.KeyExchangeAlgorithm;
+        public ExchangeAlgorithmType KeyExchangeAlgorithm => ExchangeAlgorithmType.None;
 
-        public int KeyExchangeStrength => ssl.KeyExchangeStrength;
+        public int KeyExchangeStrength => 0;
 #pragma warning restore SYSLIB0058
     }
 }

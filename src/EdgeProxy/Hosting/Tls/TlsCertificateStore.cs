@@ -1,5 +1,6 @@
 using System.Net.Security;
 using System.Security.Authentication;
+using EdgeProxy.Transport;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
@@ -17,7 +18,7 @@ internal sealed class TlsCertificateStore(string certPath, string keyPath, Serve
     /// <summary>ALPN in the server's order of preference: HTTP/2, then HTTP/1.1 (RFC 7301 §3.2).</summary>
     private static readonly List<SslApplicationProtocol> Alpn = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11];
 
-    private volatile Published _current = Publish(initial);
+    private volatile Published _current = Publish(initial, certPath);
 
     public string CertPath { get; } = certPath;
 
@@ -46,7 +47,7 @@ internal sealed class TlsCertificateStore(string certPath, string keyPath, Serve
         {
             return false;
         }
-        _current = Publish(ServerCertificate.Create(CertPath, cert, KeyPath, key, time.GetUtcNow(), requireValidNow: true));
+        _current = Publish(ServerCertificate.Create(CertPath, cert, KeyPath, key, time.GetUtcNow(), requireValidNow: true), CertPath);
         return true;
     }
 
@@ -61,12 +62,15 @@ internal sealed class TlsCertificateStore(string certPath, string keyPath, Serve
         // Epoll connections take TLS straight on the socket (SocketTls) and continue after Kestrel's
         // middleware, which serves every other transport; UseHttps also marks the endpoint as TLS for Kestrel.
         ConnectionDelegate? afterTls = null;
-        listen.Use(SocketTls.Middleware(() => _current.Options, kestrel.HandshakeTimeout, () => afterTls));
+        listen.Use(SocketTls.Middleware(() => _current.Native, kestrel.HandshakeTimeout, () => afterTls));
         listen.UseHttps(kestrel);
         listen.Use(next => afterTls = next);
     }
 
-    private static Published Publish(ServerCertificate certificate) => new(certificate, new SslServerAuthenticationOptions
+    /// <summary>False when the machine has no OpenSSL 3: epoll connections then take Kestrel's TLS too.</summary>
+    public bool OnSocket => _current.Native is not null;
+
+    private static Published Publish(ServerCertificate certificate, string certPath) => new(certificate, NativeContext(certificate, certPath), new SslServerAuthenticationOptions
     {
         ServerCertificateContext = certificate.Context,
         EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
@@ -77,6 +81,23 @@ internal sealed class TlsCertificateStore(string certPath, string keyPath, Serve
         CertificateRevocationCheckMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck,
     });
 
-    /// <summary>One published generation: shared read-only by every handshake (SslStream copies what it needs).</summary>
-    private sealed record Published(ServerCertificate Certificate, SslServerAuthenticationOptions Options);
+    /// <summary>The certificate as an OpenSSL context for TLS on the epoll socket; null without OpenSSL 3. Throws <see cref="ServerCertificateException"/> when OpenSSL refuses it.</summary>
+    private static TlsContext? NativeContext(ServerCertificate certificate, string certPath)
+    {
+        try
+        {
+            return TlsContext.Create(certificate.CertBytes, certificate.KeyBytes);
+        }
+        catch (TlsException ex)
+        {
+            throw new ServerCertificateException(certPath, ex.Message);
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>One published generation: shared read-only by every handshake (SslStream copies what it needs; an OpenSSL session takes a reference to the context).</summary>
+    private sealed record Published(ServerCertificate Certificate, TlsContext? Native, SslServerAuthenticationOptions Options);
 }

@@ -1,9 +1,13 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using EdgeProxy.Forwarding;
+using EdgeProxy.Tests.Infrastructure;
 using EdgeProxy.Transport;
 using Microsoft.AspNetCore.Connections;
 
@@ -12,8 +16,8 @@ namespace EdgeProxy.Tests.Unit.Transport;
 /// <summary>
 /// The epoll transport's pipe semantics, on real loopback sockets: what Kestrel's HTTP stack and the
 /// fast path rely on from a transport (Pipe's read/examine/consume rules, cancellation, the end of
-/// the stream, back-pressure, FIN/reset/abort and ConnectionClosed), and the connection's socket as
-/// a stream for TLS (zero-byte reads, FIN, a write larger than the kernel takes, synchronous writes, abort).
+/// the stream, back-pressure, FIN/reset/abort and ConnectionClosed), and TLS on the socket (the
+/// handshake, records beyond a full buffer, a write larger than the kernel takes, failures, abort).
 /// </summary>
 public sealed class EpollTransportTests : IAsyncLifetime
 {
@@ -358,53 +362,135 @@ public sealed class EpollTransportTests : IAsyncLifetime
         Assert.False(upstream.LooksAlive());
     }
 
-    // ---- the connection's socket as a stream (SocketStream: what SslStream runs on with TLS) ----
+    // ---- TLS on the socket (TlsSession: OpenSSL reading and writing through the connection's pipes) ----
 
-    private async Task<(Socket Client, EpollConnection Server, Stream Stream)> ConnectStreamAsync()
+    private static readonly Lazy<(TestCertificates Pki, X509Certificate2 Leaf)> Certificates = new(() =>
     {
-        var (client, server) = await ConnectAsync();
-        var epoll = (EpollConnection)server;
-        return (client, epoll, epoll.OpenStream());
+        var pki = TestCertificates.Create();
+        return (pki, pki.IssueLeaf());
+    });
+
+    private static TlsContext ServerContext()
+    {
+        var (pki, leaf) = Certificates.Value;
+        return TlsContext.Create(Encoding.ASCII.GetBytes(pki.ChainPem(leaf)), Encoding.ASCII.GetBytes(TestCertificates.KeyPem(leaf)));
     }
 
-    [Fact]
-    public async Task A_zero_byte_read_waits_for_data_and_leaves_it_for_the_next_read()
+    /// <summary>A real TLS client (SslStream trusting only the test root) and the server's connection after its handshake.</summary>
+    private async Task<(SslStream Client, EpollConnection Server, TlsSessionInfo Session)> ConnectTlsAsync(SslProtocols protocols = SslProtocols.None, string alpn = "h2")
     {
-        var (client, server, stream) = await ConnectStreamAsync();
+        var (socket, server) = await ConnectAsync();
+        var epoll = (EpollConnection)server;
+        using var context = ServerContext();
+        var policy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
+        policy.CustomTrustStore.Add(Certificates.Value.Pki.Root);
+        var client = new SslStream(new NetworkStream(socket, ownsSocket: true));
+        var clientHandshake = client.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            EnabledSslProtocols = protocols,
+            CertificateChainPolicy = policy,
+            ApplicationProtocols = [new SslApplicationProtocol(alpn)],
+        });
+        var session = await epoll.StartTlsAsync(context, CancellationToken.None).WaitAsync(Patience);
+        await clientHandshake.WaitAsync(Patience);
+        return (client, epoll, session);
+    }
+
+    private static async Task<byte[]> ReadExactlyAsync(PipeReader input, int length)
+    {
+        while (true)
+        {
+            var result = await input.ReadAsync().AsTask().WaitAsync(Patience);
+            if (result.Buffer.Length >= length || result.IsCompleted)
+            {
+                var bytes = result.Buffer.Slice(0, Math.Min(length, result.Buffer.Length)).ToArray();
+                input.AdvanceTo(result.Buffer.GetPosition(bytes.Length));
+                return bytes;
+            }
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
+    [Theory]
+    [InlineData(SslProtocols.Tls12)]
+    [InlineData(SslProtocols.Tls13)]
+    public async Task Tls_handshake_reports_protocol_alpn_and_name_and_the_pipes_carry_plaintext(SslProtocols protocol)
+    {
+        var (client, server, session) = await ConnectTlsAsync(protocol);
         await using var _ = server;
-        using var __ = client;
+        await using var __ = client;
 
+        Assert.Equal(protocol, session.Protocol);
+        Assert.Equal(protocol, client.SslProtocol);
+        Assert.Equal("h2"u8.ToArray(), session.ApplicationProtocol);
+        Assert.Equal("localhost", session.HostName);
+        Assert.Equal(client.NegotiatedCipherSuite, session.CipherSuite);
+        Assert.Equal(Certificates.Value.Leaf.Thumbprint, client.RemoteCertificate!.GetCertHashString());
+
+        await client.WriteAsync("ping"u8.ToArray());
+        Assert.Equal("ping"u8.ToArray(), await ReadExactlyAsync(server.Transport.Input, 4));
+        await server.Transport.Output.WriteAsync("pong"u8.ToArray());
         var buffer = new byte[16];
-        await client.SendAsync("ping"u8.ToArray());
-        Assert.Equal(4, await stream.ReadAsync(buffer).AsTask().WaitAsync(Patience));
-        Assert.Equal("ping"u8.ToArray(), buffer[..4]);
-
-        // The socket is known empty now: a zero-byte read waits for the next bytes without taking them.
-        var zero = stream.ReadAsync(Memory<byte>.Empty);
-        await Task.Delay(50);
-        Assert.False(zero.IsCompleted);
-        await client.SendAsync("pong"u8.ToArray());
-        Assert.Equal(0, await zero.AsTask().WaitAsync(Patience));
-        Assert.Equal(4, await stream.ReadAsync(buffer).AsTask().WaitAsync(Patience));
+        Assert.Equal(4, await client.ReadAsync(buffer).AsTask().WaitAsync(Patience));
         Assert.Equal("pong"u8.ToArray(), buffer[..4]);
 
-        client.Shutdown(SocketShutdown.Send);
-        Assert.Equal(0, await stream.ReadAsync(buffer).AsTask().WaitAsync(Patience));   // the FIN
+        // The client's close_notify and FIN end the server's input.
+        await client.ShutdownAsync();
+        client.Dispose();
+        var end = await server.Transport.Input.ReadAsync().AsTask().WaitAsync(Patience);
+        Assert.True(end.IsCompleted);
+        Assert.Equal(0, end.Buffer.Length);
     }
 
     [Fact]
-    public async Task A_write_larger_than_the_kernel_takes_completes_as_the_peer_reads()
+    public async Task Tls_request_arriving_with_the_clients_finished_is_read_without_a_new_edge()
     {
-        var (client, server, stream) = await ConnectStreamAsync();
+        // TCP_CORK on the client holds its Finished until the request follows, so both reach the
+        // server in one receive, which the handshake makes: the request then waits in OpenSSL.
+        var (socket, server) = await ConnectAsync();
+        var epoll = (EpollConnection)server;
         await using var _ = server;
-        using var __ = client;
-        var data = new byte[32 << 20];
+        using var context = ServerContext();
+        var client = new SslStream(new NetworkStream(socket, ownsSocket: true), false, (_, _, _, _) => true);
+        await using var __ = client;
+        var serverHandshake = epoll.StartTlsAsync(context, CancellationToken.None);
+        socket.SetRawSocketOption(6, 3, BitConverter.GetBytes(1));   // IPPROTO_TCP, TCP_CORK (the ClientHello waits its 200 ms)
+        await client.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "localhost", EnabledSslProtocols = SslProtocols.Tls13 }).WaitAsync(Patience);
+        await client.WriteAsync("ping"u8.ToArray());
+        socket.SetRawSocketOption(6, 3, BitConverter.GetBytes(0));   // uncork: Finished and request go out together
+        await serverHandshake.WaitAsync(Patience);
+        Assert.Equal("ping"u8.ToArray(), await ReadExactlyAsync(server.Transport.Input, 4));
+    }
+
+    [Fact]
+    public async Task Tls_records_decrypted_beyond_a_full_read_buffer_are_delivered_without_a_new_edge()
+    {
+        var (client, server, _) = await ConnectTlsAsync();
+        await using var _s = server;
+        await using var _c = client;
+        // Several records sent at once, more than one receive buffer holds: after the first read filled
+        // its buffer, the rest sits decrypted or buffered in OpenSSL with nothing new in the socket.
+        var data = new byte[40_000];
+        Random.Shared.NextBytes(data);
+        await client.WriteAsync(data);
+        await client.FlushAsync();
+        Assert.Equal(data, await ReadExactlyAsync(server.Transport.Input, data.Length));
+    }
+
+    [Fact]
+    public async Task Tls_write_larger_than_the_kernel_takes_completes_as_the_peer_reads()
+    {
+        var (client, server, _) = await ConnectTlsAsync();
+        await using var _s = server;
+        await using var _c = client;
+        var data = new byte[16 << 20];
         for (var i = 0; i < data.Length; i++)
         {
             data[i] = (byte)(i * 31 + 7);
         }
 
-        var write = stream.WriteAsync(data).AsTask();
+        var write = server.Transport.Output.WriteAsync(data).AsTask();
         await Task.Delay(100);
         Assert.False(write.IsCompleted);   // the peer has read nothing: the rest waits for room
 
@@ -412,7 +498,7 @@ public sealed class EpollTransportTests : IAsyncLifetime
         var total = 0;
         while (total < received.Length)
         {
-            var n = await client.ReceiveAsync(received.AsMemory(total)).AsTask().WaitAsync(Patience);
+            var n = await client.ReadAsync(received.AsMemory(total)).AsTask().WaitAsync(Patience);
             Assert.True(n > 0, "the stream's bytes ended early");
             total += n;
         }
@@ -421,31 +507,57 @@ public sealed class EpollTransportTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_synchronous_write_sends_what_the_kernel_takes_and_fails_rather_than_wait()
+    public async Task Tls_handshake_fails_on_cleartext_and_is_cancelled_when_the_client_sends_nothing()
     {
-        var (client, server, stream) = await ConnectStreamAsync();
-        await using var _ = server;
-        using var __ = client;
+        using var context = ServerContext();
+        var (plain, server) = await ConnectAsync();
+        await using (server)
+        using (plain)
+        {
+            await plain.SendAsync("GET / HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray());
+            await Assert.ThrowsAsync<AuthenticationException>(() => ((EpollConnection)server).StartTlsAsync(context, CancellationToken.None).WaitAsync(Patience));
+        }
 
-        stream.Write("last bytes"u8);
-        var buffer = new byte[16];
-        var n = await client.ReceiveAsync(buffer.AsMemory()).AsTask().WaitAsync(Patience);
-        Assert.Equal("last bytes"u8.ToArray(), buffer[..n]);
-
-        // The peer reads nothing more: a synchronous write of more than the kernel holds fails instead of blocking.
-        Assert.Throws<IOException>(() => stream.Write(new byte[64 << 20]));
+        var (silent, idle) = await ConnectAsync();
+        await using (idle)
+        using (silent)
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => ((EpollConnection)idle).StartTlsAsync(context, timeout.Token).WaitAsync(Patience));
+        }
     }
 
     [Fact]
-    public async Task An_aborted_connection_fails_its_reads_and_writes()
+    public async Task Tls_garbage_after_the_handshake_fails_the_read_and_an_abort_fails_both_directions()
     {
-        var (client, server, stream) = await ConnectStreamAsync();
-        await using var _ = server;
-        using var __ = client;
+        var (client, server, _) = await ConnectTlsAsync();
+        await using (server)
+        await using (client)
+        {
+            var read = server.Transport.Input.ReadAsync().AsTask();
+            server.Abort(new ConnectionAbortedException("test abort"));
+            await Assert.ThrowsAsync<ConnectionAbortedException>(() => read.WaitAsync(Patience));
+            var flush = await server.Transport.Output.WriteAsync(new byte[8]).AsTask().WaitAsync(Patience);
+            Assert.True(flush.IsCompleted);   // the connection is gone: the write is dropped
+        }
 
-        var read = stream.ReadAsync(new byte[16]).AsTask();
-        server.Abort(new ConnectionAbortedException("test abort"));
-        await Assert.ThrowsAsync<ConnectionAbortedException>(() => read.WaitAsync(Patience));
-        await Assert.ThrowsAsync<ConnectionAbortedException>(() => stream.WriteAsync(new byte[8]).AsTask().WaitAsync(Patience));
+        var (socket, raw) = await ConnectAsync();
+        await using (raw)
+        {
+            using var context = ServerContext();
+            var tlsClient = new SslStream(new NetworkStream(socket, ownsSocket: true), false, (_, _, _, _) => true);
+            await using var _ = tlsClient;
+            var handshake = tlsClient.AuthenticateAsClientAsync("localhost");
+            await ((EpollConnection)raw).StartTlsAsync(context, CancellationToken.None).WaitAsync(Patience);
+            await handshake.WaitAsync(Patience);
+            // A record with a bad MAC: an application-data header, then bytes no key produced.
+            var forged = new byte[5 + 64];
+            forged[0] = 23;
+            forged[1] = 3;
+            forged[2] = 3;
+            forged[4] = 64;
+            await socket.SendAsync(forged);
+            await Assert.ThrowsAsync<ConnectionAbortedException>(() => raw.Transport.Input.ReadAsync().AsTask().WaitAsync(Patience));
+        }
     }
 }
