@@ -70,8 +70,11 @@ internal sealed unsafe class TlsContext : SafeHandle
         {
             throw Failure("cannot require TLS 1.2");
         }
-        // RFC 9113 §9.2.1: no renegotiation under HTTP/2 (and none is offered to HTTP/1.1 clients either).
-        OpenSsl.SSL_CTX_set_options(ctx, OpenSsl.SSL_OP_NO_RENEGOTIATION | OpenSsl.SSL_OP_NO_COMPRESSION | OpenSsl.SSL_OP_CIPHER_SERVER_PREFERENCE | OpenSsl.SSL_OP_IGNORE_UNEXPECTED_EOF);
+        // RFC 9113 §9.2.1: no renegotiation under HTTP/2 (and none for HTTP/1.1 clients either). The
+        // client's cipher preference wins (one without AES instructions asks for ChaCha20 first), and
+        // the system's OpenSSL configuration sets the suites and security level, as for nginx.
+        // A peer closing without close_notify is a plain end of stream, as for HTTP clients everywhere.
+        OpenSsl.SSL_CTX_set_options(ctx, OpenSsl.SSL_OP_NO_RENEGOTIATION | OpenSsl.SSL_OP_NO_COMPRESSION | OpenSsl.SSL_OP_IGNORE_UNEXPECTED_EOF);
         // Partial writes and moving buffers: a write returns what went out, as send does, from pool
         // arrays the GC may move between retries. Released buffers: an idle connection holds none.
         OpenSsl.SSL_CTX_ctrl(ctx, OpenSsl.SSL_CTRL_MODE, OpenSsl.SSL_MODE_ENABLE_PARTIAL_WRITE | OpenSsl.SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | OpenSsl.SSL_MODE_RELEASE_BUFFERS, 0);

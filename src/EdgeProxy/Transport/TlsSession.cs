@@ -25,8 +25,8 @@ internal sealed class TlsSession : IDisposable
     private GCHandle _self;
     private nint _ssl;
 
-    /// <summary>A socket failure a BIO callback met, rethrown once OpenSSL has returned.</summary>
-    private SocketException? _socketError;
+    /// <summary>A failure a BIO callback met (a socket error, a closed descriptor), rethrown once OpenSSL has returned.</summary>
+    private Exception? _ioError;
 
     private TlsSession(EpollSocket socket, nint ssl)
     {
@@ -190,11 +190,11 @@ internal sealed class TlsSession : IDisposable
 
     private void ThrowSocketError()
     {
-        if (_socketError is { } socketError)
+        if (_ioError is { } error)
         {
-            _socketError = null;
+            _ioError = null;
             OpenSsl.ERR_clear_error();
-            throw socketError;
+            throw error as SocketException ?? (Exception)new ConnectionAbortedException(error.Message, error);
         }
     }
 
@@ -257,9 +257,9 @@ internal sealed class TlsSession : IDisposable
             *read = (nuint)n;
             return n > 0 ? 1 : 0;
         }
-        catch (SocketException ex)
+        catch (Exception ex)
         {
-            session._socketError = ex;
+            session._ioError = ex;   // an exception must not unwind through OpenSSL's frames
             return 0;
         }
     }
@@ -285,9 +285,9 @@ internal sealed class TlsSession : IDisposable
             *written = (nuint)n;
             return 1;
         }
-        catch (SocketException ex)
+        catch (Exception ex)
         {
-            session._socketError = ex;
+            session._ioError = ex;   // an exception must not unwind through OpenSSL's frames
             return 0;
         }
     }
