@@ -8,6 +8,9 @@ internal sealed partial class TlsCertificateWatcher
     [ZLoggerMessage(LogLevel.Information, "TLS certificate from {path}: {certificate}")]
     private static partial void LogServing(ILogger logger, string path, string certificate);
 
+    [ZLoggerMessage(LogLevel.Warning, "TLS: libssl.so.3 (OpenSSL 3) could not be loaded; TLS runs through Kestrel's HTTPS middleware, at a higher CPU cost per request")]
+    private static partial void LogNoOpenSsl(ILogger logger);
+
     [ZLoggerMessage(LogLevel.Warning, "TLS certificate {path} expired on {notAfter:yyyy-MM-dd HH:mm} UTC; clients will refuse it until it is renewed")]
     private static partial void LogExpired(ILogger logger, string path, DateTime notAfter);
 

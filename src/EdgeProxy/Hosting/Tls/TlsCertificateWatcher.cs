@@ -28,6 +28,10 @@ internal sealed partial class TlsCertificateWatcher(
     {
         var certificate = store.Current;
         LogServing(logger, store.CertPath, certificate.Describe());
+        if (!store.OnSocket)
+        {
+            LogNoOpenSsl(logger);
+        }
         if (certificate.Leaf.NotAfter.ToUniversalTime() < Time.GetUtcNow().UtcDateTime)
         {
             LogExpired(logger, store.CertPath, certificate.Leaf.NotAfter.ToUniversalTime());

@@ -14,9 +14,11 @@ namespace EdgeProxy.Tests.Functional.Tls;
 /// HTTP/2 over TLS end to end: streamed SSE and NDJSON event by event, a stream reset (RST_STREAM)
 /// cancelling the upstream request while the connection's other streams go on, request bodies,
 /// many concurrent streams on one connection, and the limits and error frames of HTTP/1.1.
-/// Every client here asks for HTTP/2 exactly (no fallback) and trusts only the test root.
+/// Every client here asks for HTTP/2 exactly (no fallback) and trusts only the test root. The
+/// class reruns on the socket transport (Kestrel's TLS) as well as epoll (OpenSSL on the socket).
 /// </summary>
 [Collection(StreamingSerialCollection.Name)]
+[Trait(Matrix.Trait, Matrix.Rerun)]
 public sealed class Http2TlsTests(ITestOutputHelper output)
 {
     private const string Key = "gw-key";
