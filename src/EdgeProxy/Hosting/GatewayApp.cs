@@ -118,7 +118,7 @@ internal static partial class GatewayApp
             ApplyIoThreads(settings);
             var configPath = ResolveConfigPath(settings);
             var config = BackendsConfigLoader.LoadFile(configPath, warnings);
-            var tls = settings.TlsEnabled ? TlsCertificateStore.Load(settings.TlsCertFile, settings.TlsKeyFile, TimeProvider.System) : null;
+            var tls = settings.TlsEnabled ? TlsCertificateStore.Load(settings.TlsCertFile, settings.TlsKeyFile, TimeProvider.System, settings.EpollTransport) : null;
             return new StartupConfiguration(settings, config, configPath, tls, warnings);
         }
         catch (ConfigException ex)
@@ -250,7 +250,7 @@ internal static partial class GatewayApp
         Action<ILoggingBuilder>? configureLogging = null,
         TlsCertificateStore? tls = null)
     {
-        tls ??= settings.TlsEnabled ? TlsCertificateStore.Load(settings.TlsCertFile, settings.TlsKeyFile, time) : null;
+        tls ??= settings.TlsEnabled ? TlsCertificateStore.Load(settings.TlsCertFile, settings.TlsKeyFile, time, settings.EpollTransport) : null;
         var builder = CreateBuilder(settings, configureLogging);
         var loops = ConfigureTransport(builder, settings, out var epollUnavailable);
         // The fast path exists once the services do; Kestrel builds the connection pipeline at start.

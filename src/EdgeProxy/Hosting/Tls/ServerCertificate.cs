@@ -14,22 +14,22 @@ internal sealed class ServerCertificate
 {
     private const string ServerAuthOid = "1.3.6.1.5.5.7.3.1";
 
-    private ServerCertificate(X509Certificate2 leaf, SslStreamCertificateContext context, int chainLength, byte[] certBytes, byte[] keyBytes)
+    private readonly X509Certificate2Collection _intermediates;
+    private readonly string _certPath;
+
+    private ServerCertificate(X509Certificate2 leaf, X509Certificate2Collection intermediates, string certPath, byte[] certBytes, byte[] keyBytes)
     {
         Leaf = leaf;
-        Context = context;
-        ChainLength = chainLength;
+        _intermediates = intermediates;
+        _certPath = certPath;
         CertBytes = certBytes;
         KeyBytes = keyBytes;
     }
 
     public X509Certificate2 Leaf { get; }
 
-    /// <summary>Leaf, key and intermediates, resolved once (SslStream caches its native context per instance).</summary>
-    public SslStreamCertificateContext Context { get; }
-
     /// <summary>Certificates after the leaf in the certificate file.</summary>
-    public int ChainLength { get; }
+    public int ChainLength => _intermediates.Count;
 
     public byte[] CertBytes { get; }
 
@@ -95,18 +95,25 @@ internal sealed class ServerCertificate
         {
             throw new ServerCertificateException(certPath, $"the certificate is not valid before {leaf.NotBefore.ToUniversalTime():yyyy-MM-dd HH:mm} UTC");
         }
-        var intermediates = new X509Certificate2Collection(all.Skip(1).ToArray());
-        SslStreamCertificateContext context;
+        return new ServerCertificate(leaf, new X509Certificate2Collection(all.Skip(1).ToArray()), certPath, certBytes, keyBytes);
+    }
+
+    /// <summary>
+    /// Leaf, key and intermediates as SslStream's context, for Kestrel's TLS. Building it resolves
+    /// the chain against the system's certificate store (about 100 ms), so it is built only where
+    /// Kestrel's TLS serves. Throws <see cref="ServerCertificateException"/> when it cannot be built.
+    /// </summary>
+    public SslStreamCertificateContext CreateKestrelContext()
+    {
         try
         {
             // offline: the chain comes from the file; an edge box never fetches intermediates (AIA).
-            context = SslStreamCertificateContext.Create(leaf, intermediates, offline: true);
+            return SslStreamCertificateContext.Create(Leaf, _intermediates, offline: true);
         }
         catch (Exception ex) when (ex is CryptographicException or NotSupportedException or ArgumentException)
         {
-            throw new ServerCertificateException(certPath, "cannot build the TLS context: " + ex.Message);
+            throw new ServerCertificateException(_certPath, "cannot build the TLS context: " + ex.Message);
         }
-        return new ServerCertificate(leaf, context, intermediates.Count, certBytes, keyBytes);
     }
 
     /// <summary>The extended key usage includes server authentication; a certificate without one allows any usage.</summary>
