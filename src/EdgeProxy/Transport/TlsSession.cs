@@ -232,43 +232,22 @@ internal sealed class TlsSession : IDisposable
 
     private static TlsSession? Owner(nint bio) => GCHandle.FromIntPtr(OpenSsl.BIO_get_data(bio)).Target as TlsSession;
 
-    /// <summary>
-    /// OpenSSL wants bytes: one receive. Nothing there sets the retry flag (SSL_ERROR_WANT_READ);
-    /// 0 without it is the peer's FIN; a socket error is kept for the caller and ends the call as
-    /// a failed read. Nothing may throw across OpenSSL's frames.
-    /// </summary>
+    /// <summary>OpenSSL wants bytes: one receive (0 bytes without the retry flag is the peer's FIN).</summary>
     [UnmanagedCallersOnly]
-    private static unsafe int BioRead(nint bio, byte* buffer, nuint length, nuint* read)
-    {
-        *read = 0;
-        OpenSsl.BIO_clear_flags(bio, OpenSsl.BIO_FLAGS_RWS | OpenSsl.BIO_FLAGS_SHOULD_RETRY);
-        if (Owner(bio) is not { } session)
-        {
-            return 0;
-        }
-        try
-        {
-            var n = session._socket.TryReceive(new Span<byte>(buffer, (int)Math.Min(length, int.MaxValue)));
-            if (n < 0)
-            {
-                OpenSsl.BIO_set_flags(bio, OpenSsl.BIO_FLAGS_READ | OpenSsl.BIO_FLAGS_SHOULD_RETRY);
-                return 0;
-            }
-            *read = (nuint)n;
-            return n > 0 ? 1 : 0;
-        }
-        catch (Exception ex)
-        {
-            session._ioError = ex;   // an exception must not unwind through OpenSSL's frames
-            return 0;
-        }
-    }
+    private static unsafe int BioRead(nint bio, byte* buffer, nuint length, nuint* read) => Transfer(bio, buffer, length, read, send: false);
 
-    /// <summary>OpenSSL has a record to send: one send; a full socket sets the retry flag (SSL_ERROR_WANT_WRITE).</summary>
+    /// <summary>OpenSSL has a record to send: one send.</summary>
     [UnmanagedCallersOnly]
-    private static unsafe int BioWrite(nint bio, byte* data, nuint length, nuint* written)
+    private static unsafe int BioWrite(nint bio, byte* data, nuint length, nuint* written) => Transfer(bio, data, length, written, send: true);
+
+    /// <summary>
+    /// One receive or send on the session's socket. An empty or full socket sets the retry flag
+    /// (SSL_ERROR_WANT_READ / WANT_WRITE); a failure is kept for the caller and ends the call as a
+    /// failed transfer, since nothing may throw across OpenSSL's frames.
+    /// </summary>
+    private static unsafe int Transfer(nint bio, byte* bytes, nuint length, nuint* done, bool send)
     {
-        *written = 0;
+        *done = 0;
         OpenSsl.BIO_clear_flags(bio, OpenSsl.BIO_FLAGS_RWS | OpenSsl.BIO_FLAGS_SHOULD_RETRY);
         if (Owner(bio) is not { } session)
         {
@@ -276,18 +255,19 @@ internal sealed class TlsSession : IDisposable
         }
         try
         {
-            var n = session._socket.TrySend(new ReadOnlySpan<byte>(data, (int)Math.Min(length, int.MaxValue)));
+            var span = new Span<byte>(bytes, (int)Math.Min(length, int.MaxValue));
+            var n = send ? session._socket.TrySend(span) : session._socket.TryReceive(span);
             if (n < 0)
             {
-                OpenSsl.BIO_set_flags(bio, OpenSsl.BIO_FLAGS_WRITE | OpenSsl.BIO_FLAGS_SHOULD_RETRY);
+                OpenSsl.BIO_set_flags(bio, (send ? OpenSsl.BIO_FLAGS_WRITE : OpenSsl.BIO_FLAGS_READ) | OpenSsl.BIO_FLAGS_SHOULD_RETRY);
                 return 0;
             }
-            *written = (nuint)n;
-            return 1;
+            *done = (nuint)n;
+            return n > 0 || send ? 1 : 0;
         }
         catch (Exception ex)
         {
-            session._ioError = ex;   // an exception must not unwind through OpenSSL's frames
+            session._ioError = ex;
             return 0;
         }
     }
