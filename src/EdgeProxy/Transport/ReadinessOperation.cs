@@ -10,7 +10,7 @@ namespace EdgeProxy.Transport;
 /// connections wait at once. One run at a time; the continuation runs inline where the edge (or
 /// the cancellation) completes it.
 /// </summary>
-internal abstract class ReadinessOperation<T> : IValueTaskSource<T>, IValueTaskSource
+internal abstract class ReadinessOperation<T> : IValueTaskSource<T>
 {
     private readonly Action _onReady;
     private ManualResetValueTaskSourceCore<T> _core;
@@ -28,22 +28,10 @@ internal abstract class ReadinessOperation<T> : IValueTaskSource<T>, IValueTaskS
     /// <summary>Starts waiting (call after an attempt found nothing to do).</summary>
     public ValueTask<T> RunAsync(CancellationToken cancellationToken)
     {
-        Start(cancellationToken);
-        return new ValueTask<T>(this, _core.Version);
-    }
-
-    /// <summary><see cref="RunAsync"/> for an operation whose result is only that it completed.</summary>
-    public ValueTask RunUntypedAsync(CancellationToken cancellationToken)
-    {
-        Start(cancellationToken);
-        return new ValueTask(this, _core.Version);
-    }
-
-    private void Start(CancellationToken cancellationToken)
-    {
         _core.Reset();
         _token = cancellationToken;
         Continue();
+        return new ValueTask<T>(this, _core.Version);
     }
 
     private void Continue()
@@ -95,8 +83,6 @@ internal abstract class ReadinessOperation<T> : IValueTaskSource<T>, IValueTaskS
     }
 
     public T GetResult(short token) => _core.GetResult(token);
-
-    void IValueTaskSource.GetResult(short token) => _core.GetResult(token);
 
     public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
 
