@@ -27,6 +27,7 @@ internal static unsafe partial class OpenSsl
     [LibraryImport(Ssl)] public static partial void SSL_CTX_free(nint ctx);
     [LibraryImport(Ssl)] public static partial long SSL_CTX_ctrl(nint ctx, int cmd, long larg, nint parg);
     [LibraryImport(Ssl)] public static partial ulong SSL_CTX_set_options(nint ctx, ulong options);
+    [LibraryImport(Ssl, StringMarshalling = StringMarshalling.Utf8)] public static partial int SSL_CTX_set_cipher_list(nint ctx, string ciphers);
     [LibraryImport(Ssl)] public static partial int SSL_CTX_use_certificate(nint ctx, nint x509);
     [LibraryImport(Ssl)] public static partial int SSL_CTX_use_PrivateKey(nint ctx, nint key);
     [LibraryImport(Ssl)] public static partial int SSL_CTX_check_private_key(nint ctx);

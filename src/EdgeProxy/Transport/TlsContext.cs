@@ -4,7 +4,8 @@ namespace EdgeProxy.Transport;
 
 /// <summary>
 /// One certificate generation as an OpenSSL server context (SSL_CTX): the leaf and the chain from
-/// the certificate file, its key, TLS 1.2 and 1.3 only, no renegotiation, no compression, ALPN h2
+/// the certificate file, its key, TLS 1.2 (the runtime's suites, as Kestrel's TLS) and 1.3 only, no
+/// renegotiation, no compression, ALPN h2
 /// then http/1.1, and stateless session tickets with no session cache (memory does not grow with
 /// clients). Connections hold their own reference to the context, so a reload that publishes a new
 /// one leaves open connections on the old one until they end.
@@ -16,6 +17,9 @@ internal sealed unsafe class TlsContext : SafeHandle
 
     /// <summary><see cref="AlpnWire"/> in native memory for the life of the process: OpenSSL may point into it after the callback returns.</summary>
     private static readonly byte* Alpn = Native(AlpnWire);
+
+    private const string Tls12Ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
+        + "ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA256";
 
     private TlsContext()
         : base(0, ownsHandle: true)
@@ -70,9 +74,14 @@ internal sealed unsafe class TlsContext : SafeHandle
         {
             throw Failure("cannot require TLS 1.2");
         }
-        // RFC 9113 §9.2.1: no renegotiation under HTTP/2 (and none for HTTP/1.1 clients either). The
-        // client's cipher preference wins (one without AES instructions asks for ChaCha20 first), and
-        // the system's OpenSSL configuration sets the suites and security level, as for nginx.
+        // TLS 1.2 suites: the runtime's default list, which Kestrel's TLS offers on the socket
+        // transport (ECDHE only, AES-GCM or AES-CBC with SHA-256/384; no SHA-1 MACs, no RSA key
+        // exchange). TLS 1.3 keeps OpenSSL's three suites. The client's order of preference wins.
+        if (OpenSsl.SSL_CTX_set_cipher_list(ctx, Tls12Ciphers) != 1)
+        {
+            throw Failure("cannot set the TLS 1.2 cipher suites");
+        }
+        // RFC 9113 §9.2.1: no renegotiation under HTTP/2 (and none for HTTP/1.1 clients either).
         // A peer closing without close_notify is a plain end of stream, as for HTTP clients everywhere.
         OpenSsl.SSL_CTX_set_options(ctx, OpenSsl.SSL_OP_NO_RENEGOTIATION | OpenSsl.SSL_OP_NO_COMPRESSION | OpenSsl.SSL_OP_IGNORE_UNEXPECTED_EOF);
         // Partial writes and moving buffers: a write returns what went out, as send does, from pool

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Security;
 using System.Security.Authentication;
 using System.Text.Json;
 using EdgeProxy.Tests.Infrastructure;
@@ -43,6 +44,31 @@ public sealed class TlsTerminationTests(ITestOutputHelper output)
             using var metrics = tls.Pki.CreateClient();
             var text = await metrics.GetStringAsync(tls.BaseUrl + "/metrics");
             Assert.Contains("edgeproxy_fast_path_requests_total 1", text);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(GatewayVariant.All), MemberType = typeof(GatewayVariant))]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]   // CipherSuitesPolicy: the gateway runs on Linux only
+    public async Task Tls12_offers_the_same_ecdhe_suites_on_both_engines_and_no_sha1_mac(string variantName)
+    {
+        // epoll: OpenSSL on the socket; sockets: Kestrel's TLS. Both must offer the runtime's list.
+        var variant = GatewayVariant.Parse(variantName);
+        await using var tls = await TlsGateway.StartAsync(BackendsJson.For("svc", "m", ("b1", "http://127.0.0.1:9", 1)), variant.Apply());
+        HttpClient Offering(params TlsCipherSuite[] suites) => tls.Pki.CreateClient(protocols: SslProtocols.Tls12,
+            configure: h => h.SslOptions.CipherSuitesPolicy = new CipherSuitesPolicy(suites));
+
+        foreach (var accepted in new[] { TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA384 })
+        {
+            using var client = Offering(accepted);
+            using var response = await client.GetAsync(tls.BaseUrl + "/health");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+        foreach (var refused in new[] { TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 })
+        {
+            using var client = Offering(refused);
+            var failure = await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync(tls.BaseUrl + "/health"));
+            Assert.IsType<AuthenticationException>(failure.InnerException);
         }
     }
 
