@@ -96,65 +96,61 @@ internal sealed unsafe class TlsContext : SafeHandle
     /// <summary>The leaf (the file's first certificate), then every certificate after it as the chain sent in handshakes.</summary>
     private static void UseCertificates(nint ctx, byte* pem, int length)
     {
-        var bio = MemoryBio(pem, length);
-        try
+        using var bio = new PemBio(pem, length);
+        var leaf = OpenSsl.PEM_read_bio_X509(bio.Handle, 0, 0, 0);
+        if (leaf == 0)
         {
-            var leaf = OpenSsl.PEM_read_bio_X509(bio, 0, 0, 0);
-            if (leaf == 0)
-            {
-                throw Failure("cannot read the certificate");
-            }
-            var used = OpenSsl.SSL_CTX_use_certificate(ctx, leaf);
-            OpenSsl.X509_free(leaf);   // the context took its own reference
-            if (used != 1)
-            {
-                throw Failure("cannot use the certificate");
-            }
-            nint link;
-            while ((link = OpenSsl.PEM_read_bio_X509(bio, 0, 0, 0)) != 0)
-            {
-                if (OpenSsl.SSL_CTX_ctrl(ctx, OpenSsl.SSL_CTRL_CHAIN_CERT, 0, link) != 1)   // add0: the context owns it now
-                {
-                    OpenSsl.X509_free(link);
-                    throw Failure("cannot add a chain certificate");
-                }
-            }
-            OpenSsl.ERR_clear_error();   // the loop ends on "no start line"
+            throw Failure("cannot read the certificate");
         }
-        finally
+        var used = OpenSsl.SSL_CTX_use_certificate(ctx, leaf);
+        OpenSsl.X509_free(leaf);   // the context took its own reference
+        if (used != 1)
         {
-            OpenSsl.BIO_free(bio);
+            throw Failure("cannot use the certificate");
         }
+        nint link;
+        while ((link = OpenSsl.PEM_read_bio_X509(bio.Handle, 0, 0, 0)) != 0)
+        {
+            if (OpenSsl.SSL_CTX_ctrl(ctx, OpenSsl.SSL_CTRL_CHAIN_CERT, 0, link) != 1)   // add0: the context owns it now
+            {
+                OpenSsl.X509_free(link);
+                throw Failure("cannot add a chain certificate");
+            }
+        }
+        OpenSsl.ERR_clear_error();   // the loop ends on "no start line"
     }
 
     private static void UseKey(nint ctx, byte* pem, int length)
     {
-        var bio = MemoryBio(pem, length);
-        try
+        using var bio = new PemBio(pem, length);
+        var key = OpenSsl.PEM_read_bio_PrivateKey(bio.Handle, 0, 0, 0);
+        if (key == 0)
         {
-            var key = OpenSsl.PEM_read_bio_PrivateKey(bio, 0, 0, 0);
-            if (key == 0)
-            {
-                throw Failure("cannot read the private key");
-            }
-            var used = OpenSsl.SSL_CTX_use_PrivateKey(ctx, key);
-            OpenSsl.EVP_PKEY_free(key);
-            if (used != 1 || OpenSsl.SSL_CTX_check_private_key(ctx) != 1)
-            {
-                throw Failure("the private key does not match the certificate");
-            }
+            throw Failure("cannot read the private key");
         }
-        finally
+        var used = OpenSsl.SSL_CTX_use_PrivateKey(ctx, key);
+        OpenSsl.EVP_PKEY_free(key);
+        if (used != 1 || OpenSsl.SSL_CTX_check_private_key(ctx) != 1)
         {
-            OpenSsl.BIO_free(bio);
+            throw Failure("the private key does not match the certificate");
         }
     }
 
-    /// <summary>A read-only memory BIO over <paramref name="pem"/>, which must stay pinned until the BIO is freed (OpenSSL does not copy it).</summary>
-    private static nint MemoryBio(byte* pem, int length)
+    /// <summary>A read-only memory BIO over PEM bytes, which must stay pinned until it is disposed (OpenSSL does not copy them).</summary>
+    private readonly ref struct PemBio
     {
-        var bio = OpenSsl.BIO_new_mem_buf(pem, length);
-        return bio != 0 ? bio : throw Failure("out of memory");
+        public PemBio(byte* pem, int length)
+        {
+            Handle = OpenSsl.BIO_new_mem_buf(pem, length);
+            if (Handle == 0)
+            {
+                throw Failure("out of memory");
+            }
+        }
+
+        public nint Handle { get; }
+
+        public void Dispose() => OpenSsl.BIO_free(Handle);
     }
 
     /// <summary>Starts a connection's TLS session on this context (the session holds a reference to it).</summary>
