@@ -41,6 +41,7 @@ internal static unsafe partial class OpenSsl
     [LibraryImport(Ssl)] public static partial int SSL_do_handshake(nint ssl);
     [LibraryImport(Ssl)] public static partial int SSL_read(nint ssl, byte* buffer, int length);
     [LibraryImport(Ssl)] public static partial int SSL_write(nint ssl, byte* buffer, int length);
+    [LibraryImport(Ssl), SuppressGCTransition] public static partial int SSL_has_pending(nint ssl);
     [LibraryImport(Ssl)] public static partial int SSL_get_error(nint ssl, int result);
     [LibraryImport(Ssl)] public static partial int SSL_version(nint ssl);
     [LibraryImport(Ssl)] public static partial nint SSL_get_current_cipher(nint ssl);

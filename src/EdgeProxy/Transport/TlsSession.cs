@@ -35,7 +35,7 @@ internal sealed class TlsSession : IDisposable
         _self = GCHandle.Alloc(this);
     }
 
-    /// <summary>Decrypted bytes OpenSSL holds that the last <see cref="Receive"/> had no room for: readable whatever the socket says.</summary>
+    /// <summary>OpenSSL holds received bytes (a record decrypted or not yet) after the last handshake step or <see cref="Receive"/>: readable whatever the socket says.</summary>
     public bool HasBuffered { get; private set; }
 
     /// <summary>The negotiated protocol, cipher suite, ALPN protocol and SNI name, read once after the handshake.</summary>
@@ -81,15 +81,14 @@ internal sealed class TlsSession : IDisposable
                 {
                     Info = TlsSessionInfo.Read(ssl);
                     // The client's first request may have come in the receive that brought its
-                    // Finished: OpenSSL holds it while the socket is already known empty.
-                    HasBuffered = true;
+                    // Finished: OpenSSL then holds it while the socket is already known empty.
+                    HasBuffered = OpenSsl.SSL_has_pending(ssl) != 0;
                     return;
                 }
                 error = OpenSsl.SSL_get_error(ssl, result);
                 if (error is not (OpenSsl.SSL_ERROR_WANT_READ or OpenSsl.SSL_ERROR_WANT_WRITE))
                 {
-                    ThrowSocketError();
-                    throw new AuthenticationException("TLS handshake failed: " + (OpenSsl.TakeError() ?? (error == OpenSsl.SSL_ERROR_SYSCALL ? "the peer closed the connection" : "error " + error)));
+                    throw TakeIoError() ?? new AuthenticationException("TLS handshake failed: " + (OpenSsl.TakeError() ?? (error == OpenSsl.SSL_ERROR_SYSCALL ? "the peer closed the connection" : "error " + error)));
                 }
             }
             await (error == OpenSsl.SSL_ERROR_WANT_READ ? _socket.WaitReadableAsync(cancellationToken) : _socket.WaitWritableAsync(cancellationToken)).ConfigureAwait(false);
@@ -107,21 +106,27 @@ internal sealed class TlsSession : IDisposable
         lock (_gate)
         {
             var ssl = Handle();
-            HasBuffered = false;
             fixed (byte* p = buffer)
             {
-                while (total < buffer.Length)
+                while (true)
                 {
                     OpenSsl.ERR_clear_error();
                     var n = OpenSsl.SSL_read(ssl, p + total, buffer.Length - total);
                     if (n > 0)
                     {
                         total += n;
+                        // More records only when OpenSSL holds bytes: otherwise the next read would only find the socket empty.
+                        HasBuffered = OpenSsl.SSL_has_pending(ssl) != 0;
+                        if (total == buffer.Length || !HasBuffered)
+                        {
+                            return total;
+                        }
                         continue;
                     }
                     var error = OpenSsl.SSL_get_error(ssl, n);
                     if (error == OpenSsl.SSL_ERROR_WANT_READ)
                     {
+                        HasBuffered = false;
                         return total > 0 ? total : -1;
                     }
                     if (total > 0)
@@ -132,13 +137,12 @@ internal sealed class TlsSession : IDisposable
                     }
                     if (error == OpenSsl.SSL_ERROR_ZERO_RETURN)
                     {
+                        HasBuffered = false;
                         return 0;
                     }
                     throw Failure(error, "receive");
                 }
             }
-            HasBuffered = true;   // the buffer filled: OpenSSL may hold more
-            return total;
         }
     }
 
@@ -178,7 +182,10 @@ internal sealed class TlsSession : IDisposable
     /// </summary>
     private Exception Failure(int error, string operation)
     {
-        ThrowSocketError();
+        if (TakeIoError() is { } ioError)
+        {
+            return ioError;
+        }
         var reason = OpenSsl.TakeError() ?? error switch
         {
             OpenSsl.SSL_ERROR_SYSCALL => "the connection ended inside a TLS record",
@@ -188,14 +195,16 @@ internal sealed class TlsSession : IDisposable
         return new ConnectionAbortedException($"TLS {operation} failed: {reason}");
     }
 
-    private void ThrowSocketError()
+    /// <summary>The failure a BIO callback kept, if any (the socket's own <see cref="SocketException"/> as is), with OpenSSL's error queue cleared.</summary>
+    private Exception? TakeIoError()
     {
-        if (_ioError is { } error)
+        if (_ioError is not { } error)
         {
-            _ioError = null;
-            OpenSsl.ERR_clear_error();
-            throw error as SocketException ?? (Exception)new ConnectionAbortedException(error.Message, error);
+            return null;
         }
+        _ioError = null;
+        OpenSsl.ERR_clear_error();
+        return error as SocketException ?? (Exception)new ConnectionAbortedException(error.Message, error);
     }
 
     /// <summary>Frees the SSL object (no close_notify is sent: the connection is ending, as with Kestrel's TLS).</summary>
