@@ -131,11 +131,10 @@ public sealed class ClientDisconnectTests(ITestOutputHelper output)
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending);
         }
 
-        long? abortTicks = null;
+        double delay;
         try
         {
-            await Poll.UntilAsync(async () => (abortTicks = (await backend.StatsAsync()).LastAbortTicks(tag)) is not null,
-                TimeSpan.FromSeconds(10), $"the backend to record the abort of '{tag}'", TimeSpan.FromMilliseconds(20));
+            delay = await AbortBounds.DelayAsync(backend, tag, closedAt);
         }
         catch (TimeoutException ex)
         {
@@ -145,6 +144,6 @@ public sealed class ClientDisconnectTests(ITestOutputHelper output)
         }
         // The backend stopped generating: its handler unwound.
         await Poll.UntilAsync(async () => (await backend.StatsAsync()).InFlight() == 0, TimeSpan.FromSeconds(10), "the backend handler to end");
-        return (abortTicks!.Value - closedAt) * 1000.0 / Stopwatch.Frequency;
+        return delay;
     }
 }
