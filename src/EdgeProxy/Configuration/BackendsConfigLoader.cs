@@ -279,17 +279,12 @@ internal static class BackendsConfigLoader
     private static double ReadBalanceFactor(JsonElement element, string path, List<ConfigError> errors)
     {
         // A factor of 1 or less leaves no headroom over the average: keys would move on every tie.
-        if (element.ValueKind != JsonValueKind.Number || !element.TryGetDouble(out var factor) || !double.IsFinite(factor))
+        if (element.ValueKind == JsonValueKind.Number && element.TryGetDouble(out var factor) && double.IsFinite(factor) && factor > 1 && factor <= MaxBalanceFactor)
         {
-            errors.Add(new ConfigError(path, $"expected a number greater than 1 and at most {MaxBalanceFactor}, found {Describe(element)}"));
-            return ModelConfig.DefaultBalanceFactor;
+            return factor;
         }
-        if (factor <= 1 || factor > MaxBalanceFactor)
-        {
-            errors.Add(new ConfigError(path, $"expected a number greater than 1 and at most {MaxBalanceFactor}, found {element.GetRawText()}"));
-            return ModelConfig.DefaultBalanceFactor;
-        }
-        return factor;
+        errors.Add(new ConfigError(path, $"expected a number greater than 1 and at most {MaxBalanceFactor}, found {Describe(element)}"));
+        return ModelConfig.DefaultBalanceFactor;
     }
 
     /// <summary>An optional integer field from <paramref name="min"/> to <paramref name="max"/>; null when absent or wrong (wrong is an error).</summary>
@@ -400,46 +395,37 @@ internal static class BackendsConfigLoader
     /// <summary>`api_key`: a string without control characters; empty means none. A wrong shape is reported without echoing the value.</summary>
     private static string? ReadApiKey(JsonElement backend, string path, List<ConfigError> errors)
     {
-        string? apiKey = null;
-        if (backend.TryGetProperty("api_key", out var keyElement) && keyElement.ValueKind != JsonValueKind.Null)
+        if (!backend.TryGetProperty("api_key", out var keyElement) || keyElement.ValueKind == JsonValueKind.Null)
         {
-            if (keyElement.ValueKind != JsonValueKind.String)
-            {
-                // Never echo the value: it may be a secret typed in the wrong shape.
-                errors.Add(new ConfigError(path + ".api_key", $"expected a string, found {keyElement.ValueKind.ToString().ToLowerInvariant()}"));
-            }
-            else
-            {
-                apiKey = keyElement.GetString();
-                if (apiKey is { Length: 0 })
-                {
-                    apiKey = null;
-                }
-                else if (apiKey is not null && apiKey.Any(c => c < 32 || c == 127))
-                {
-                    errors.Add(new ConfigError(path + ".api_key", "contains control characters"));
-                }
-            }
+            return null;
         }
-        return apiKey;
+        if (keyElement.ValueKind != JsonValueKind.String)
+        {
+            // Never echo the value: it may be a secret typed in the wrong shape.
+            errors.Add(new ConfigError(path + ".api_key", $"expected a string, found {keyElement.ValueKind.ToString().ToLowerInvariant()}"));
+            return null;
+        }
+        var apiKey = keyElement.GetString()!;
+        if (apiKey.Any(c => c < 32 || c == 127))
+        {
+            errors.Add(new ConfigError(path + ".api_key", "contains control characters"));
+        }
+        return apiKey.Length > 0 ? apiKey : null;
     }
 
     /// <summary>`auth_mode`: "Authorization" or "x-api-key"; null when absent (BACKEND_AUTH_MODE applies).</summary>
     private static UpstreamAuthMode? ReadAuthMode(JsonElement backend, string path, List<ConfigError> errors)
     {
-        UpstreamAuthMode? authMode = null;
-        if (backend.TryGetProperty("auth_mode", out var modeElement) && modeElement.ValueKind != JsonValueKind.Null)
+        if (!backend.TryGetProperty("auth_mode", out var modeElement) || modeElement.ValueKind == JsonValueKind.Null)
         {
-            if (modeElement.ValueKind == JsonValueKind.String && UpstreamAuthModes.TryParse(modeElement.GetString(), out var mode))
-            {
-                authMode = mode;
-            }
-            else
-            {
-                errors.Add(new ConfigError(path + ".auth_mode", $"unknown auth_mode {Describe(modeElement)} (expected \"Authorization\" or \"x-api-key\")"));
-            }
+            return null;
         }
-        return authMode;
+        if (modeElement.ValueKind == JsonValueKind.String && UpstreamAuthModes.TryParse(modeElement.GetString(), out var mode))
+        {
+            return mode;
+        }
+        errors.Add(new ConfigError(path + ".auth_mode", $"unknown auth_mode {Describe(modeElement)} (expected \"Authorization\" or \"x-api-key\")"));
+        return null;
     }
 
     /// <summary>

@@ -231,13 +231,7 @@ internal static class SettingsLoader
         }
 
         public IReadOnlyList<string> List(string name, IReadOnlyList<string> fallback)
-        {
-            if (!TryGet(name, out var raw))
-            {
-                return fallback;
-            }
-            return raw.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        }
+            => TryGet(name, out var raw) ? raw.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : fallback;
 
         public IReadOnlyList<IPNetwork> Networks(string name)
         {
