@@ -94,7 +94,7 @@ internal sealed partial class ActiveHealthChecker(
         }
         else
         {
-            LogStatusChange(logger, state.Service, state.Model, state.Config.Id, Name(old), Name(now));
+            LogStatusChange(logger, state.Service, state.Model, state.Config.Id, HealthStatusReport.Name(old), HealthStatusReport.Name(now));
         }
         signal.Notify();
     }
@@ -304,13 +304,6 @@ internal sealed partial class ActiveHealthChecker(
         }
         return ex is HttpRequestException ? "connection failed" : ex.GetType().Name;
     }
-
-    private static string Name(HealthStatus status) => status switch
-    {
-        HealthStatus.Healthy => "healthy",
-        HealthStatus.Unhealthy => "unhealthy",
-        _ => "unknown",
-    };
 
     public void Dispose() => _stopping?.Dispose();
 

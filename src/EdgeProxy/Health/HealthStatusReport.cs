@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json.Serialization;
 
 namespace EdgeProxy.Health;
@@ -24,16 +25,8 @@ internal static class HealthStatusReport
             {
                 continue;
             }
-            if (!data.TryGetValue(state.Service, out var models))
-            {
-                models = new Dictionary<string, List<BackendStatus>>(StringComparer.Ordinal);
-                data[state.Service] = models;
-            }
-            if (!models.TryGetValue(state.Model, out var list))
-            {
-                list = [];
-                models[state.Model] = list;
-            }
+            var models = CollectionsMarshal.GetValueRefOrAddDefault(data, state.Service, out _) ??= new(StringComparer.Ordinal);
+            var list = CollectionsMarshal.GetValueRefOrAddDefault(models, state.Model, out _) ??= [];
             var stats = state.Stats.Snapshot();
             var status = state.Status;
             total++;
@@ -51,7 +44,7 @@ internal static class HealthStatusReport
                 MaxConcurrency = state.Config.MaxConcurrency,
                 LearnedConcurrency = state.LearnedConcurrency,
                 TlsSkipVerify = state.Config.TlsSkipVerify,
-                Status = status switch { HealthStatus.Healthy => "healthy", HealthStatus.Unhealthy => "unhealthy", _ => "unknown" },
+                Status = Name(status),
                 Ejected = state.IsEjected,
                 EjectedUntil = state.EjectedUntil,
                 HeldUntil = state.HeldUntil,
@@ -93,6 +86,14 @@ internal static class HealthStatusReport
     }
 
     private static double? Round(double? value) => value is double v ? Math.Round(v, 2) : null;
+
+    /// <summary>`healthy`, `unhealthy` or `unknown`: the contract's name of a status (also in the logs).</summary>
+    public static string Name(HealthStatus status) => status switch
+    {
+        HealthStatus.Healthy => "healthy",
+        HealthStatus.Unhealthy => "unhealthy",
+        _ => "unknown",
+    };
 }
 
 internal static class GatewayVersion
@@ -171,7 +172,7 @@ internal sealed record BackendStatus
     public int? LearnedConcurrency { get; init; }
 
     /// <summary>The backend's certificate is not verified (`tls_skip_verify`); only present when true.</summary>
-    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool TlsSkipVerify { get; init; }
 
     /// <summary>`healthy`, `unhealthy` or `unknown` (contract).</summary>
