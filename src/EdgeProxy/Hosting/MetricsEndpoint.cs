@@ -55,13 +55,10 @@ internal sealed class MetricsEndpoint(PrometheusExporter exporter, RouteTablePro
             PrometheusExporter.Header(sb, name, help, "gauge");
             foreach (var state in states)
             {
-                sb.Append(name).Append("{service=\"");
-                PrometheusExporter.Escape(sb, state.Service);
-                sb.Append("\",model=\"");
-                PrometheusExporter.Escape(sb, state.Model);
-                sb.Append("\",backend=\"");
-                PrometheusExporter.Escape(sb, state.Config.Id);
-                sb.Append("\"} ").Append(value(state).ToString(CultureInfo.InvariantCulture)).Append('\n');
+                PrometheusExporter.Label(sb.Append(name), "service", state.Service, first: true);
+                PrometheusExporter.Label(sb, "model", state.Model, first: false);
+                PrometheusExporter.Label(sb, "backend", state.Config.Id, first: false);
+                sb.Append("} ").Append(value(state).ToString(CultureInfo.InvariantCulture)).Append('\n');
             }
         }
         var queues = table.Queues.ToList();
@@ -70,11 +67,9 @@ internal sealed class MetricsEndpoint(PrometheusExporter exporter, RouteTablePro
             PrometheusExporter.Header(sb, name, help, type);
             foreach (var (service, model, status) in queues)
             {
-                sb.Append(name).Append("{service=\"");
-                PrometheusExporter.Escape(sb, service);
-                sb.Append("\",model=\"");
-                PrometheusExporter.Escape(sb, model);
-                sb.Append("\"} ").Append(value(status).ToString(CultureInfo.InvariantCulture)).Append('\n');
+                PrometheusExporter.Label(sb.Append(name), "service", service, first: true);
+                PrometheusExporter.Label(sb, "model", model, first: false);
+                sb.Append("} ").Append(value(status).ToString(CultureInfo.InvariantCulture)).Append('\n');
             }
         }
     }

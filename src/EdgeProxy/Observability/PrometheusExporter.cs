@@ -32,7 +32,7 @@ internal sealed class PrometheusExporter : IDisposable
     }
 
     /// <summary>The exposition text. Series of one metric are grouped under one HELP/TYPE header.</summary>
-    /// <param name="more">Families the caller renders after the instruments' (with <see cref="Header"/> and <see cref="Escape"/>).</param>
+    /// <param name="more">Families the caller renders after the instruments' (with <see cref="Header"/> and <see cref="Label"/>).</param>
     public string Render(Action<StringBuilder>? more = null)
     {
         _listener.RecordObservableInstruments();
@@ -50,7 +50,7 @@ internal sealed class PrometheusExporter : IDisposable
                     Header(sb, family, help, counter ? "counter" : "gauge");
                     foreach (var s in Ordered(group))
                     {
-                        Sample(sb, family, s.Key, null, Volatile.Read(ref s.LongValue));
+                        Sample(sb, family, s.Key, null, Volatile.Read(ref s.LongValue).ToString(CultureInfo.InvariantCulture));
                     }
                     break;
                 case Histogram<double>:
@@ -62,10 +62,10 @@ internal sealed class PrometheusExporter : IDisposable
                         {
                             cumulative += Volatile.Read(ref s.Buckets[i]);
                             var le = i < s.Bounds!.Length ? FormatDouble(s.Bounds[i]) : "+Inf";
-                            Sample(sb, name + "_bucket", s.Key, le, cumulative);
+                            Sample(sb, name + "_bucket", s.Key, le, cumulative.ToString(CultureInfo.InvariantCulture));
                         }
-                        SampleDouble(sb, name + "_sum", s.Key, Volatile.Read(ref s.Sum));
-                        Sample(sb, name + "_count", s.Key, null, Volatile.Read(ref s.LongValue));
+                        Sample(sb, name + "_sum", s.Key, null, FormatDouble(Volatile.Read(ref s.Sum)));
+                        Sample(sb, name + "_count", s.Key, null, Volatile.Read(ref s.LongValue).ToString(CultureInfo.InvariantCulture));
                     }
                     break;
             }
@@ -104,48 +104,30 @@ internal sealed class PrometheusExporter : IDisposable
         => sb.Append("# HELP ").Append(name).Append(' ').Append(help.Replace("\\", "\\\\").Replace("\n", "\\n"))
             .Append("\n# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
 
-    private static void Sample(StringBuilder sb, string name, SeriesKey key, string? le, long value)
+    private static void Sample(StringBuilder sb, string name, SeriesKey key, string? le, string value)
     {
-        Labels(sb.Append(name), key, le);
-        sb.Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
-    }
-
-    private static void SampleDouble(StringBuilder sb, string name, SeriesKey key, double value)
-    {
-        Labels(sb.Append(name), key, null);
-        sb.Append(' ').Append(FormatDouble(value)).Append('\n');
-    }
-
-    private static void Labels(StringBuilder sb, SeriesKey key, string? le)
-    {
-        var count = key.Count + (le is null ? 0 : 1);
-        if (count == 0)
-        {
-            return;
-        }
-        sb.Append('{');
-        var first = true;
+        sb.Append(name);
         for (var i = 0; i < key.Count; i++)
         {
-            var (name, value) = key[i];
-            if (!first)
-            {
-                sb.Append(',');
-            }
-            first = false;
-            sb.Append(name).Append("=\"");
-            Escape(sb, value);
-            sb.Append('"');
+            Label(sb, key[i].Name, key[i].Value, first: i == 0);
         }
         if (le is not null)
         {
-            sb.Append(first ? "" : ",").Append("le=\"").Append(le).Append('"');
+            Label(sb, "le", le, first: key.Count == 0);
         }
-        sb.Append('}');
+        sb.Append(key.Count > 0 || le is not null ? "} " : " ").Append(value).Append('\n');
+    }
+
+    /// <summary>One `name="value"` label, opening the label set when <paramref name="first"/>; the caller closes it.</summary>
+    internal static StringBuilder Label(StringBuilder sb, string name, string value, bool first)
+    {
+        sb.Append(first ? '{' : ',').Append(name).Append("=\"");
+        Escape(sb, value);
+        return sb.Append('"');
     }
 
     /// <summary>Label value escaping per the text format: backslash, double quote and newline.</summary>
-    internal static void Escape(StringBuilder sb, string value)
+    private static void Escape(StringBuilder sb, string value)
         => sb.Append(value.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n"));
 
     internal static string FormatDouble(double value)
