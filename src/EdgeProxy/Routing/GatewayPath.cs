@@ -5,21 +5,14 @@ namespace EdgeProxy.Routing;
 /// and the query are kept byte for byte (no decoding, no re-encoding of %2F, %20 or +), because the
 /// backend must see what the client sent.
 /// </summary>
-internal readonly ref struct GatewayPath
+internal readonly ref struct GatewayPath(ReadOnlySpan<char> service, ReadOnlySpan<char> model, ReadOnlySpan<char> remainder)
 {
-    public GatewayPath(ReadOnlySpan<char> service, ReadOnlySpan<char> model, ReadOnlySpan<char> remainder)
-    {
-        Service = service;
-        Model = model;
-        Remainder = remainder;
-    }
+    public ReadOnlySpan<char> Service { get; } = service;
 
-    public ReadOnlySpan<char> Service { get; }
-
-    public ReadOnlySpan<char> Model { get; }
+    public ReadOnlySpan<char> Model { get; } = model;
 
     /// <summary>Everything after `/{service}/{model}`: empty, or starting with '/' or '?'.</summary>
-    public ReadOnlySpan<char> Remainder { get; }
+    public ReadOnlySpan<char> Remainder { get; } = remainder;
 
     public static bool TryParse(ReadOnlySpan<char> rawTarget, out GatewayPath path)
     {

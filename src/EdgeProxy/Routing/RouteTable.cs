@@ -13,7 +13,6 @@ namespace EdgeProxy.Routing;
 /// </summary>
 internal sealed class RouteTable
 {
-    private readonly FrozenDictionary<string, FrozenDictionary<string, ModelRoute>> _services;
     /// <summary>Span lookups at both levels, made once per snapshot (making one per request showed in the fast path's profile).</summary>
     private readonly FrozenDictionary<string, FrozenDictionary<string, ModelRoute>.AlternateLookup<ReadOnlySpan<char>>>.AlternateLookup<ReadOnlySpan<char>> _serviceLookup;
 
@@ -21,7 +20,6 @@ internal sealed class RouteTable
     {
         Config = config;
         Models = models;
-        _services = services;
         _serviceLookup = services
             .ToFrozenDictionary(pair => pair.Key, pair => pair.Value.GetAlternateLookup<ReadOnlySpan<char>>(), services.Comparer)
             .GetAlternateLookup<ReadOnlySpan<char>>();
@@ -48,8 +46,6 @@ internal sealed class RouteTable
     }
 
     public bool HasService(ReadOnlySpan<char> service) => _serviceLookup.ContainsKey(service);
-
-    public bool HasService(string service) => _services.ContainsKey(service);
 
     /// <summary>
     /// Builds a snapshot. Backends whose (service, model, id, url) also exist in
