@@ -189,13 +189,12 @@ internal static class BackendsConfigLoader
         {
             balance = ReadBalance(balanceElement, path + ".balance", errors);
         }
-        var factor = ModelConfig.DefaultBalanceFactor;
-        if (model.TryGetProperty("balance_factor", out var factorElement) && factorElement.ValueKind != JsonValueKind.Null)
-        {
-            factor = ReadBalanceFactor(factorElement, path + ".balance_factor", errors);
-        }
+        // A factor of 1 or less leaves no headroom over the average: keys would move on every tie.
+        var factor = ReadNumber(model, "balance_factor", path, 1, MaxBalanceFactor, $"expected a number greater than 1 and at most {MaxBalanceFactor}", errors)
+            ?? ModelConfig.DefaultBalanceFactor;
         var maxQueue = ReadInteger(model, "max_queue", path, 0, MaxQueueLimit, errors) ?? ModelConfig.DefaultMaxQueue;
-        var queueTimeout = ReadQueueTimeout(model, path, errors);
+        var queueTimeout = ReadNumber(model, "queue_timeout", path, 0, MaxQueueTimeoutSeconds, $"expected seconds, a number greater than 0 and at most {MaxQueueTimeoutSeconds}", errors)
+            is double seconds ? TimeSpan.FromSeconds(seconds) : (TimeSpan?)null;
         if (!model.TryGetProperty("backends", out var backendsElement))
         {
             errors.Add(new ConfigError(path + ".backends", "is required"));
@@ -247,18 +246,21 @@ internal static class BackendsConfigLoader
         return new ModelConfig(name, backends, affinity, balance, factor, maxQueue, queueTimeout);
     }
 
-    /// <summary>`queue_timeout`: seconds, greater than 0; null when absent.</summary>
-    private static TimeSpan? ReadQueueTimeout(JsonElement model, string path, List<ConfigError> errors)
+    /// <summary>
+    /// An optional number above <paramref name="above"/> and at most <paramref name="max"/>; null when
+    /// absent or wrong (wrong is an error: <paramref name="expected"/>, then what was found).
+    /// </summary>
+    private static double? ReadNumber(JsonElement owner, string name, string path, double above, double max, string expected, List<ConfigError> errors)
     {
-        if (!model.TryGetProperty("queue_timeout", out var element) || element.ValueKind == JsonValueKind.Null)
+        if (!owner.TryGetProperty(name, out var element) || element.ValueKind == JsonValueKind.Null)
         {
             return null;
         }
-        if (element.ValueKind == JsonValueKind.Number && element.TryGetDouble(out var seconds) && seconds > 0 && seconds <= MaxQueueTimeoutSeconds)
+        if (element.ValueKind == JsonValueKind.Number && element.TryGetDouble(out var value) && double.IsFinite(value) && value > above && value <= max)
         {
-            return TimeSpan.FromSeconds(seconds);
+            return value;
         }
-        errors.Add(new ConfigError(path + ".queue_timeout", $"expected seconds, a number greater than 0 and at most {MaxQueueTimeoutSeconds}, found {Describe(element)}"));
+        errors.Add(new ConfigError($"{path}.{name}", $"{expected}, found {Describe(element)}"));
         return null;
     }
 
@@ -274,17 +276,6 @@ internal static class BackendsConfigLoader
         }
         errors.Add(new ConfigError(path, $"expected \"round_robin\" or \"least_outstanding\", found {Describe(element)}"));
         return BalancePolicy.RoundRobin;
-    }
-
-    private static double ReadBalanceFactor(JsonElement element, string path, List<ConfigError> errors)
-    {
-        // A factor of 1 or less leaves no headroom over the average: keys would move on every tie.
-        if (element.ValueKind == JsonValueKind.Number && element.TryGetDouble(out var factor) && double.IsFinite(factor) && factor > 1 && factor <= MaxBalanceFactor)
-        {
-            return factor;
-        }
-        errors.Add(new ConfigError(path, $"expected a number greater than 1 and at most {MaxBalanceFactor}, found {Describe(element)}"));
-        return ModelConfig.DefaultBalanceFactor;
     }
 
     /// <summary>An optional integer field from <paramref name="min"/> to <paramref name="max"/>; null when absent or wrong (wrong is an error).</summary>
