@@ -18,10 +18,6 @@ internal sealed partial class DashboardPage
 
     private sealed record Content(byte[] Html, string ETag, string Csp);
 
-    public string ContentSecurityPolicy => Load().Csp;
-
-    public string ETag => Load().ETag;
-
     // Racing first requests may both build it; the results are identical and one wins.
     private Content Load() => _content ??= Build();
 
