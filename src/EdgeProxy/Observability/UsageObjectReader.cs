@@ -27,20 +27,8 @@ internal static class UsageObjectReader
     /// outside them ends the string (a quote) or makes it not plain (an escape, a control byte,
     /// non-ASCII). An all-ASCII set searches several times faster than one naming the bytes that stop.
     /// </summary>
-    private static readonly SearchValues<byte> PlainStringBytes = SearchValues.Create(PlainBytes());
-
-    private static byte[] PlainBytes()
-    {
-        var plain = new List<byte>();
-        for (var b = 0x20; b <= 0x7E; b++)
-        {
-            if (b is not ('"' or '\\'))
-            {
-                plain.Add((byte)b);
-            }
-        }
-        return [.. plain];
-    }
+    private static readonly SearchValues<byte> PlainStringBytes = SearchValues.Create(
+        Enumerable.Range(0x20, 0x7F - 0x20).Where(b => b is not ('"' or '\\')).Select(b => (byte)b).ToArray());
 
     /// <summary>
     /// Reads the object that starts at <paramref name="json"/>[0] (a '{'). Returns its length through
