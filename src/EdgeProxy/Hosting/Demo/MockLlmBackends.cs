@@ -48,39 +48,28 @@ internal sealed class MockLlmBackends(WebApplication app, Dictionary<int, (strin
         return mocks;
     }
 
-    private async Task HandleAsync(HttpContext context)
+    private Task HandleAsync(HttpContext context)
     {
         var (id, model) = byPort.TryGetValue(context.Connection.LocalPort, out var who) ? who : ("mock", "mock-model");
         context.Response.Headers["X-Backend-Id"] = id;
         var path = context.Request.Path.Value ?? "/";
-        switch (path)
+        return path switch
         {
-            case "/health":
-                await JsonAsync(context, w => { w.WriteString("status", "ok"); w.WriteString("backend", id); }).ConfigureAwait(false);
-                return;
-            case "/v1/models":
-                await JsonAsync(context, w =>
-                {
-                    w.WriteString("object", "list");
-                    w.WriteStartArray("data");
-                    w.WriteStartObject();
-                    w.WriteString("id", model);
-                    w.WriteString("object", "model");
-                    w.WriteString("owned_by", "edgeproxy-demo");
-                    w.WriteEndObject();
-                    w.WriteEndArray();
-                }).ConfigureAwait(false);
-                return;
-            case "/v1/chat/completions":
-            case "/v1/completions":
-            case "/":
-                await CompletionAsync(context, id, model, chat: path != "/v1/completions").ConfigureAwait(false);
-                return;
-            default:
-                context.Response.StatusCode = 404;
-                await JsonAsync(context, w => w.WriteString("error", "not found")).ConfigureAwait(false);
-                return;
-        }
+            "/health" => JsonAsync(context, w => { w.WriteString("status", "ok"); w.WriteString("backend", id); }),
+            "/v1/models" => JsonAsync(context, w =>
+            {
+                w.WriteString("object", "list");
+                w.WriteStartArray("data");
+                w.WriteStartObject();
+                w.WriteString("id", model);
+                w.WriteString("object", "model");
+                w.WriteString("owned_by", "edgeproxy-demo");
+                w.WriteEndObject();
+                w.WriteEndArray();
+            }),
+            "/v1/chat/completions" or "/v1/completions" or "/" => CompletionAsync(context, id, model, chat: path != "/v1/completions"),
+            _ => JsonAsync(context, w => w.WriteString("error", "not found"), status: 404),
+        };
     }
 
     private static async Task CompletionAsync(HttpContext context, string id, string model, bool chat)
@@ -102,8 +91,7 @@ internal sealed class MockLlmBackends(WebApplication app, Dictionary<int, (strin
             }
             catch (JsonException)
             {
-                context.Response.StatusCode = 400;
-                await JsonAsync(context, w => w.WriteString("error", "invalid JSON body")).ConfigureAwait(false);
+                await JsonAsync(context, w => w.WriteString("error", "invalid JSON body"), status: 400).ConfigureAwait(false);
                 return;
             }
         }
@@ -113,12 +101,7 @@ internal sealed class MockLlmBackends(WebApplication app, Dictionary<int, (strin
             Id: "chatcmpl-" + Guid.NewGuid().ToString("N")[..12],
             Created: DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
             Model: model);
-        if (!stream)
-        {
-            await WriteWholeAnswerAsync(context, answer, chat).ConfigureAwait(false);
-            return;
-        }
-        await StreamAnswerAsync(context, answer).ConfigureAwait(false);
+        await (stream ? StreamAnswerAsync(context, answer) : WriteWholeAnswerAsync(context, answer, chat)).ConfigureAwait(false);
     }
 
     /// <summary>One mock answer; a streamed one repeats its id, creation time and model in every chunk.</summary>
@@ -224,8 +207,9 @@ internal sealed class MockLlmBackends(WebApplication app, Dictionary<int, (strin
         return Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 
-    private static Task JsonAsync(HttpContext context, Action<Utf8JsonWriter> body)
+    private static Task JsonAsync(HttpContext context, Action<Utf8JsonWriter> body, int status = 200)
     {
+        context.Response.StatusCode = status;
         context.Response.ContentType = "application/json";
         var bytes = Encoding.UTF8.GetBytes(Json(body));
         context.Response.ContentLength = bytes.Length;
