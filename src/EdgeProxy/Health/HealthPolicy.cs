@@ -2,22 +2,20 @@ using EdgeProxy.Configuration;
 
 namespace EdgeProxy.Health;
 
-/// <summary>The health thresholds and timings shared by every backend (from <see cref="GatewaySettings"/>).</summary>
+/// <summary>The health thresholds and timings shared by every backend (from <see cref="GatewaySettings"/>, which holds the defaults).</summary>
 internal sealed record HealthPolicy
 {
-    public int UnhealthyThreshold { get; init; } = 2;
+    public required int UnhealthyThreshold { get; init; }
 
-    public int HealthyThreshold { get; init; } = 1;
+    public required int HealthyThreshold { get; init; }
 
-    public int PassiveFailureThreshold { get; init; } = 5;
+    public required int PassiveFailureThreshold { get; init; }
 
-    public TimeSpan EjectionBase { get; init; } = TimeSpan.FromSeconds(10);
+    public required TimeSpan EjectionBase { get; init; }
 
-    public TimeSpan EjectionMax { get; init; } = TimeSpan.FromSeconds(300);
+    public required TimeSpan EjectionMax { get; init; }
 
-    public double MaxEjectionPercent { get; init; } = 50;
-
-    public TimeSpan SlowStart { get; init; } = TimeSpan.FromSeconds(30);
+    public required TimeSpan SlowStart { get; init; }
 
     public static HealthPolicy From(GatewaySettings s) => new()
     {
@@ -26,7 +24,6 @@ internal sealed record HealthPolicy
         PassiveFailureThreshold = s.PassiveFailureThreshold,
         EjectionBase = s.EjectionBase,
         EjectionMax = s.EjectionMax,
-        MaxEjectionPercent = s.MaxEjectionPercent,
         SlowStart = s.SlowStart,
     };
 }

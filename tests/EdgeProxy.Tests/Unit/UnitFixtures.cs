@@ -30,7 +30,6 @@ internal static class UnitFixtures
         PassiveFailureThreshold = 5,
         EjectionBase = TimeSpan.FromSeconds(10),
         EjectionMax = TimeSpan.FromSeconds(300),
-        MaxEjectionPercent = 50,
         SlowStart = slowStart ?? TimeSpan.FromSeconds(30),
     };
 
