@@ -28,14 +28,11 @@ internal sealed class ServerCertificate
 
     public X509Certificate2 Leaf { get; }
 
-    /// <summary>Certificates after the leaf in the certificate file.</summary>
-    public int ChainLength => _intermediates.Count;
-
     public byte[] CertBytes { get; }
 
     public byte[] KeyBytes { get; }
 
-    public string Describe() => $"{Leaf.Subject} (serial {Leaf.SerialNumber}, expires {Leaf.NotAfter.ToUniversalTime():yyyy-MM-dd HH:mm} UTC, {ChainLength} chain certificates)";
+    public string Describe() => $"{Leaf.Subject} (serial {Leaf.SerialNumber}, expires {Leaf.NotAfter.ToUniversalTime():yyyy-MM-dd HH:mm} UTC, {_intermediates.Count} chain certificates)";
 
     public bool SameFiles(byte[] certBytes, byte[] keyBytes) => certBytes.AsSpan().SequenceEqual(CertBytes) && keyBytes.AsSpan().SequenceEqual(KeyBytes);
 
