@@ -12,16 +12,18 @@ namespace EdgeProxy.Balancing;
 /// (<c>/v1/completions</c>, Ollama <c>/api/generate</c>) is keyed by its first
 /// <see cref="PromptBlock"/> bytes and any top-level <c>system</c>.
 /// The key reads only the first <see cref="PeekBytes"/> of the body (the rest streams on untouched)
-/// and hashes at most <see cref="MaxContent"/> bytes of content, so a request that sends more fields
-/// before its messages still keys the same. Strings are hashed as sent (escaped): one client sends
-/// one conversation the same way every turn. Stateless: every replica computes the same key.
+/// and hashes at most <see cref="MaxContent"/> bytes of each message. A system prompt longer than
+/// that still keys its conversations apart by their first questions, as long as the first question
+/// lies within the peek; else the request has no key (the caller keys it by its client). Strings are
+/// hashed as sent (escaped): one client sends one conversation the same way every turn. Stateless:
+/// every replica computes the same key.
 /// </summary>
 internal static class ConversationKey
 {
     /// <summary>How much of a request body is read ahead to find the key.</summary>
     public const int PeekBytes = 16 * 1024;
 
-    /// <summary>Content bytes that make up a key at most; the key is complete beyond them.</summary>
+    /// <summary>Content bytes of one message (or prompt field) that a key hashes at most.</summary>
     public const int MaxContent = 8 * 1024;
 
     /// <summary>How much of a bare prompt keys it: a conversation replayed as one growing prompt keeps its opening block.</summary>
@@ -31,7 +33,7 @@ internal static class ConversationKey
     /// The key of <paramref name="body"/>, the first bytes of a JSON request body (all of it when
     /// <paramref name="complete"/>). False when they do not hold a conversation's opening (not a JSON
     /// object, no messages or prompt, or the first user message not within the bytes and the content
-    /// cap not reached); the caller then keys by the client as for <c>client_ip</c>.
+    /// peek); the caller then keys by the client as for <c>client_ip</c>.
     /// </summary>
     public static bool TryCompute(ReadOnlySpan<byte> body, bool complete, out ulong key) => TryCompute(body, complete, out key, out _);
 
@@ -74,7 +76,7 @@ internal static class ConversationKey
                     {
                         shared = hash;
                     }
-                    keyed = prompt || hash.Full;
+                    keyed = prompt;
                     continue;
                 }
                 if (!reader.TrySkip())
@@ -88,24 +90,23 @@ internal static class ConversationKey
             // Malformed JSON: no key (the backend will answer the body).
             return false;
         }
-        keyed |= hash.Full;
         key = keyed ? hash.Value : 0;
         opening = !keyed ? 0 : shared.Length > 0 ? shared.Value : key;
         return keyed;
     }
 
     /// <summary>
-    /// Hashes role and content of each message; true once the first user message is in or the cap is
-    /// reached. <paramref name="shared"/> is the hash of the messages before the first user message.
+    /// Hashes role and content of each message; true once the first user message is in.
+    /// <paramref name="shared"/> is the hash of the messages before the first user message.
     /// </summary>
     private static bool ReadMessages(ref Utf8JsonReader reader, ref Accumulator hash, ref Accumulator shared)
     {
-        while (!hash.Full && reader.Read() && reader.TokenType == JsonTokenType.StartObject)
+        while (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
         {
             var before = hash;
             var user = false;
             var ended = false;
-            while (!hash.Full && reader.Read())
+            while (reader.Read())
             {
                 if (reader.TokenType == JsonTokenType.EndObject)
                 {
@@ -125,7 +126,7 @@ internal static class ConversationKey
                 {
                     if (!ReadContent(ref reader, ref hash))
                     {
-                        return hash.Full;
+                        return false;
                     }
                 }
                 else if (!reader.TrySkip())
@@ -140,13 +141,13 @@ internal static class ConversationKey
             }
             if (!ended)
             {
-                return hash.Full;
+                return false;
             }
         }
-        return hash.Full;
+        return false;
     }
 
-    /// <summary>A string, or OpenAI's array of parts (every string inside counts); false when the bytes end inside it.</summary>
+    /// <summary>A string, or OpenAI's array of parts (every string inside counts, <see cref="MaxContent"/> bytes in all); false when the bytes end inside it.</summary>
     private static bool ReadContent(ref Utf8JsonReader reader, ref Accumulator hash)
     {
         if (!reader.Read())
@@ -159,7 +160,8 @@ internal static class ConversationKey
             return true;
         }
         var depth = reader.CurrentDepth;
-        while (!hash.Full)
+        var budget = MaxContent;
+        while (true)
         {
             if (!reader.Read())
             {
@@ -171,20 +173,19 @@ internal static class ConversationKey
             }
             if (reader.TokenType == JsonTokenType.String)
             {
-                hash.Add((byte)'c', reader.ValueSpan);
+                var text = reader.ValueSpan;
+                hash.Add((byte)'c', text[..Math.Min(text.Length, budget)]);
+                budget -= Math.Min(text.Length, budget);
             }
         }
-        return false;
     }
 
-    /// <summary>FNV-1a over tagged values (a tag byte before each, so moved boundaries hash apart), capped at <see cref="MaxContent"/>.</summary>
+    /// <summary>FNV-1a over tagged values (a tag byte before each, so moved boundaries hash apart), each capped at <see cref="MaxContent"/>.</summary>
     private struct Accumulator
     {
         private ulong _hash;
 
         public int Length { get; private set; }
-
-        public readonly bool Full => Length >= MaxContent;
 
         public readonly ulong Value => StableHash.Mix(_hash);
 
@@ -194,7 +195,7 @@ internal static class ConversationKey
             {
                 _hash = 14695981039346656037UL;
             }
-            var take = Math.Max(0, Math.Min(value.Length, MaxContent - Length));
+            var take = Math.Min(value.Length, MaxContent);
             _hash = Step(_hash, tag);
             foreach (var b in value[..take])
             {

@@ -144,12 +144,23 @@ public sealed class ConversationKeyTests
     }
 
     [Fact]
-    public void A_system_prompt_longer_than_the_cap_is_a_key_by_itself()
+    public void A_system_prompt_longer_than_the_cap_still_keys_conversations_apart_by_their_first_question()
     {
-        var huge = new string('s', ConversationKey.MaxContent + 100);
-        var a = Encoding.UTF8.GetBytes($"{{\"messages\":[{{\"role\":\"system\",\"content\":\"{huge}\"}},{{\"role\":\"user\",\"content\":\"a\"}}]}}");
-        var b = Encoding.UTF8.GetBytes($"{{\"messages\":[{{\"role\":\"system\",\"content\":\"{huge}\"}},{{\"role\":\"user\",\"content\":\"b\"}}]}}");
-        Assert.Equal(KeyOf(a), KeyOf(b));
+        // An agent's system prompt (tools, instructions) over the per-message cap: its conversations
+        // must not collapse into one key, or they would all be pinned to one backend.
+        var huge = new string('s', ConversationKey.MaxContent + 2000);
+        byte[] Body(string question, string more = "") => Encoding.UTF8.GetBytes(
+            $"{{\"messages\":[{{\"role\":\"system\",\"content\":\"{huge}\"}},{{\"role\":\"user\",\"content\":\"{question}\"}}{more}]}}");
+        Assert.NotEqual(KeyOf(Body("a")), KeyOf(Body("b")));
+        Assert.Equal(KeyOf(Body("a")), KeyOf(Body("a", ",{\"role\":\"assistant\",\"content\":\"x\"},{\"role\":\"user\",\"content\":\"c\"}")));
+        Assert.True(ConversationKey.TryCompute(Body("a"), true, out _, out var openingA));
+        Assert.True(ConversationKey.TryCompute(Body("b"), true, out _, out var openingB));
+        Assert.Equal(openingA, openingB);
+
+        // A first question beyond the peek cannot be read: no key (the request is keyed by its client).
+        var beyond = new string('s', ConversationKey.PeekBytes);
+        var far = Encoding.UTF8.GetBytes($"{{\"messages\":[{{\"role\":\"system\",\"content\":\"{beyond}\"}},{{\"role\":\"user\",\"content\":\"a\"}}]}}");
+        Assert.False(ConversationKey.TryCompute(far.AsSpan(0, ConversationKey.PeekBytes), complete: false, out _));
     }
 
     private static class JsonOptions
