@@ -32,8 +32,8 @@ internal static class ConversationKey
     /// <summary>
     /// The key of <paramref name="body"/>, the first bytes of a JSON request body (all of it when
     /// <paramref name="complete"/>). False when they do not hold a conversation's opening (not a JSON
-    /// object, no messages or prompt, or the first user message not within the bytes and the content
-    /// peek); the caller then keys by the client as for <c>client_ip</c>.
+    /// object, no messages or prompt, or the first user message not within the bytes); the caller
+    /// then keys by the client as for <c>client_ip</c>.
     /// </summary>
     public static bool TryCompute(ReadOnlySpan<byte> body, bool complete, out ulong key) => TryCompute(body, complete, out key, out _);
 
